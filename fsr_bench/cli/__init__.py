@@ -1,0 +1,30 @@
+"""The ``fsr-bench`` command line: one module per subcommand, heavy imports inside the commands.
+
+Precedence everywhere: command-line options > protocol YAML > built-in defaults.
+"""
+from __future__ import annotations
+
+import typer
+
+from fsr_bench.cli import list_cmd, report_cmd, run_cmd, sr_cmd, train_cmd
+
+app = typer.Typer(
+    name="fsr-bench",
+    help="Face super-resolution benchmark: reconstruction fidelity and surveillance recognisability.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(list_cmd.app, name="list")
+app.command("sr")(sr_cmd.sr)
+app.command("run")(run_cmd.run)
+app.command("report")(report_cmd.report)
+app.command("train")(train_cmd.train)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

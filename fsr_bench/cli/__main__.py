@@ -1,0 +1,3 @@
+from fsr_bench.cli import main
+
+main()

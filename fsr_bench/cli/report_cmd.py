@@ -1,0 +1,11 @@
+"""``fsr-bench report``: see the issue tracker; filled in by its own issue."""
+from __future__ import annotations
+
+import typer
+
+from fsr_bench.cli._common import fail
+
+
+def report(ctx: typer.Context) -> None:
+    """(not implemented yet)"""
+    raise fail("`fsr-bench report` is not implemented yet", code=3)

@@ -1,0 +1,122 @@
+"""Super-resolver registry: ``register_model``, ``create_model``, ``list_models``.
+
+A builder is a function ``name(**overrides) -> SuperResolver`` decorated with ``@register_model``.
+Built-in models live in ``fsr_bench.models``; the paper's baselines in the top-level ``baselines``
+package register through the entry-point group ``fsr_bench.models`` exactly as a third-party
+plug-in would (see ``pyproject.toml``)::
+
+    [project.entry-points."fsr_bench.models"]
+    my_model = "my_package.my_model"      # importing the module runs its @register_model
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from fsr_bench.models.base import ModelInfo, SuperResolver
+from fsr_bench.registry import Registry, RegistryError
+
+ENTRY_POINT_GROUP = "fsr_bench.models"
+
+MODELS: Registry[Callable[..., SuperResolver]] = Registry(
+    kind="model",
+    entry_point_group=ENTRY_POINT_GROUP,
+    builtin_modules=("fsr_bench.models.interpolate", "fsr_bench.models.tanet"),
+)
+
+
+def register_model(
+    fn: Callable[..., SuperResolver] | None = None,
+    *,
+    name: str | None = None,
+    tiny: dict[str, Any] | None = None,
+):
+    """Register a builder: bare ``@register_model`` or ``@register_model(tiny={...})``.
+
+    ``tiny``: config overrides giving a small instance of the same architecture (e.g. fewer
+    blocks) that the registry-wide tests use, so any registered model is tested for free.
+    """
+    if fn is not None:
+        return MODELS.register(name, tiny)(fn)
+    return MODELS.register(name, tiny)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern`` (e.g. ``"tanet*"``)."""
+    return MODELS.names(pattern)
+
+
+def create_model(
+    name: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    **overrides: Any,
+) -> SuperResolver:
+    """Build a registered model, optionally loading weights.
+
+    * ``create_model("tanet_x4")`` – architecture with its registered defaults, random init;
+    * ``create_model(checkpoint="best.pt")`` – rebuild the exact architecture the checkpoint
+      records (model name + config), then load its weights with strict keys;
+    * ``create_model("srfbn_x4", checkpoint="upstream.pth")`` – a bare state_dict (e.g. upstream
+      release), mapped by the model's ``convert_state_dict``.
+
+    ``overrides`` are config fields (e.g. ``num_blocks=2``) applied over the defaults, or over the
+    checkpoint's config.
+    """
+    from fsr_bench.models.checkpoint import CheckpointError, load_state_dict_strict, read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
+    ckpt_name = ckpt.get("model") if ckpt else None
+    if name is None:
+        if ckpt_name is None:
+            raise CheckpointError(
+                "create_model needs a model name, or a checkpoint saved by fsr-bench that records one"
+                + (f" ({checkpoint} is a bare state_dict: pass the model name too)" if ckpt else "")
+            )
+        name = ckpt_name
+    elif ckpt_name is not None and ckpt_name != name:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} was saved for model {ckpt_name!r}, not {name!r}; "
+            f"drop the model name or use --model {ckpt_name}"
+        )
+    entry = MODELS.get(name)
+    config = dict(ckpt.get("config") or {}) if ckpt else {}
+    config.update(overrides)
+    try:
+        model = entry.builder(**config)
+    except TypeError as exc:
+        raise TypeError(f"cannot build {name!r} with config {config}: {exc}") from exc
+    if not isinstance(model, SuperResolver):
+        raise TypeError(f"builder {name!r} returned {type(model).__name__}, not a SuperResolver")
+    if "scale" in config and model.scale != int(config["scale"]):
+        raise ValueError(f"{name!r} built a x{model.scale} model although scale={config['scale']} was asked")
+    model.name = name
+    if ckpt is not None:
+        load_state_dict_strict(model, ckpt["state_dict"], source=str(checkpoint))
+        model.checkpoint_path = str(Path(checkpoint).resolve())
+    return model
+
+
+def model_summary(name: str) -> dict[str, Any]:
+    """One row of ``fsr-bench list models``: name, scale, parameters, paper."""
+    model = create_model(name)
+    return {
+        "name": name,
+        "scale": model.scale,
+        "params": model.num_parameters(),
+        "paper": model.info.paper,
+        "input": model.info.input_convention,
+        "source": MODELS.get(name).source,
+    }
+
+
+__all__ = [
+    "MODELS",
+    "ModelInfo",
+    "RegistryError",
+    "SuperResolver",
+    "create_model",
+    "list_models",
+    "model_summary",
+    "register_model",
+]

@@ -1,0 +1,133 @@
+"""Checkpoints that rebuild their own architecture.
+
+A checkpoint is a plain dict saved with ``torch.save`` and read back with ``weights_only=True``
+(no pickled code runs on load)::
+
+    {"format": "fsr-bench", "version": 1, "model": "tanet_x4", "config": {...},
+     "state_dict": {...}, "meta": {...}}   # trainer adds optimizer / scheduler / rng / epoch
+
+``create_model(checkpoint=path)`` reads ``model`` and ``config`` and rebuilds the exact architecture,
+then loads with strict keys. A bare ``state_dict`` (e.g. an upstream release) is accepted when the
+model name is given; the model's ``convert_state_dict`` maps foreign keys.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "fsr-bench"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: never a half checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(model, path: str | os.PathLike, **extra: Any) -> Path:
+    """Save ``model`` (a registered SuperResolver) with its name and config, atomically."""
+    if not getattr(model, "name", ""):
+        raise CheckpointError(
+            "the model has no registered name; build it with fsr_bench.create_model(...) so its "
+            "checkpoint can rebuild the architecture"
+        )
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.name,
+        "config": model.config_dict(),
+        "state_dict": state,
+        **extra,
+    }
+    atomic_torch_save(payload, path)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict safely; a bare state_dict comes back as ``{"state_dict": ...}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return {"state_dict": load_file(str(path))}
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}. fsr-bench loads with "
+            "weights_only=True; re-save foreign checkpoints as a plain state_dict of tensors."
+        ) from exc
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return obj
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"state_dict": obj}
+    if isinstance(obj, dict):  # common upstream wrappers: {"state_dict": ...}, {"model": ...}
+        for key in ("state_dict", "model", "params", "net", "generator"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(
+                isinstance(v, torch.Tensor) for v in inner.values()
+            ):
+                return {"state_dict": inner}
+    raise CheckpointError(
+        f"{path} is neither an fsr-bench checkpoint nor a state_dict of tensors "
+        f"(top-level keys: {sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__})"
+    )
+
+
+def load_state_dict_strict(model, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load with an error that says what is missing, unexpected or mis-shaped."""
+    state_dict = model.convert_state_dict(dict(state_dict))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shape = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state_dict)
+        if tuple(own[k].shape) != tuple(state_dict[k].shape)
+    )
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[:5]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:5]})")
+        if shape:
+            parts.append(f"{len(shape)} shape mismatches (e.g. {shape[:3]})")
+        raise CheckpointError(
+            f"checkpoint {source} does not fit model {model.name or type(model).__name__}: "
+            + "; ".join(parts)
+            + ". Is it a checkpoint of another model or config?"
+        )
+    model.load_state_dict(state_dict, strict=True)
