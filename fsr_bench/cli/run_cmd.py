@@ -1,11 +1,44 @@
-"""``fsr-bench run``: see the issue tracker; filled in by its own issue."""
+"""``fsr-bench run PROTOCOL.yaml``: run a benchmark protocol end to end."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 from fsr_bench.cli._common import fail
 
 
-def run(ctx: typer.Context) -> None:
-    """(not implemented yet)"""
-    raise fail("`fsr-bench run` is not implemented yet", code=3)
+def run(
+    protocol: Path = typer.Argument(..., help="protocol YAML, e.g. protocols/quickstart.yaml"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: runs/<protocol name>)"),
+    set_: List[str] = typer.Option([], "--set", help="override any protocol key: --set run.batch_size=4 (repeatable)"),
+    force: bool = typer.Option(False, "--force", help="recompute models whose finished results would be reused"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Run every model of a protocol; write summary.csv, per_image.csv, results.json and a report.
+
+    Precedence: --set > the YAML file > defaults. A rerun reuses models whose results are finished.
+    """
+    from fsr_bench.protocol import ProtocolError, load_protocol
+
+    try:
+        proto = load_protocol(protocol, overrides=set_)
+    except ProtocolError as exc:
+        raise fail(str(exc))
+    out_dir = out or Path("runs") / proto.name
+    from fsr_bench.runner import run_protocol
+
+    try:
+        results = run_protocol(proto, out_dir, progress=not quiet, log=typer.echo, force=force)
+    except ProtocolError as exc:
+        raise fail(str(exc))
+    typer.echo(f"\nresults: {out_dir}/summary.csv, {out_dir}/results.json")
+    if proto.run.report:
+        from fsr_bench.reporting.report import write_report
+        from fsr_bench.reporting.tables import tables_for_terminal
+
+        report = write_report([out_dir], out_dir / "report")
+        typer.echo(tables_for_terminal([out_dir]))
+        typer.echo(f"report: {report}")
+    del results

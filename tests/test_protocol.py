@@ -1,0 +1,76 @@
+"""Protocol schema: unknown keys are located errors, precedence is CLI > YAML > defaults."""
+from __future__ import annotations
+
+import pytest
+
+from fsr_bench.protocol import ProtocolError, load_protocol, load_protocol_dict
+
+BASE = {
+    "name": "t",
+    "data": {"dataset": {"type": "package_faces", "hr_size": 64}, "degradation": {"type": "bicubic", "scale": 4}},
+    "models": [{"name": "bicubic_x4"}],
+    "run": {"batch_size": 2},
+}
+
+
+def test_defaults_and_yaml_values():
+    p = load_protocol_dict(BASE)
+    assert p.run.batch_size == 2  # YAML over default 8
+    assert p.run.seed == 0 and p.metrics.y_channel is True and p.metrics.crop_border is None
+
+
+def test_set_beats_yaml_and_types_values():
+    p = load_protocol_dict(BASE, ["run.batch_size=5", "metrics.y_channel=false", "models.0.label=B"])
+    assert p.run.batch_size == 5 and p.metrics.y_channel is False and p.models[0].label == "B"
+
+
+def test_set_appends_a_model():
+    p = load_protocol_dict(BASE, ["models.1.name=bicubic_x4", "models.1.label=second"])
+    assert [m.display for m in p.models] == ["bicubic_x4", "second"]
+
+
+@pytest.mark.parametrize("override,where", [
+    ("models.0.chekpoint=x.pt", "models.0.chekpoint"),
+    ("run.batchsize=3", "run.batchsize"),
+    ("typo=1", "typo"),
+])
+def test_unknown_keys_are_located_errors(override, where):
+    with pytest.raises(ProtocolError, match=rf"{where}: unknown key"):
+        load_protocol_dict(BASE, [override])
+
+
+def test_bad_value_names_key():
+    with pytest.raises(ProtocolError, match="run.batch_size"):
+        load_protocol_dict(BASE, ["run.batch_size=0"])
+
+
+def test_duplicate_labels_rejected():
+    with pytest.raises(ProtocolError, match="distinct `label`"):
+        load_protocol_dict(BASE, ["models.1.name=bicubic_x4"])
+
+
+def test_env_expansion(monkeypatch):
+    doc = {**BASE, "description": "${FSR_TEST_VAR}"}
+    monkeypatch.setenv("FSR_TEST_VAR", "hello")
+    assert load_protocol_dict(doc).description == "hello"
+    monkeypatch.delenv("FSR_TEST_VAR")
+    with pytest.raises(ProtocolError, match="FSR_TEST_VAR is not set"):
+        load_protocol_dict(doc)
+    assert load_protocol_dict({**BASE, "description": "${FSR_TEST_VAR:-dflt}"}).description == "dflt"
+
+
+def test_missing_file_lists_available(tmp_path):
+    with pytest.raises(ProtocolError, match="not found"):
+        load_protocol(tmp_path / "nope.yaml")
+
+
+def test_bundled_protocols_validate():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "protocols"
+    for path in sorted(root.glob("*.yaml")):
+        if path.name.startswith("train_"):
+            continue  # training configs have their own schema (fsr_bench.train.config)
+        proto = load_protocol(path) if "${" not in path.read_text() else None
+        if proto is not None:
+            assert proto.name

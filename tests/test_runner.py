@@ -1,0 +1,74 @@
+"""`fsr-bench run` on the embedded quickstart data: outputs, provenance, reuse, refusals."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from fsr_bench.models import MODELS, create_model
+from fsr_bench.models.checkpoint import save_checkpoint
+from fsr_bench.protocol import ProtocolError, load_protocol, load_protocol_dict
+from fsr_bench.runner import run_protocol
+
+SMALL = ["data.dataset.hr_size=64", "run.report=false", "run.flops=false"]
+
+
+def quiet(msg: str) -> None:
+    pass
+
+
+def test_quickstart_outputs(tmp_path):
+    proto = load_protocol("protocols/quickstart.yaml", SMALL)
+    results = run_protocol(proto, tmp_path, progress=False, log=quiet)
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert [r["label"] for r in rows] == [m.display for m in proto.models]
+    assert set(rows[0]) >= {"model", "scale", "psnr", "ssim", "lpips", "mps"}
+    by = {r["label"]: float(r["psnr"]) for r in rows}
+    assert by["Bicubic (MATLAB a=-0.5)"] > by["Nearest"]  # interpolation order is a known fact
+    per_image = list(csv.DictReader(open(tmp_path / "per_image.csv")))
+    assert len(per_image) == 2 * len(rows)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["protocol_hash"] == proto.hash()
+    assert saved["conventions"]["metrics"]["crop_border"] == 4  # null -> the scale
+    assert saved["conventions"]["degradation"]["scale"] == 4
+    assert {"versions", "git", "device"} <= set(saved["provenance"])
+    assert (tmp_path / "samples" / "astronaut" / "lr.png").is_file()
+    assert results["models"][0]["n_images"] == 2
+
+
+def test_rerun_reuses_finished_models_and_adds_only_new_ones(tmp_path):
+    proto = load_protocol("protocols/quickstart.yaml", SMALL + ["models=[{name: bicubic_x4}]"])
+    run_protocol(proto, tmp_path, progress=False, log=quiet)
+    first = (tmp_path / "models" / "bicubic_x4" / "result.json").stat().st_mtime_ns
+    logs: list[str] = []
+    more = load_protocol("protocols/quickstart.yaml", SMALL + [
+        "models=[{name: bicubic_x4}, {name: bicubic_x4, label: nn, overrides: {kernel: nearest}}]"])
+    run_protocol(more, tmp_path, progress=False, log=logs.append)
+    assert any("bicubic_x4: reusing" in m for m in logs)
+    assert not any("nn: reusing" in m for m in logs)
+    assert (tmp_path / "models" / "bicubic_x4" / "result.json").stat().st_mtime_ns == first
+    assert len(list(csv.DictReader(open(tmp_path / "summary.csv")))) == 2
+
+
+def test_learned_model_without_checkpoint_is_refused(tmp_path):
+    proto = load_protocol("protocols/quickstart.yaml", SMALL + ["models=[{name: tanet_x4}]"])
+    with pytest.raises(ProtocolError, match="random weights are never benchmarked"):
+        run_protocol(proto, tmp_path, progress=False, log=quiet)
+
+
+def test_scale_mismatch_is_refused(tmp_path):
+    proto = load_protocol("protocols/quickstart.yaml", SMALL + ["models=[{name: bicubic_x8}]"])
+    with pytest.raises(ProtocolError, match="x8 but the degradation is x4"):
+        run_protocol(proto, tmp_path, progress=False, log=quiet)
+
+
+def test_checkpoint_sha_recorded(tmp_path):
+    model = create_model("tanet_x4", **MODELS.get("tanet_x4").tiny)
+    ckpt = save_checkpoint(model, tmp_path / "tiny.pt")
+    proto = load_protocol("protocols/quickstart.yaml", SMALL + [f"models=[{{name: tanet_x4, checkpoint: {ckpt}}}]"])
+    results = run_protocol(proto, tmp_path / "run", progress=False, log=quiet)
+    from fsr_bench.models.checkpoint import sha256_file
+
+    assert results["models"][0]["checkpoint_sha256"] == sha256_file(ckpt)
+    assert results["models"][0]["params"] == model.num_parameters()
