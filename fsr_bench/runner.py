@@ -116,15 +116,19 @@ def batches(dataset, indices: list[int], batch_size: int) -> Iterator[list[dict]
 
 
 class Scorer:
-    """PSNR/SSIM (and LPIPS when available) under one set of explicit conventions."""
+    """PSNR/SSIM (and LPIPS when available) under one :class:`MetricConventions`."""
 
     def __init__(self, protocol: ReconstructionProtocol, scale: int, device: str, log: Log):
-        from fsr_bench.metrics import functional as fm
+        from fsr_bench.metrics.functional import MetricConventions
 
-        self.fm = fm
         m = protocol.metrics
-        self.crop = scale if m.crop_border is None else m.crop_border
-        self.y, self.quantize = m.y_channel, m.quantize
+        self.conv = MetricConventions(
+            y_channel=m.y_channel,
+            crop_border=scale if m.crop_border is None else m.crop_border,
+            quantize=m.quantize,
+            lpips_net=m.lpips_net,
+            lpips_version=m.lpips_version,
+        )
         self.lpips = None
         self.lpips_unavailable: str | None = None if m.lpips else "disabled in the protocol (metrics.lpips: false)"
         if m.lpips:
@@ -135,26 +139,13 @@ class Scorer:
             except MetricUnavailable as exc:
                 self.lpips_unavailable = str(exc)
                 log(f"LPIPS unavailable — LPIPS and MPS will be reported as n/a.\n  {exc}")
-        self.conventions = {
-            "y_channel": self.y,
-            "color_space": "Y (ITU-R BT.601, 16-235, MATLAB rgb2ycbcr)" if self.y else "RGB",
-            "crop_border": self.crop,
-            "quantize": "8-bit (round half up) before scoring" if self.quantize else "none (float)",
-            "psnr": "mean of per-image PSNR, data range 255, float64",
-            "ssim": "Wang et al. 2004, gaussian 11x11 sigma 1.5, K1=0.01 K2=0.03, L=255, float64",
-            "lpips_net": m.lpips_net if m.lpips else None,
-            "lpips_version": m.lpips_version if m.lpips else None,
-            "lpips_input": "RGB in [-1, 1], no border crop" if m.lpips else None,
-            "mps": "0.5 * (SSIM + 1 - LPIPS) (TANet eq. 18)",
-        }
+        self.conventions = {**self.conv.describe(), "lpips": m.lpips,
+                            "lpips_unavailable": self.lpips_unavailable}
 
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = {
-            "psnr": self.fm.psnr(sr, hr, crop_border=self.crop, y_channel=self.y, quantize=self.quantize),
-            "ssim": self.fm.ssim(sr, hr, crop_border=self.crop, y_channel=self.y, quantize=self.quantize),
-        }
+        out = {"psnr": self.conv.psnr(sr, hr), "ssim": self.conv.ssim(sr, hr)}
         if self.lpips is not None:
-            out["lpips"] = self.lpips(sr, hr, quantize=self.quantize)
+            out["lpips"] = self.lpips(sr, hr, quantize=self.conv.quantize)
         return out
 
 

@@ -23,14 +23,15 @@ Conventions (all deliberate, all tested in ``tests/test_io.py``):
 References: Pillow handbook, "Image file formats" and "Concepts: modes"
 (https://pillow.readthedocs.io/en/stable/handbook/concepts.html#modes); MATLAB ``im2uint8``.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -142,14 +143,16 @@ def _to_rgb_float(img: Image.Image, path: Path) -> np.ndarray:
         values = np.asarray(img)
         if values.size and (values.min() < 0 or values.max() > 65535):
             raise ImageReadError(
-                path, "32-bit integer pixels outside 0..65535 (only 8- and 16-bit images are"
-                " supported; convert it to a 16-bit PNG)"
+                path,
+                "32-bit integer pixels outside 0..65535 (only 8- and 16-bit images are"
+                " supported; convert it to a 16-bit PNG)",
             )
         gray = values.astype(np.float32) / 65535.0
         return np.repeat(gray[:, :, None], 3, axis=2)
     if img.mode == "F":
         raise ImageReadError(
-            path, "32-bit float images have no agreed value range; convert it to an 8- or 16-bit PNG"
+            path,
+            "32-bit float images have no agreed value range; convert it to an 8- or 16-bit PNG",
         )
     has_alpha = "A" in img.getbands() or "a" in img.getbands()
     if img.mode == "P" and "transparency" in img.info:

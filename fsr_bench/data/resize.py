@@ -27,11 +27,13 @@ uint8 *between* the two 1-D passes; a float pipeline does not (differences ≤ 1
 The implementation gathers the (few) contributing input pixels per output pixel with precomputed
 index/weight tables — no Python loop over pixels, differentiable, any device.
 """
+
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -56,7 +58,7 @@ ScaleArg = float | int | tuple[float, float]
 SizeArg = tuple[int, int]
 
 
-def cubic(x: torch.Tensor | np.ndarray):
+def cubic(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     """Keys' cubic convolution kernel with a = -0.5 (MATLAB ``imresize``'s ``cubic``)."""
     ax = abs(x)
     ax2 = ax * ax
@@ -66,14 +68,10 @@ def cubic(x: torch.Tensor | np.ndarray):
     return near + far
 
 
-@lru_cache(maxsize=256)
 def _contributions(
     in_length: int, out_length: int, scale: float, antialias: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """MATLAB's ``contributions``: weights (out, taps) float64, 0-based indices (out, taps).
-
-    Cached because a benchmark resizes thousands of same-sized images. Arrays are read-only.
-    """
+    """MATLAB's ``contributions``: weights (out, taps) float64, 0-based indices (out, taps)."""
     width = 4.0
     if scale < 1 and antialias:
         kernel = lambda t: scale * cubic(scale * t)  # noqa: E731 - mirrors MATLAB's h = @(x) ...
@@ -90,17 +88,25 @@ def _contributions(
     mirror = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])  # 0-based
     indices = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_length)]
     keep = np.any(weights != 0, axis=0)  # MATLAB drops all-zero tap columns
-    weights, indices = weights[:, keep], indices[:, keep]
-    weights.flags.writeable = False
-    indices.flags.writeable = False
-    return weights, indices
+    return weights[:, keep], indices[:, keep]
 
 
-def _resize_last_dim(x: torch.Tensor, out_length: int, scale: float, antialias: bool) -> torch.Tensor:
+@lru_cache(maxsize=256)
+def _tables(
+    in_length: int, out_length: int, scale: float, antialias: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_contributions`` as CPU tensors; cached, as benchmarks resize many same-size images."""
+    weights, indices = _contributions(in_length, out_length, scale, antialias)
+    return torch.from_numpy(weights), torch.from_numpy(indices)
+
+
+def _resize_last_dim(
+    x: torch.Tensor, out_length: int, scale: float, antialias: bool
+) -> torch.Tensor:
     """Resize along the last dimension: gather the taps, weight, sum."""
-    weights, indices = _contributions(x.shape[-1], out_length, scale, antialias)
-    idx = torch.as_tensor(indices, device=x.device)  # (out, taps)
-    w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)  # (out, taps)
+    weights, indices = _tables(x.shape[-1], out_length, scale, antialias)
+    idx = indices.to(x.device)  # (out, taps)
+    w = weights.to(dtype=x.dtype, device=x.device)  # (out, taps)
     gathered = x[..., idx]  # (..., out, taps)
     return (gathered * w).sum(dim=-1)  # (..., out)
 
@@ -120,7 +126,7 @@ def output_size(
             raise ValueError(f"size must be (H, W) with positive integers, got {size!r}")
         out_h, out_w = int(size[0]), int(size[1])
         return (out_h, out_w), (out_h / in_h, out_w / in_w)
-    sh, sw = (scale, scale) if isinstance(scale, (int, float)) else scale  # type: ignore[misc]
+    sh, sw = (scale, scale) if isinstance(scale, numbers.Real) else scale  # type: ignore[misc]
     sh, sw = float(sh), float(sw)
     if not (sh > 0 and sw > 0 and math.isfinite(sh) and math.isfinite(sw)):
         raise ValueError(f"scale must be positive and finite, got {scale!r}")
@@ -174,15 +180,18 @@ def resize(
     """
     if kernel not in KERNELS:
         raise ValueError(f"unknown resize kernel {kernel!r}; valid kernels: {', '.join(KERNELS)}")
-    if isinstance(size_or_scale, (int, float)):
-        scale, size = size_or_scale, None
-    elif isinstance(size_or_scale, Sequence) and len(size_or_scale) == 2 and all(
-        isinstance(v, int) for v in size_or_scale
+    if isinstance(size_or_scale, numbers.Real):
+        scale, size = float(size_or_scale), None
+    elif (
+        isinstance(size_or_scale, Sequence)
+        and len(size_or_scale) == 2
+        and all(isinstance(v, numbers.Integral) for v in size_or_scale)
     ):
         scale, size = None, (int(size_or_scale[0]), int(size_or_scale[1]))
     else:
         raise ValueError(
-            f"size_or_scale must be a number (scale) or a pair of ints (H, W); got {size_or_scale!r}"
+            "size_or_scale must be a number (scale) or a pair of ints (H, W);"
+            f" got {size_or_scale!r}"
         )
     if kernel == "matlab_bicubic":
         return imresize(x, scale=scale, size=size)
@@ -192,7 +201,9 @@ def resize(
     lead = x.shape[:-2]
     x4 = x.reshape(-1, 1, x.shape[-2], x.shape[-1])  # interpolate needs (N, C, H, W)
     if kernel == "pil_bicubic":
-        y = F.interpolate(x4, size=(out_h, out_w), mode="bicubic", align_corners=False, antialias=True)
+        y = F.interpolate(
+            x4, size=(out_h, out_w), mode="bicubic", align_corners=False, antialias=True
+        )
     elif kernel == "torch_bicubic":
         y = F.interpolate(x4, size=(out_h, out_w), mode="bicubic", align_corners=False)
     elif kernel == "bilinear":

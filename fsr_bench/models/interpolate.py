@@ -1,10 +1,9 @@
 """Interpolation floors: no weights, the lower bound every learned model must beat.
 
 ``bicubic_x{4,8}`` upsample with the cubic convolution kernel a = -0.5 (Keys 1981), the kernel of
-MATLAB ``imresize`` — upsampling needs no antialiasing, so this equals MATLAB's bicubic upscale up
-to border handling (MATLAB replicates the border; so do we, via ``align_corners=False`` and edge
-clamping in PyTorch). Note that PyTorch's own ``bicubic`` uses a = -0.75; we therefore use the
-MATLAB-compatible resize from ``fsr_bench.data.resize`` (shared with the degradations).
+MATLAB ``imresize``, through the MATLAB-compatible resize in ``fsr_bench.data.resize`` (shared with
+the degradations; mirrored borders as current MATLAB). PyTorch's own ``bicubic`` uses a = -0.75 and
+differs measurably; it stays selectable as ``kernel="torch_bicubic"`` for comparison.
 """
 from __future__ import annotations
 

@@ -1,0 +1,388 @@
+"""Recognition sets from any ``root/<identity>/<image>`` folder: one gallery face per identity, the
+other images become surveillance-like probes through a named, seeded degradation.
+
+Why this exists: SCface (the TANet paper's recognition test set) is licensed and cannot be
+downloaded freely, so anyone without it can still run the same protocol — detector, recogniser,
+metrics, references — on LFW or any identity-folder set, with the LR probes made to look like the
+paper's ``21×28`` surveillance faces.
+
+Shared vocabulary of both recognition adapters (this module and :mod:`fsr_bench.data.scface`):
+
+* :class:`GalleryItem` — one enrolment image per subject (the HD face);
+* :class:`ProbeItem` — one probe image with its subject, distance and camera labels (identity
+  folders have neither, both are ``"all"``); ``index`` is its position in the full probe list and
+  seeds its degradation, so a probe's LR never depends on batching or on ``run.limit``;
+* :class:`ProbeImages` — what :meth:`read_probe` returns: ``hr`` (the probe at the highest
+  resolution the dataset has — the "HR probes" reference) and ``lr`` (the LR probe given to the
+  super-resolvers and to the "LR image" reference).
+
+Probe degradation (:class:`FaceProbeDegradation`), in order:
+
+1. centre crop ``crop = (H, W)`` source pixels — the face region (``None``: the largest centre
+   crop with the LR aspect ratio). For LFW deep-funneled (250×250) MTCNN face boxes are ≈125 px
+   tall and centred, so ``crop: [160, 120]`` keeps the face at ≈80 % of the crop height;
+2. MATLAB-bicubic resize of that crop to ``lr_size × scale`` (the size of the SR output, e.g.
+   224×168 for ×8), rounded to 8 bits — the "HR face" the LR is made from;
+3. any :mod:`fsr_bench.data.degradations` degradation with that ``scale`` (``bicubic`` or
+   ``surveillance`` = blur, noise, JPEG), seeded by ``(run.seed, probe index)`` → LR of ``lr_size``.
+
+The preset ``tanet_21x28_x8`` (the default) is the paper's setting: ``lr_size = (28, 21)`` (H, W),
+MATLAB-bicubic ×8 downscaling, so ×8 SR returns 224×168 images to the detector.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+from fsr_bench.data.io import FsrBenchDataError, list_images, read_image, read_list_file, to_uint8
+
+__all__ = [
+    "PROBE_PRESETS",
+    "FaceProbeDegradation",
+    "GalleryItem",
+    "IdentityFolderSet",
+    "ProbeImages",
+    "ProbeItem",
+    "RecognitionSet",
+    "build_probe_degradation",
+    "quantize",
+]
+
+#: Named probe degradations. ``tanet_21x28_x8``: the TANet paper's SCface setting (21×28 LR face,
+#: ×8 super-resolution to 168×224).
+PROBE_PRESETS: dict[str, dict[str, Any]] = {
+    "tanet_21x28_x8": {"lr_size": (28, 21), "degradation": {"type": "bicubic", "scale": 8}},
+}
+
+
+# -- shared recognition-set vocabulary -------------------------------------------------------------
+@dataclass(frozen=True)
+class GalleryItem:
+    """The enrolment image of one subject."""
+
+    subject: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class ProbeItem:
+    """One probe. ``name`` is unique within the set (used in per_probe.csv and sample folders)."""
+
+    name: str
+    subject: str
+    path: Path
+    index: int  # position in the full probe list; seeds the degradation
+    distance: str = "all"  # "d1" | "d2" | "d3" for SCface
+    camera: str = "all"  # "cam1" … for SCface
+
+
+@dataclass
+class ProbeImages:
+    """A probe read from disk: ``hr`` for the "HR probes" reference, ``lr`` for SR and "LR image".
+
+    ``lr`` is ``None`` when the probe could not be made (an SCface full frame where no face was
+    found for cropping and ``on_failure: undetected``); such a probe counts as not detected in
+    every row, never dropped.
+    """
+
+    hr: torch.Tensor | None  # (3, H, W) float [0, 1]
+    lr: torch.Tensor | None  # (3, h, w) float [0, 1], 8-bit values
+
+
+@runtime_checkable
+class RecognitionSet(Protocol):
+    """What :func:`fsr_bench.face.runner.run_recognition` needs from a dataset adapter."""
+
+    name: str
+    scale: int  # the SR factor the set's LR probes are made for
+
+    @property
+    def gallery(self) -> list[GalleryItem]: ...
+
+    @property
+    def probes(self) -> list[ProbeItem]: ...
+
+    def read_gallery(self, item: GalleryItem) -> torch.Tensor: ...
+
+    def read_probe(self, item: ProbeItem, seed: int = 0) -> ProbeImages: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def describe_degradation(self) -> dict[str, Any] | None: ...
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """The 8-bit round trip of a saved PNG (fsr_bench's single convention, ``to_uint8``)."""
+    return to_uint8(x).to(torch.float32) / 255.0
+
+
+def _size(value: Any, key: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise FsrBenchDataError(f"{key} must be [H, W] with positive integers, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+# -- the probe degradation -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FaceProbeDegradation:
+    """Face region → HR face at the SR output size → named degradation → LR of ``lr_size``.
+
+    See the module docstring. ``degradation`` is a built :mod:`fsr_bench.data.degradations`
+    object whose ``scale`` is the SR factor.
+    """
+
+    lr_size: tuple[int, int]
+    degradation: Any
+    crop: tuple[int, int] | None = None
+    preset: str | None = None
+
+    @property
+    def scale(self) -> int:
+        return int(self.degradation.scale)
+
+    @property
+    def hr_face_size(self) -> tuple[int, int]:
+        return self.lr_size[0] * self.scale, self.lr_size[1] * self.scale
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": "face_probe",
+            "preset": self.preset,
+            "crop": list(self.crop) if self.crop else None,
+            "crop_rule": "centre crop (H, W) of the source image" if self.crop
+            else "largest centre crop with the LR aspect ratio",
+            "lr_size": list(self.lr_size),
+            "hr_face_size": list(self.hr_face_size),
+            "hr_face_resize": "MATLAB bicubic (antialiased), 8-bit rounding",
+            "scale": self.scale,
+            "degradation": self.degradation.describe(),
+        }
+
+    def _crop_box(self, h: int, w: int, source: str) -> tuple[int, int, int, int]:
+        if self.crop is not None:
+            ch, cw = self.crop
+            if ch > h or cw > w:
+                raise FsrBenchDataError(
+                    f"{source}: image is {h}x{w} (HxW) but probe_degradation.crop is {ch}x{cw}; "
+                    "use a smaller crop (or null for the largest centre crop)"
+                )
+        else:
+            lh, lw = self.lr_size
+            ch, cw = (h, max(1, round(h * lw / lh))) if h * lw <= w * lh else (max(1, round(w * lh / lw)), w)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return top, left, ch, cw
+
+    def __call__(self, image: torch.Tensor, index: int, seed: int, source: str = "image"
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(3, H, W)`` source → (HR face ``(3, lr_h·s, lr_w·s)``, LR ``(3, lr_h, lr_w)``)."""
+        from fsr_bench.data.resize import imresize
+
+        top, left, ch, cw = self._crop_box(int(image.shape[-2]), int(image.shape[-1]), source)
+        face = image[:, top : top + ch, left : left + cw]
+        hr_face = quantize(imresize(face, size=self.hr_face_size))  # (3, lr_h*s, lr_w*s)
+        lr = self.degradation(hr_face, index=index, seed=seed)  # (3, lr_h, lr_w)
+        if tuple(lr.shape[-2:]) != self.lr_size:  # a degradation with another scale slipped in
+            raise FsrBenchDataError(
+                f"probe degradation produced {tuple(lr.shape[-2:])}, expected lr_size {self.lr_size}"
+            )
+        return hr_face, lr
+
+
+def build_probe_degradation(spec: Mapping[str, Any] | FaceProbeDegradation | None) -> FaceProbeDegradation:
+    """Build from ``{preset, crop, lr_size, degradation}``; unset keys come from the preset.
+
+    ``None`` or ``{}`` is the default preset ``tanet_21x28_x8``. ``preset: null`` requires both
+    ``lr_size`` and ``degradation``.
+    """
+    from fsr_bench.data.degradations import build_degradation
+
+    if isinstance(spec, FaceProbeDegradation):
+        return spec
+    spec = dict(spec or {})
+    unknown = sorted(set(spec) - {"preset", "crop", "lr_size", "degradation"})
+    if unknown:
+        raise FsrBenchDataError(
+            f"probe_degradation: unknown key(s) {', '.join(unknown)}; valid: preset, crop, lr_size, "
+            "degradation"
+        )
+    preset = spec.get("preset", "tanet_21x28_x8")
+    base: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PROBE_PRESETS:
+            raise FsrBenchDataError(
+                f"probe_degradation.preset {preset!r} is unknown; valid: {', '.join(PROBE_PRESETS)} "
+                "(or null with explicit lr_size and degradation)"
+            )
+        base = dict(PROBE_PRESETS[preset])
+    lr_size = _size(spec.get("lr_size") or base.get("lr_size"), "probe_degradation.lr_size")
+    deg_spec = spec.get("degradation") or base.get("degradation")
+    if lr_size is None or deg_spec is None:
+        raise FsrBenchDataError(
+            "probe_degradation needs lr_size and degradation (or a preset such as tanet_21x28_x8)"
+        )
+    return FaceProbeDegradation(
+        lr_size=lr_size,
+        degradation=build_degradation(deg_spec),
+        crop=_size(spec.get("crop"), "probe_degradation.crop"),
+        preset=preset,
+    )
+
+
+# -- the adapter -----------------------------------------------------------------------------------
+@dataclass
+class IdentityFolderSet:
+    """Gallery + degraded probes from ``root/<identity>/<image>``.
+
+    Args:
+        root: dataset folder with one sub-folder per identity.
+        list_file: identities (or relative image paths) to use, one per line; default all.
+        gallery_list: relative image paths, one per identity, that enrol it; default the first
+            image of each identity in sorted order.
+        max_identities: use at most this many identities, drawn with ``seed`` (then sorted), so a
+            small development run is still a fair sample rather than the alphabet's first names.
+        max_probes_per_identity: at most this many probes per identity, drawn with ``seed``
+            (LFW's Colin Powell alone has 236 images).
+        seed: seeds both draws; independent of ``run.seed``, which seeds the degradation.
+        probe_degradation: see :func:`build_probe_degradation`.
+        name: dataset name recorded in results (default: the root folder's name).
+
+    Identities with a single image cannot give a probe and are left out (counted in
+    :meth:`describe`).
+    """
+
+    root: str | Path
+    list_file: str | Path | None = None
+    gallery_list: str | Path | None = None
+    max_identities: int | None = None
+    max_probes_per_identity: int | None = None
+    seed: int = 0
+    probe_degradation: Any = None
+    name: str | None = None
+    _gallery: list[GalleryItem] = field(init=False, repr=False)
+    _probes: list[ProbeItem] = field(init=False, repr=False)
+    _n_single: int = field(init=False, repr=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.name = self.name or self.root.name
+        for key in ("max_identities", "max_probes_per_identity"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise FsrBenchDataError(f"{key} must be a positive integer or null, got {value!r}")
+        self.degradation = build_probe_degradation(self.probe_degradation)
+        self.scale = self.degradation.scale
+        by_identity = self._group(list_images(self.root, self.list_file))
+        self._n_single = sum(1 for imgs in by_identity.values() if len(imgs) < 2)
+        eligible = sorted(k for k, imgs in by_identity.items() if len(imgs) >= 2)
+        if not eligible:
+            raise FsrBenchDataError(
+                f"{self.root}: no identity folder holds two or more images, so there is no probe "
+                "to test; the layout must be root/<identity>/<image>"
+            )
+        if self.max_identities is not None and self.max_identities < len(eligible):
+            rng = np.random.default_rng(self.seed)
+            eligible = sorted(rng.choice(eligible, size=self.max_identities, replace=False).tolist())
+        enrol = self._gallery_choice(by_identity, eligible)
+        self._gallery, self._probes = [], []
+        for identity in eligible:
+            g = enrol[identity]
+            self._gallery.append(GalleryItem(identity, g))
+            rest = [p for p in by_identity[identity] if p != g]
+            if self.max_probes_per_identity is not None and len(rest) > self.max_probes_per_identity:
+                rng = np.random.default_rng([self.seed, zlib.crc32(identity.encode())])
+                keep = sorted(rng.choice(len(rest), size=self.max_probes_per_identity, replace=False))
+                rest = [rest[i] for i in keep]
+            for p in rest:
+                rel = p.relative_to(self.root).with_suffix("").as_posix()
+                self._probes.append(ProbeItem(name=rel, subject=identity, path=p, index=len(self._probes)))
+
+    # -- construction helpers ------------------------------------------------------------------
+    def _group(self, images: list[Path]) -> dict[str, list[Path]]:
+        groups: dict[str, list[Path]] = {}
+        flat = []
+        for p in images:
+            parts = p.relative_to(self.root).parts
+            if len(parts) < 2:
+                flat.append(p.name)
+                continue
+            groups.setdefault(parts[0], []).append(p)
+        if flat and not groups:
+            raise FsrBenchDataError(
+                f"{self.root} holds images directly ({', '.join(flat[:3])}, …) but no identity "
+                "sub-folders; the layout must be root/<identity>/<image>"
+            )
+        return {k: sorted(v) for k, v in groups.items()}
+
+    def _gallery_choice(self, by_identity: dict[str, list[Path]], identities: list[str]) -> dict[str, Path]:
+        if self.gallery_list is None:
+            return {i: by_identity[i][0] for i in identities}
+        chosen: dict[str, Path] = {}
+        problems: list[str] = []
+        for entry in read_list_file(self.gallery_list):
+            path = self.root / entry
+            identity = Path(entry).parts[0]
+            if not path.is_file():
+                problems.append(f"{entry} (no such image under {self.root})")
+            elif identity in chosen:
+                problems.append(f"{entry} (a second gallery image for {identity})")
+            else:
+                chosen[identity] = path
+        missing = [i for i in identities if i not in chosen]
+        problems += [f"{i} (no gallery entry)" for i in missing[:20]]
+        if len(missing) > 20:
+            problems.append(f"… and {len(missing) - 20} more identities without a gallery entry")
+        if problems:
+            raise FsrBenchDataError(
+                f"gallery_list {self.gallery_list}: {len(problems)} problem(s):\n  - "
+                + "\n  - ".join(problems)
+                + "\nEach line must be <identity>/<image> relative to the root, one per identity."
+            )
+        return {i: chosen[i] for i in identities}
+
+    # -- RecognitionSet ------------------------------------------------------------------------
+    @property
+    def gallery(self) -> list[GalleryItem]:
+        return list(self._gallery)
+
+    @property
+    def probes(self) -> list[ProbeItem]:
+        return list(self._probes)
+
+    def read_gallery(self, item: GalleryItem) -> torch.Tensor:
+        return read_image(item.path)
+
+    def read_probe(self, item: ProbeItem, seed: int = 0) -> ProbeImages:
+        hr = read_image(item.path)
+        _, lr = self.degradation(hr, index=item.index, seed=seed, source=str(item.path))
+        return ProbeImages(hr=hr, lr=lr)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": "identity_folder",
+            "name": self.name,
+            "root": str(self.root),
+            "list_file": str(self.list_file) if self.list_file else None,
+            "gallery": "gallery_list" if self.gallery_list else "first image of each identity (sorted)",
+            "gallery_list": str(self.gallery_list) if self.gallery_list else None,
+            "n_subjects": len(self._gallery),
+            "n_probes": len(self._probes),
+            "max_identities": self.max_identities,
+            "max_probes_per_identity": self.max_probes_per_identity,
+            "selection_seed": self.seed,
+            "single_image_identities_left_out": self._n_single,
+        }
+
+    def describe_degradation(self) -> dict[str, Any]:
+        return self.degradation.describe()
