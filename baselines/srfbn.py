@@ -7,17 +7,17 @@ Code:  https://github.com/Paper99/SRFBN_CVPR19 (``networks/srfbn_arch.py``, ``ne
 
 Architecture (every fact below is from the upstream files just named)::
 
-    x = sub_mean(255 * lr)                                   # DIV2K RGB mean, [0, 255] range
-    base = bilinear_upsample(x, scale)                       # global residual (F.interpolate, bilinear)
-    f_in = feat_in(conv_in(x))                               # Conv3x3(3 -> 4m) + PReLU, Conv1x1(4m -> m) + PReLU
-    h_0 = f_in                                               # the first step's "last hidden" is f_in itself
-    for t in 1..T:                                           # weights shared across steps
-        h_t = FB(f_in, h_{t-1})                              # feedback block: the hidden state feeds back
-        sr_t = add_mean(base + conv_out(out(h_t)))           # Deconv(m -> m) + PReLU, Conv3x3(m -> 3)
+    x = sub_mean(255 * lr)                      # DIV2K RGB mean, [0, 255] range
+    base = bilinear_upsample(x, scale)          # global residual (F.interpolate, bilinear)
+    f_in = feat_in(conv_in(x))                  # Conv3x3(3 -> 4m) + PReLU, Conv1x1(4m -> m) + PReLU
+    h_0 = f_in                                  # step 1's "last hidden" is f_in itself
+    for t in 1..T:                              # weights shared across steps
+        h_t = FB(f_in, h_{t-1})                 # feedback block: the hidden state feeds back
+        sr_t = add_mean(base + conv_out(out(h_t)))  # Deconv(m -> m) + PReLU, Conv3x3(m -> 3)
 
 The feedback block (FB) concatenates ``[f_in, h_{t-1}]``, compresses it with a 1×1 conv, then runs
-``G`` groups of up-projection (deconv, LR → HR) and down-projection (strided conv, HR → LR) with dense
-connections: group ``g > 0`` first fuses all previous LR (resp. HR) maps with a 1×1 conv
+``G`` groups of up-projection (deconv, LR → HR) and down-projection (strided conv, HR → LR) with
+dense connections: group ``g > 0`` first fuses all previous LR (resp. HR) maps with a 1×1 conv
 (``uptranBlocks`` / ``downtranBlocks``). The LR outputs of all groups are fused by ``compress_out``
 into ``h_t``. Projection (de)conv kernel / stride / padding per scale: ×2 6/2/2, ×3 7/3/2,
 ×4 8/4/2, ×8 12/8/2 — for these the output size is exactly ``scale × input`` for any input size,
@@ -42,8 +42,8 @@ Differences from upstream, and why:
   the module is stateless, so it is safe with DataParallel, ``torch.compile`` and concurrent calls.
 * ``sub_mean`` / ``add_mean`` are buffers, not frozen ``Conv2d`` parameters (same state_dict
   keys ``sub_mean.weight`` …), so every *parameter* of the model is trainable.
-* ``forward`` returns the last step (as upstream's test path ``SR[-1]``); :meth:`SRFBN.forward_steps`
-  returns all T steps for the paper's per-step loss.
+* ``forward`` returns the last step (as upstream's test path ``SR[-1]``);
+  :meth:`SRFBN.forward_steps` returns all T steps for the paper's per-step loss.
 
 Upstream checkpoint key mapping (:meth:`SRFBN.convert_state_dict`): module names here equal
 upstream names (``conv_in.0.weight``, ``block.upBlocks.3.1.weight``, …); upstream saves the
@@ -198,7 +198,7 @@ class SRFBN(SuperResolver):
     def forward_steps(self, lr: torch.Tensor) -> list[torch.Tensor]:
         """All T step outputs ``[(N, 3, s*h, s*w)] * T`` in [0, 1], for the per-step loss.
 
-        Unlike :meth:`forward`, no ``size_multiple`` padding is needed (SRFBN has none).
+        Any LR size works directly (SRFBN needs no padding: ``size_multiple`` = 1).
         """
         return self._steps(lr, all_steps=True)
 
@@ -207,15 +207,17 @@ class SRFBN(SuperResolver):
 
     def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Upstream layout → ours: strip the ``module.`` prefix of ``nn.DataParallel``."""
-        return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+        return {k.removeprefix("module."): v for k, v in state_dict.items()}
 
 
-# -- registered builders -----------------------------------------------------------------------------
+# -- registered builders ------------------------------------------------------------------------
 _TINY = {"num_features": 8, "num_steps": 2, "num_groups": 2}
 
 
-def _srfbn(scale: int, **overrides) -> SRFBN:
-    return SRFBN(SRFBNConfig(**{"scale": scale, **overrides}))
+def _srfbn(scale: int, /, **overrides) -> SRFBN:
+    if overrides.setdefault("scale", scale) != scale:  # a checkpoint's config repeats the scale
+        raise ValueError(f"srfbn_x{scale} is the ×{scale} model; got scale={overrides['scale']}")
+    return SRFBN(SRFBNConfig(**overrides))
 
 
 @register_model(tiny=_TINY)
