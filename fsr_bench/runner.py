@@ -69,9 +69,13 @@ def describe_dataset(dataset) -> dict[str, Any]:
 
 def load_model(spec: ModelSpec, device: str):
     """Build a protocol's model; a learned model without weights is refused, never benchmarked."""
-    from fsr_bench.models import create_model
+    from fsr_bench.models import RegistryError, create_model
+    from fsr_bench.models.checkpoint import CheckpointError
 
-    model = create_model(spec.name, checkpoint=spec.checkpoint, **spec.overrides)
+    try:
+        model = create_model(spec.name, checkpoint=spec.checkpoint, **spec.overrides)
+    except (CheckpointError, RegistryError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"model {spec.display!r}: {exc}") from exc
     if spec.checkpoint is None and model.num_parameters() > 0:
         raise ProtocolError(
             f"model {spec.display!r} ({spec.name}) has {model.num_parameters():,} learned parameters "

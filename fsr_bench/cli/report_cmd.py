@@ -1,11 +1,46 @@
-"""``fsr-bench report``: see the issue tracker; filled in by its own issue."""
+"""``fsr-bench report RUN_DIR... [--out DIR]``: finished run folders -> report.md + figures."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 from fsr_bench.cli._common import fail
 
 
-def report(ctx: typer.Context) -> None:
-    """(not implemented yet)"""
-    raise fail("`fsr-bench report` is not implemented yet", code=3)
+def report(
+    run_dirs: List[Path] = typer.Argument(
+        ..., help="finished run folders (several are combined, e.g. an ×4 and an ×8 run)",
+        show_default=False,
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="output folder for report.md and figures/ [default: FIRST_RUN/report]",
+    ),
+    samples: int = typer.Option(2, "--samples", min=1, help="sample rows per visual grid (the paper shows 2)"),
+    crop: str = typer.Option(
+        "default", "--crop",
+        help="zoom box under each grid tile as left,top,right,bottom fractions (e.g."
+             " 0.26,0.34,0.74,0.58), 'default' (eye region) or 'none'",
+    ),
+) -> None:
+    """Write a markdown report (paper-layout tables, figures, visual grids) from run folders."""
+    from fsr_bench.reporting.grids import parse_crop_box
+    from fsr_bench.reporting.load import ReportInputError, group_runs, load_runs
+    from fsr_bench.reporting.report import report_tables, write_report_for
+
+    choice = crop.strip().lower()
+    crop_box: object = "default" if choice == "default" else None
+    if choice not in ("default", "none"):
+        try:
+            crop_box = parse_crop_box(crop)
+        except ValueError as exc:
+            raise fail(f"--crop: {exc}") from None
+    try:
+        runs = load_runs(run_dirs)
+        typer.echo(report_tables(group_runs(runs)))
+        path = write_report_for(runs, out if out is not None else run_dirs[0] / "report",
+                                crop_box=crop_box, max_samples=samples)
+    except ReportInputError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"report: {path}")

@@ -98,8 +98,18 @@ def create_model(
 
 
 def model_summary(name: str) -> dict[str, Any]:
-    """One row of ``fsr-bench list models``: name, scale, parameters, paper."""
-    model = create_model(name)
+    """One row of ``fsr-bench list models``: name, scale, parameters, paper.
+
+    Built on the ``meta`` device (shapes only, no memory, no init cost) so listing 100M-parameter
+    models is instant; falls back to the CPU for a model whose constructor needs real tensors.
+    """
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = create_model(name)
+    except Exception:
+        model = create_model(name)
     return {
         "name": name,
         "scale": model.scale,
