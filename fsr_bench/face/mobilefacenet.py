@@ -20,11 +20,13 @@ Input convention of these weights: RGB [0, 1], ImageNet mean/std normalisation (
 """
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fsr_bench.face import register_recogniser
 from fsr_bench.face.recogniser import Recogniser
@@ -67,6 +69,13 @@ class ConvBNReLU6(nn.Sequential):
         )
 
 
+def _fold(conv: nn.Module, bn: nn.Module) -> tuple[nn.Conv2d, nn.Identity]:
+    """Fold an eval-mode BN into the conv before it (same outputs up to float rounding)."""
+    if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+        raise TypeError(f"cannot fold {type(bn).__name__} into {type(conv).__name__}")
+    return fuse_conv_bn_eval(conv, bn), nn.Identity()
+
+
 class DepthwiseSeparable(nn.Module):
     """The ``dw_conv`` stage: depthwise 3×3 → BN → ReLU → pointwise 1×1 → BN → ReLU."""
 
@@ -81,6 +90,10 @@ class DepthwiseSeparable(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.depthwise(x)))
         return self.relu(self.bn2(self.pointwise(x)))
+
+    def fold_bn(self) -> None:
+        self.depthwise, self.bn1 = _fold(self.depthwise, self.bn1)
+        self.pointwise, self.bn2 = _fold(self.pointwise, self.bn2)
 
 
 class InvertedResidual(nn.Module):
@@ -107,6 +120,11 @@ class InvertedResidual(nn.Module):
         y = self.conv(x)
         return x + y if self.use_residual else y
 
+    def fold_bn(self) -> None:
+        for pair in (self.conv[0], self.conv[1]):
+            pair[0], pair[1] = _fold(pair[0], pair[1])
+        self.conv[2], self.conv[3] = _fold(self.conv[2], self.conv[3])
+
 
 class GlobalDepthwise(nn.Module):
     """7×7 depthwise conv without padding: a learned, position-aware global pooling (GDConv)."""
@@ -118,6 +136,9 @@ class GlobalDepthwise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.depthwise(x))
+
+    def fold_bn(self) -> None:
+        self.depthwise, self.bn = _fold(self.depthwise, self.bn)
 
 
 # -- the network -------------------------------------------------------------------------------
@@ -145,6 +166,23 @@ class MobileFaceNet(nn.Module):
         x = self.conv2(self.features(x))
         x = self.bn(self.conv3(self.gdconv(x)))
         return torch.flatten(x, 1)  # (N, D)
+
+    def inference_copy(self) -> "MobileFaceNet":
+        """An eval-mode copy with every BN folded into its conv and channels-last memory layout.
+
+        About 2× faster on CPU (depthwise convolutions are memory-bound; oneDNN prefers NHWC) with
+        outputs equal to ``self`` within ~1e-5. Its state_dict no longer matches the release, so
+        keep the original for saving and provenance.
+        """
+        net = copy.deepcopy(self).eval()
+        for seq in (net.conv1, net.conv2):
+            seq[0], seq[1] = _fold(seq[0], seq[1])
+        net.dw_conv.fold_bn()
+        for block in net.features:
+            block.fold_bn()
+        net.gdconv.fold_bn()
+        net.conv3, net.bn = _fold(net.conv3, net.bn)
+        return net.to(memory_format=torch.channels_last)
 
 
 # -- the recogniser ----------------------------------------------------------------------------
@@ -178,11 +216,14 @@ class MobileFaceNetRecogniser(Recogniser):
             )
         self.net.load_state_dict(state, strict=True)  # any missing/unexpected key is an error
         self.net.eval().to(self.device)
+        self._fast = self.net.inference_copy()  # what forward_raw runs
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
     def forward_raw(self, aligned: torch.Tensor) -> torch.Tensor:
-        return self.net((aligned - self._mean) / self._std)
+        x = ((aligned - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            return self._fast(x)
 
 
 def _developer_copies() -> list[Path]:

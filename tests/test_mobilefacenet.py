@@ -1,0 +1,198 @@
+"""MobileFaceNet: exact key layout, strict load of the real weights, ONNX equivalence, sanity on LFW.
+
+Tests that need the real weights or LFW use the ``shared_dir`` fixture and skip without ../shared.
+LFW identities are taken from the dev split only (lfw_dev.txt); the rest are held out.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fsr_bench.face import create_recogniser, list_recognisers
+from fsr_bench.face import mobilefacenet as mfn_module
+from fsr_bench.face.mobilefacenet import MOBILEFACENET_WEIGHTS, MobileFaceNet
+from fsr_bench.face.onnx_recogniser import KNOWN_MODELS
+from fsr_bench.face.recogniser import RecogniserInputError
+from fsr_bench.registry import RegistryError
+from fsr_bench.weights import WeightsUnavailable
+
+PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")  # all in lfw_dev.txt
+IMAGES_PER_PERSON = 3
+
+
+def read_rgb(path: Path) -> torch.Tensor:
+    """(3, H, W) float [0, 1] RGB — stand-in for fsr_bench.data.io.read_image."""
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Single-threaded torch: MTCNN's thousands of tiny ops run several times faster (see the
+    FaceAligner docstring), which keeps this module quick on shared CI machines."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def weights_dir(shared_dir) -> Path:
+    return shared_dir / "weights" / "mobilefacenet"
+
+
+@pytest.fixture(scope="module")
+def recogniser(weights_dir):
+    return create_recogniser("mobilefacenet", weights=weights_dir / "mobilefacenet.pt")
+
+
+@pytest.fixture(scope="module")
+def onnx_recogniser(weights_dir):
+    return create_recogniser(f"onnx:{weights_dir / 'MobileFaceNet.onnx'}")
+
+
+@pytest.fixture(scope="module")
+def lfw_faces(shared_dir):
+    """Aligned faces (len(PEOPLE)·3, 3, 112, 112) and their labels, from the dev split."""
+    from fsr_bench.face.detect import FaceAligner
+
+    dev = set((shared_dir / "data" / "splits" / "lfw_dev.txt").read_text().split())
+    assert set(PEOPLE) <= dev
+    paths, labels = [], []
+    for person in PEOPLE:
+        files = sorted((shared_dir / "data" / "lfw" / person).glob("*.jpg"))[:IMAGES_PER_PERSON]
+        paths += files
+        labels += [person] * len(files)
+    aligned = FaceAligner(selection="center").align([read_rgb(p) for p in paths])
+    assert bool(aligned.detected.all())
+    return aligned.faces, np.array(labels)
+
+
+# -- architecture ------------------------------------------------------------------------------
+def test_state_dict_keys_and_shapes_match_the_release(shared_dir):
+    listed = {}
+    for line in (shared_dir / "weights/mobilefacenet/state_dict_keys.txt").read_text().splitlines():
+        key, shape = line.split("\t")
+        listed[key] = tuple(int(v) for v in re.findall(r"\d+", shape))
+    ours = {k: tuple(v.shape) for k, v in MobileFaceNet().state_dict().items()}
+    assert ours == listed
+
+
+def test_parameter_count_and_output_shape():
+    net = MobileFaceNet().eval()
+    assert sum(p.numel() for p in net.parameters()) == 999_936
+    with torch.no_grad():
+        assert net(torch.zeros(2, 3, 112, 112)).shape == (2, 128)
+
+
+def test_inference_copy_matches_the_module():
+    torch.manual_seed(0)
+    net = MobileFaceNet()
+    for m in net.modules():  # non-trivial BN statistics, so folding is really exercised
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    net.eval()
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        ref, fast = net(x), net.inference_copy()(x.contiguous(memory_format=torch.channels_last))
+    assert float((ref - fast).abs().max() / ref.abs().max()) < 1e-4
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # original untouched
+
+
+# -- loading -----------------------------------------------------------------------------------
+def test_strict_load_of_real_weights(recogniser, weights_dir):
+    info = recogniser.describe()
+    assert info["weights_sha256"] == MOBILEFACENET_WEIGHTS.sha256
+    assert "ImageNet" in info["normalization"] and info["flip_augmentation"] is True
+    assert recogniser.name == "mobilefacenet" and recogniser.embedding_dim == 128
+    state = torch.load(weights_dir / "mobilefacenet.pt", map_location="cpu", weights_only=True)
+    for key, value in recogniser.net.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_default_resolution_finds_the_shared_copy(shared_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FSR_BENCH_HOME", str(tmp_path))  # empty cache
+    monkeypatch.setenv("FSR_BENCH_OFFLINE", "1")
+    monkeypatch.setenv("FSR_BENCH_SHARED", str(shared_dir))
+    rec = create_recogniser("mobilefacenet")
+    assert Path(rec.weights_path).resolve() == (
+        shared_dir / "weights/mobilefacenet/mobilefacenet.pt"
+    ).resolve()
+
+
+def test_missing_weights_never_fall_back_to_random(tmp_path, monkeypatch):
+    monkeypatch.setenv("FSR_BENCH_HOME", str(tmp_path))
+    monkeypatch.setenv("FSR_BENCH_OFFLINE", "1")
+    monkeypatch.setattr(mfn_module, "_developer_copies", lambda: [])
+    with pytest.raises(WeightsUnavailable) as info:
+        create_recogniser("mobilefacenet")
+    msg = str(info.value)
+    assert MOBILEFACENET_WEIGHTS.url in msg
+    assert str(tmp_path / "weights" / "mobilefacenet.pt") in msg
+
+
+def test_registry_names_and_errors():
+    assert {"mobilefacenet", "onnx"} <= set(list_recognisers())
+    with pytest.raises(RegistryError, match="mobilefacenet"):
+        create_recogniser("mobilefacenett")
+    with pytest.raises(RegistryError, match="file path"):
+        create_recogniser("onnx:")
+
+
+# -- behaviour ---------------------------------------------------------------------------------
+def test_embeddings_are_unit_norm_and_inputs_checked(recogniser):
+    e = recogniser.embed(torch.rand(3, 3, 112, 112))
+    assert e.shape == (3, 128)
+    torch.testing.assert_close(e.norm(dim=1), torch.ones(3))
+    with pytest.raises(RecogniserInputError, match="FaceAligner"):
+        recogniser.embed(torch.rand(1, 3, 128, 128))
+    with pytest.raises(RecogniserInputError, match="255"):
+        recogniser.embed(torch.rand(1, 3, 112, 112) * 255)
+
+
+def test_onnx_matches_pytorch(recogniser, onnx_recogniser, lfw_faces):
+    faces, _ = lfw_faces
+    x = torch.cat([faces, torch.rand(2, 3, 112, 112)])
+    raw_pt, raw_onnx = recogniser.forward_raw(x).detach(), onnx_recogniser.forward_raw(x)
+    scale = raw_pt.abs().max()
+    assert float((raw_pt - raw_onnx).abs().max() / scale) < 1e-4
+    for flip in (False, True):
+        diff = recogniser.embed(x, flip=flip) - onnx_recogniser.embed(x, flip=flip)
+        assert float(diff.abs().max()) < 1e-4
+
+
+def test_unknown_onnx_file_needs_an_explicit_normalization(weights_dir, monkeypatch):
+    monkeypatch.setattr("fsr_bench.face.onnx_recogniser.KNOWN_MODELS", {})
+    path = weights_dir / "MobileFaceNet.onnx"
+    with pytest.raises(ValueError, match="normalization="):
+        create_recogniser(f"onnx:{path}")
+    rec = create_recogniser(f"onnx:{path}", normalization="arcface")
+    assert "127.5" in rec.describe()["normalization"]
+    assert KNOWN_MODELS  # the module-level table itself is untouched
+
+
+def test_flipped_face_embeds_close_to_the_original(recogniser, lfw_faces):
+    faces, _ = lfw_faces
+    a = recogniser.embed(faces, flip=False)
+    b = recogniser.embed(faces.flip(-1), flip=False)
+    assert float((a * b).sum(1).min()) > 0.8
+    # flip-sum is symmetric: a face and its mirror get the same flip-augmented embedding
+    torch.testing.assert_close(recogniser.embed(faces), recogniser.embed(faces.flip(-1)))
+
+
+def test_same_person_more_similar_than_different_people(recogniser, lfw_faces):
+    faces, labels = lfw_faces
+    e = recogniser.embed(faces).numpy()
+    sims = e @ e.T
+    same = labels[:, None] == labels[None, :]
+    off_diag = ~np.eye(len(labels), dtype=bool)
+    genuine, impostor = sims[same & off_diag], sims[~same]
+    assert genuine.min() > impostor.max()  # 9 images, 3 people: perfectly separable
+    assert genuine.mean() > 0.5 > 0.2 > impostor.mean()
