@@ -15,7 +15,7 @@ def report(
         show_default=False,
     ),
     out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="output folder for report.md and figures/ [default: FIRST_RUN/report]",
+        None, "--out", "-o", help="output folder for report.md and figures/ (default: FIRST_RUN_DIR/report)",
     ),
     samples: int = typer.Option(2, "--samples", min=1, help="sample rows per visual grid (the paper shows 2)"),
     crop: str = typer.Option(
@@ -26,8 +26,9 @@ def report(
 ) -> None:
     """Write a markdown report (paper-layout tables, figures, visual grids) from run folders."""
     from fsr_bench.reporting.grids import parse_crop_box
-    from fsr_bench.reporting.load import ReportInputError, group_runs, load_runs
-    from fsr_bench.reporting.report import report_tables, write_report_for
+    from fsr_bench.reporting.load import ReportInputError, load_runs
+    from fsr_bench.reporting.report import write_report_for
+    from fsr_bench.reporting.tables import tables_for_terminal
 
     choice = crop.strip().lower()
     crop_box: object = "default" if choice == "default" else None
@@ -38,7 +39,7 @@ def report(
             raise fail(f"--crop: {exc}") from None
     try:
         runs = load_runs(run_dirs)
-        typer.echo(report_tables(group_runs(runs)))
+        typer.echo(tables_for_terminal(runs))
         path = write_report_for(runs, out if out is not None else run_dirs[0] / "report",
                                 crop_box=crop_box, max_samples=samples)
     except ReportInputError as exc:

@@ -1,0 +1,618 @@
+"""Read and validate finished run folders, and combine several of them into comparable groups.
+
+Why validate here: a report is the place where a number is believed. A half-written or hand-edited
+run folder must fail loudly, naming the file and the field, instead of rendering a plausible table
+with a silently missing or wrong value ("raise rather than warn wherever a number could change").
+
+What is required and what is optional in ``RUN/`` (the runner's format):
+
+* ``results.json`` — required; the single source of every number in the report.
+* ``summary.csv`` — optional; when present it must parse, have the runner's columns and list the
+  same labels as ``results.json`` (a mismatch means the folder was modified or half-written).
+* ``per_image.csv`` (reconstruction) / ``per_probe.csv`` (recognition) — optional; used only to
+  annotate the visual grids. When present they must parse.
+* ``samples/<stem>/lr.png``, ``hr.png`` or ``gallery.png``, ``<label>.png`` — optional; the grids.
+
+Combining: runs are grouped by kind and by everything that makes numbers comparable (dataset and
+scoring conventions, but not the scale), so an ×4 and an ×8 run of one protocol become one table
+with both scales, as in the paper's Tables 2-3, while runs scored under different conventions are
+never bolded against each other.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+__all__ = [
+    "RECOGNITION",
+    "RECONSTRUCTION",
+    "ImageScores",
+    "ModelRow",
+    "ProbeScore",
+    "ReportInputError",
+    "Run",
+    "RunGroup",
+    "Sample",
+    "group_runs",
+    "file_forms",
+    "label_filename",
+    "load_run",
+    "load_runs",
+]
+
+RECONSTRUCTION = "reconstruction"
+RECOGNITION = "recognition"
+Kind = Literal["reconstruction", "recognition"]
+
+SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {
+    RECONSTRUCTION: ("model", "scale", "label", "psnr", "ssim", "lpips", "mps", "n_images",
+                     "params", "gflops", "images_per_s"),
+    RECOGNITION: ("model", "scale", "label", "matching_accuracy", "average_similarity",
+                  "detection_rate", "rank1", "tar_at_far_1e-3", "eer", "n_probes"),
+}
+PER_IMAGE_COLUMNS = ("model", "label", "image", "psnr", "ssim", "lpips")
+PER_PROBE_COLUMNS = ("label", "probe", "subject", "similarity", "detected")
+
+# Metrics each model entry must carry as numbers; the rest may be null or absent.
+_REQUIRED_METRICS: dict[str, tuple[str, ...]] = {
+    RECONSTRUCTION: ("ssim",),
+    RECOGNITION: ("matching_accuracy", "detection_rate"),
+}
+_OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {
+    RECONSTRUCTION: ("psnr", "lpips", "mps"),  # psnr is null when every image was identical to HR
+    RECOGNITION: ("average_similarity", "rank1", "rank5", "tar_at_far_1e-2", "tar_at_far_1e-3",
+                  "eer", "n_probes", "n_matched"),
+}
+# Dataset keys that may differ between runs of the same test set (machine paths, counts).
+_VOLATILE_DATASET_KEYS = frozenset({"root", "n_images", "skipped", "n_scored"})
+# Metric-convention keys that say whether LPIPS ran, not how anything was scored.
+_AVAILABILITY_KEYS = frozenset({"lpips", "lpips_unavailable"})
+
+
+class ReportInputError(ValueError):
+    """A run folder (or one of its files) that cannot be reported on; the message names it."""
+
+
+# -- data ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelRow:
+    """One row of a run: a model (or reference such as "Bicubic" / "HR probes") and its numbers.
+
+    ``metrics`` maps metric key -> value or None (unavailable); ``unavailable`` gives the reason
+    per key when the runner recorded one. Recognition-only fields are empty for reconstruction.
+    """
+
+    label: str
+    name: str
+    scale: int | None
+    metrics: Mapping[str, float | None]
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    params: int | None = None
+    gflops: float | None = None
+    images_per_s: float | None = None
+    n_images: int | None = None
+    n_infinite_psnr: int | None = None  # images identical to HR, left out of the mean PSNR
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    ci95: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    per_distance: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    roc_far: tuple[float, ...] = ()
+    roc_tar: tuple[float, ...] = ()
+    cmc: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """Per-image scores of one model (``per_image.csv``)."""
+
+    psnr: float | None
+    ssim: float | None
+    lpips: float | None
+
+
+@dataclass(frozen=True)
+class ProbeScore:
+    """One probe's result for one model (``per_probe.csv``)."""
+
+    label: str
+    probe: str
+    subject: str
+    similarity: float | None
+    detected: bool
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The saved images of one sample: LR input, reference (HR or gallery) and each model's output."""
+
+    stem: str
+    lr: Path | None
+    reference: Path | None
+    outputs: Mapping[str, Path]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A validated run folder. ``scale`` is the run's degradation scale (rows are grouped by it)."""
+
+    path: Path
+    kind: Kind
+    protocol_name: str
+    protocol_hash: str
+    protocol: Mapping[str, Any]
+    conventions: Mapping[str, Any]
+    provenance: Mapping[str, Any]
+    scale: int
+    rows: tuple[ModelRow, ...]
+    per_image: Mapping[tuple[str, str], ImageScores] = field(default_factory=dict)
+    per_probe: tuple[ProbeScore, ...] = ()
+    samples: tuple[Sample, ...] = ()
+    absent: tuple[str, ...] = ()  # optional files this folder lacks, for the report's notes
+
+    @property
+    def dataset(self) -> Mapping[str, Any]:
+        return self.conventions.get("dataset") or {}
+
+    @property
+    def dataset_name(self) -> str:
+        """``name``, else the root folder's name (plus the list file's), else the dataset type."""
+        ds = self.dataset
+        if ds.get("name"):
+            return str(ds["name"])
+        if ds.get("root"):
+            name = Path(str(ds["root"])).name
+            return f"{name}/{Path(str(ds['list_file'])).stem}" if ds.get("list_file") else name
+        return str(ds.get("type") or "unknown dataset")
+
+    @property
+    def references(self) -> Mapping[str, str]:
+        """Rows the runner declares as references, not methods (``conventions.references``, e.g.
+        "HR probes": the upper bound; "LR image": no SR). Label -> description."""
+        refs = self.conventions.get("references")
+        labels = {r.label for r in self.rows}
+        if not isinstance(refs, Mapping):
+            return {}
+        return {str(k): str(v) for k, v in refs.items() if k in labels}
+
+    def image_scores(self, label: str, stem: str) -> ImageScores | None:
+        """Per-image scores of ``label`` on the sample folder ``stem`` (None if unknown/ambiguous)."""
+        return self.per_image.get((label, stem))
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """Runs whose numbers are comparable (same kind, dataset, conventions), sorted by scale."""
+
+    kind: Kind
+    title: str
+    runs: tuple[Run, ...]
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return tuple(sorted({r.scale for r in self.runs}))
+
+    def entries(self) -> list[tuple[int, ModelRow, Run]]:
+        """(scale, row, run) for every row, ordered by scale then by the runner's row order."""
+        return [(run.scale, row, run) for run in self.runs for row in run.rows]
+
+
+# -- small validators ------------------------------------------------------------------------------
+def _where(file: Path, key: str) -> str:
+    return f"{file}: {key}" if key else str(file)
+
+
+def _get(obj: Mapping[str, Any], key: str, file: Path, ctx: str, required: bool = True) -> Any:
+    if not isinstance(obj, Mapping):
+        raise ReportInputError(f"{_where(file, ctx)} must be a JSON object, got {type(obj).__name__}")
+    if key not in obj:
+        if required:
+            path = f"{ctx}.{key}" if ctx else key
+            raise ReportInputError(
+                f"{file}: missing field {path!r}; the run folder is incomplete or from an"
+                " incompatible fsr-bench version — re-run the protocol"
+            )
+        return None
+    return obj[key]
+
+
+def _number(value: Any, file: Path, ctx: str, *, nullable: bool) -> float | None:
+    if value is None:
+        if nullable:
+            return None
+        raise ReportInputError(f"{file}: {ctx} is null but a number is required")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ReportInputError(f"{file}: {ctx} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ReportInputError(
+            f"{file}: {ctx} is {value!r}; a non-finite score means the run is broken (refusing to"
+            " report it as a number)"
+        )
+    return float(value)
+
+
+def _int(value: Any, file: Path, ctx: str, *, nullable: bool = True) -> int | None:
+    number = _number(value, file, ctx, nullable=nullable)
+    if number is None:
+        return None
+    if number != int(number):
+        raise ReportInputError(f"{file}: {ctx} must be an integer, got {value!r}")
+    return int(number)
+
+
+def _str(value: Any, file: Path, ctx: str, *, nullable: bool = False) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or (not nullable and not value):
+        raise ReportInputError(f"{file}: {ctx} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _mapping(value: Any, file: Path, ctx: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ReportInputError(f"{file}: {ctx} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _numbers(value: Any, file: Path, ctx: str) -> tuple[float, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ReportInputError(f"{file}: {ctx} must be a list of numbers")
+    return tuple(_number(v, file, f"{ctx}[{i}]", nullable=False) for i, v in enumerate(value))  # type: ignore[misc]
+
+
+# -- results.json ----------------------------------------------------------------------------------
+def _parse_row(entry: Any, kind: Kind, file: Path, ctx: str) -> ModelRow:
+    label = _str(_get(entry, "label", file, ctx), file, f"{ctx}.label")
+    ctx = f"{ctx} ({label!r})"
+    metrics_obj = _mapping(_get(entry, "metrics", file, ctx), file, f"{ctx}.metrics")
+    metrics: dict[str, float | None] = {}
+    for key in _REQUIRED_METRICS[kind]:
+        metrics[key] = _number(_get(metrics_obj, key, file, f"{ctx}.metrics"), file,
+                               f"{ctx}.metrics.{key}", nullable=False)
+    for key in _OPTIONAL_METRICS[kind]:
+        metrics[key] = _number(metrics_obj.get(key), file, f"{ctx}.metrics.{key}", nullable=True)
+    unavailable = {
+        str(k): str(v) for k, v in _mapping(entry.get("unavailable"), file, f"{ctx}.unavailable").items()
+        if v is not None
+    }
+    common: dict[str, Any] = dict(
+        label=label,
+        name=_str(_get(entry, "name", file, ctx), file, f"{ctx}.name"),
+        scale=_int(entry.get("scale"), file, f"{ctx}.scale"),
+        metrics=metrics,
+        checkpoint=_str(entry.get("checkpoint"), file, f"{ctx}.checkpoint", nullable=True),
+        checkpoint_sha256=_str(entry.get("checkpoint_sha256"), file, f"{ctx}.checkpoint_sha256",
+                               nullable=True),
+        unavailable=unavailable,
+    )
+    if kind == RECONSTRUCTION:
+        return ModelRow(
+            **common,
+            params=_int(entry.get("params"), file, f"{ctx}.params"),
+            gflops=_number(entry.get("gflops"), file, f"{ctx}.gflops", nullable=True),
+            images_per_s=_number(entry.get("images_per_s"), file, f"{ctx}.images_per_s", nullable=True),
+            n_images=_int(entry.get("n_images"), file, f"{ctx}.n_images"),
+            n_infinite_psnr=_int(entry.get("n_infinite_psnr"), file, f"{ctx}.n_infinite_psnr"),
+        )
+    ci95: dict[str, tuple[float, float]] = {}
+    for key, pair in _mapping(entry.get("ci95"), file, f"{ctx}.ci95").items():
+        lo_hi = _numbers(pair, file, f"{ctx}.ci95.{key}")
+        if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
+            raise ReportInputError(f"{file}: {ctx}.ci95.{key} must be [lo, hi] with lo <= hi, got {pair!r}")
+        ci95[str(key)] = (lo_hi[0], lo_hi[1])
+    per_distance: dict[str, dict[str, float | None]] = {}
+    for dist, values in _mapping(entry.get("per_distance"), file, f"{ctx}.per_distance").items():
+        values = _mapping(values, file, f"{ctx}.per_distance.{dist}")
+        per_distance[str(dist)] = {
+            str(k): _number(v, file, f"{ctx}.per_distance.{dist}.{k}", nullable=True)
+            for k, v in values.items()
+        }
+    roc = _mapping(entry.get("roc"), file, f"{ctx}.roc")
+    far = _numbers(roc.get("far"), file, f"{ctx}.roc.far")
+    tar = _numbers(roc.get("tar"), file, f"{ctx}.roc.tar")
+    if len(far) != len(tar):
+        raise ReportInputError(
+            f"{file}: {ctx}.roc.far and .tar have different lengths ({len(far)} vs {len(tar)})"
+        )
+    return ModelRow(
+        **common, ci95=ci95, per_distance=per_distance, roc_far=far, roc_tar=tar,
+        cmc=_numbers(entry.get("cmc"), file, f"{ctx}.cmc"),
+    )
+
+
+def _run_scale(conventions: Mapping[str, Any], rows: Sequence[ModelRow], file: Path) -> int:
+    """The run's scale: the degradation's, else the dataset's, else the one SR scale of the rows
+    (reference rows such as "HR probes" may carry scale 1 or none)."""
+    for section in ("degradation", "dataset"):
+        block = conventions.get(section)
+        if isinstance(block, Mapping) and block.get("scale") is not None:
+            return _int(block["scale"], file, f"conventions.{section}.scale")  # type: ignore[return-value]
+    scales = {r.scale for r in rows if r.scale not in (None, 1)}
+    if len(scales) != 1:
+        raise ReportInputError(
+            f"{file}: conventions.degradation.scale is missing and the models' scales"
+            f" {sorted(scales)} do not name one scale for the run"
+        )
+    return scales.pop()
+
+
+def _read_json(file: Path) -> Mapping[str, Any]:
+    if not file.is_file():
+        raise ReportInputError(
+            f"{file} not found: {file.parent} is not a finished fsr-bench run folder (expected"
+            " results.json written by `fsr-bench run`; is the run still going, or is this the"
+            " wrong folder?)"
+        )
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ReportInputError(
+            f"{file} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); the file"
+            " is corrupt or was cut off — re-run the protocol"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportInputError(f"cannot read {file}: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise ReportInputError(f"{file} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+# -- CSV files -------------------------------------------------------------------------------------
+def _read_csv(file: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    try:
+        with file.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise ReportInputError(
+                    f"{file}: missing column(s) {', '.join(missing)} (header: {','.join(header) or 'empty'});"
+                    " the file is corrupt or from an incompatible version"
+                )
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ReportInputError(f"cannot read {file}: {exc}") from exc
+    for i, row in enumerate(rows, start=2):
+        if None in row or any(row.get(c) is None for c in columns):
+            raise ReportInputError(f"{file}: line {i} has the wrong number of fields")
+    return rows
+
+
+def _csv_float(text: str, file: Path, line: int, column: str, allow_inf: bool = False) -> float | None:
+    """A number, or None for an empty cell. ``allow_inf``: per-image PSNR is +inf for an output
+    identical to its HR image (the runner keeps it per image and leaves it out of the mean)."""
+    text = text.strip()
+    if text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ReportInputError(f"{file}: line {line}, column {column!r}: {text!r} is not a number") from None
+    if math.isnan(value) or (math.isinf(value) and not (allow_inf and value > 0)):
+        raise ReportInputError(f"{file}: line {line}, column {column!r} is {text}")
+    return value
+
+
+def _image_keys(image: str) -> set[str]:
+    """The names a sample folder may carry for an image: as written, its stem, its flattened
+    relative path (with and without suffix), and their file-name-safe forms (:func:`file_forms`)."""
+    posix = image.replace("\\", "/")
+    stem = Path(posix).stem
+    flat = posix.replace("/", "_")
+    flat_stem = str(Path(posix).with_suffix("")).replace("/", "_") if Path(posix).suffix else flat
+    return set().union(*(file_forms(f) for f in (image, stem, flat, flat_stem)))
+
+
+def _read_per_image(file: Path) -> dict[tuple[str, str], ImageScores]:
+    """Scores keyed by (label, every name a sample folder may use for the image).
+
+    A short key shared by two different images (``a/001.jpg`` and ``b/001.jpg`` both have stem
+    ``001``) is dropped rather than resolved: a grid must never show another image's score.
+    """
+    scores: dict[tuple[str, str], ImageScores] = {}
+    source: dict[tuple[str, str], str] = {}
+    ambiguous: set[tuple[str, str]] = set()
+    for line, row in enumerate(_read_csv(file, PER_IMAGE_COLUMNS), start=2):
+        entry = ImageScores(
+            psnr=_csv_float(row["psnr"], file, line, "psnr", allow_inf=True),
+            ssim=_csv_float(row["ssim"], file, line, "ssim"),
+            lpips=_csv_float(row["lpips"], file, line, "lpips"),
+        )
+        for key in _image_keys(row["image"]):
+            k = (row["label"], key)
+            if k in source and source[k] != row["image"]:
+                ambiguous.add(k)
+            source.setdefault(k, row["image"])
+            scores.setdefault(k, entry)
+    for k in ambiguous:
+        del scores[k]
+    return scores
+
+
+def _read_per_probe(file: Path) -> tuple[ProbeScore, ...]:
+    out = []
+    for line, row in enumerate(_read_csv(file, PER_PROBE_COLUMNS), start=2):
+        detected = row["detected"].strip().lower()
+        if detected not in {"true", "false", "1", "0", "yes", "no"}:
+            raise ReportInputError(f"{file}: line {line}, column 'detected': {row['detected']!r} is not a boolean")
+        out.append(ProbeScore(
+            label=row["label"], probe=row["probe"], subject=row["subject"],
+            similarity=_csv_float(row["similarity"], file, line, "similarity"),
+            detected=detected in {"true", "1", "yes"},
+        ))
+    return tuple(out)
+
+
+def _check_summary(file: Path, kind: Kind, rows: Sequence[ModelRow]) -> None:
+    """summary.csv is derived from results.json; labels that disagree mean a modified folder."""
+    summary = _read_csv(file, SUMMARY_COLUMNS[kind])
+    in_csv = sorted(r["label"] for r in summary)
+    in_json = sorted(r.label for r in rows)
+    if in_csv != in_json:
+        raise ReportInputError(
+            f"{file} lists labels {in_csv} but results.json lists {in_json}; the run folder was"
+            " modified or half-written — re-run the protocol"
+        )
+
+
+# -- samples ---------------------------------------------------------------------------------------
+def label_filename(label: str) -> str:
+    """A file-name-safe form of a label ("TANet w/o local" -> "TANet_w_o_local")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
+
+
+def file_forms(name: str) -> set[str]:
+    """Every file name a runner may have made of ``name``: as is, :func:`label_filename`, and the
+    reconstruction runner's ``safe_name`` (which also keeps "+")."""
+    return {name, label_filename(name), re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_") or "model"}
+
+
+def _read_samples(folder: Path, kind: Kind, labels: Sequence[str]) -> tuple[Sample, ...]:
+    if not folder.is_dir():
+        return ()
+    reference_name = "hr.png" if kind == RECONSTRUCTION else "gallery.png"
+    samples = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        outputs: dict[str, Path] = {}
+        for label in labels:
+            for candidate in sorted(file_forms(label)):
+                if (sub / f"{candidate}.png").is_file():
+                    outputs[label] = sub / f"{candidate}.png"
+                    break
+        lr, ref = sub / "lr.png", sub / reference_name
+        samples.append(Sample(
+            stem=sub.name,
+            lr=lr if lr.is_file() else None,
+            reference=ref if ref.is_file() else None,
+            outputs=outputs,
+        ))
+    return tuple(samples)
+
+
+# -- public ----------------------------------------------------------------------------------------
+def load_run(run_dir: str | Path) -> Run:
+    """Read and validate one run folder; raises :class:`ReportInputError` naming the bad file/field."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ReportInputError(f"run folder {path} does not exist or is not a folder")
+    file = path / "results.json"
+    data = _read_json(file)
+    kind = _get(data, "kind", file, "")
+    if kind not in (RECONSTRUCTION, RECOGNITION):
+        raise ReportInputError(
+            f"{file}: kind must be {RECONSTRUCTION!r} or {RECOGNITION!r}, got {kind!r}"
+        )
+    models = _get(data, "models", file, "")
+    if not isinstance(models, list) or not models:
+        raise ReportInputError(f"{file}: 'models' must be a non-empty list")
+    rows = tuple(_parse_row(m, kind, file, f"models[{i}]") for i, m in enumerate(models))
+    labels = [r.label for r in rows]
+    duplicates = sorted({x for x in labels if labels.count(x) > 1})
+    if duplicates:
+        raise ReportInputError(f"{file}: duplicate model labels {duplicates}")
+    conventions = _mapping(_get(data, "conventions", file, ""), file, "conventions")
+    absent = []
+    summary = path / "summary.csv"
+    if summary.is_file():
+        _check_summary(summary, kind, rows)
+    else:
+        absent.append("summary.csv")
+    per_image: dict[tuple[str, str], ImageScores] = {}
+    per_probe: tuple[ProbeScore, ...] = ()
+    detail = path / ("per_image.csv" if kind == RECONSTRUCTION else "per_probe.csv")
+    if detail.is_file():
+        if kind == RECONSTRUCTION:
+            per_image = _read_per_image(detail)
+        else:
+            per_probe = _read_per_probe(detail)
+    else:
+        absent.append(detail.name)
+    samples = _read_samples(path / "samples", kind, labels)
+    if not samples:
+        absent.append("samples/")
+    return Run(
+        path=path,
+        kind=kind,
+        protocol_name=str(data.get("protocol_name") or path.name),
+        protocol_hash=str(data.get("protocol_hash") or ""),
+        protocol=_mapping(data.get("protocol"), file, "protocol"),
+        conventions=conventions,
+        provenance=_mapping(data.get("provenance"), file, "provenance"),
+        scale=_run_scale(conventions, rows, file),
+        rows=rows,
+        per_image=per_image,
+        per_probe=per_probe,
+        samples=samples,
+        absent=tuple(absent),
+    )
+
+
+def load_runs(run_dirs: Iterable[str | Path]) -> list[Run]:
+    """Load several run folders (order kept); the same folder given twice is an error."""
+    runs: list[Run] = []
+    seen: dict[Path, str] = {}
+    for d in run_dirs:
+        real = Path(d).resolve()
+        if real in seen:
+            raise ReportInputError(f"run folder {d} was given twice (also as {seen[real]})")
+        seen[real] = str(d)
+        runs.append(load_run(d))
+    if not runs:
+        raise ReportInputError("no run folders given")
+    return runs
+
+
+def _comparability_key(run: Run) -> str:
+    """Everything that must agree for two runs' numbers to share a table, except the scale."""
+    conv = dict(run.conventions)
+    if run.kind == RECONSTRUCTION:
+        metrics = dict(conv.get("metrics") or {})
+        if metrics.get("crop_border") == run.scale:
+            metrics["crop_border"] = None  # "crop = scale" written out explicitly is the same rule
+        conv["metrics"] = {k: v for k, v in metrics.items() if k not in _AVAILABILITY_KEYS}
+    conv["degradation"] = {k: v for k, v in dict(conv.get("degradation") or {}).items() if k != "scale"}
+    dataset = {k: v for k, v in dict(conv.get("dataset") or {}).items() if k not in _VOLATILE_DATASET_KEYS}
+    if dataset.get("list_file"):  # an absolute path differs between machines; the file name does not
+        dataset["list_file"] = Path(str(dataset["list_file"])).name
+    conv["dataset"] = {**dataset, "name": run.dataset_name}
+    return json.dumps([run.kind, conv], sort_keys=True, default=str)
+
+
+def group_runs(runs: Sequence[Run]) -> list[RunGroup]:
+    """Combine comparable runs (e.g. ×4 and ×8 of one protocol) into groups, first-seen order.
+
+    Two runs of one group with the same scale and a common label are an error: the table could not
+    say which of the two numbers is meant.
+    """
+    buckets: dict[str, list[Run]] = {}
+    for run in runs:
+        buckets.setdefault(_comparability_key(run), []).append(run)
+    groups: list[RunGroup] = []
+    name_count: dict[tuple[str, str], int] = {}
+    for members in buckets.values():
+        members = sorted(members, key=lambda r: r.scale)  # stable: runner order within a scale
+        seen: dict[tuple[int, str], Path] = {}
+        for run in members:
+            for row in run.rows:
+                key = (run.scale, row.label)
+                if key in seen:
+                    raise ReportInputError(
+                        f"label {row.label!r} at ×{run.scale} appears in both {seen[key]} and"
+                        f" {run.path}; give the models distinct labels or report the runs separately"
+                    )
+                seen[key] = run.path
+        first = members[0]
+        noun = "Reconstruction" if first.kind == RECONSTRUCTION else "Recognition"
+        base = f"{noun} — {first.dataset_name}"
+        n = name_count[(first.kind, base)] = name_count.get((first.kind, base), 0) + 1
+        title = base if n == 1 else f"{base} (conventions set {n})"
+        groups.append(RunGroup(kind=first.kind, title=title, runs=tuple(members)))
+    return groups

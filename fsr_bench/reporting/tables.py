@@ -1,0 +1,602 @@
+"""Markdown tables in the paper's layouts; pure functions of loaded runs (no I/O).
+
+Why these choices:
+
+* Layout and number formats follow the TANet paper (Tables 2-4) so a reader can compare a row with
+  the paper at a glance: PSNR ``.2f``, SSIM/LPIPS/MPS ``.4f``, matching accuracy ``16.9231%``,
+  average similarity ``.6f``; "-" where no probe face was detected, as in Table 4.
+* "Best" is decided on the *displayed* value, so two rows that print the same number are both bold
+  and a reader never sees a bold 32.61 next to a plain 32.61.
+* A number without its conventions is not comparable (Y vs RGB, border crop, bicubic kernel and
+  LPIPS version each move results by more than the gaps papers report), so every table carries a
+  conventions and provenance note, and every "n/a" carries the runner's reason.
+* Columns are padded so the same text reads well in a terminal and renders on GitHub.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from pathlib import Path
+
+from fsr_bench.reporting.load import RECONSTRUCTION, ModelRow, Run, RunGroup, group_runs, load_run
+
+__all__ = [
+    "DISTANCE_METRICS",
+    "Metric",
+    "RECOGNITION_METRICS",
+    "RECONSTRUCTION_METRICS",
+    "best_flags",
+    "dataset_size",
+    "distances_of",
+    "efficiency_table",
+    "markdown_table",
+    "natural_key",
+    "no_face",
+    "per_distance_table",
+    "recognition_table",
+    "reconstruction_table",
+    "report_tables",
+    "scale_label",
+    "tables_for_terminal",
+    "version_of",
+]
+
+_SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
+NA = "n/a"
+UNDETECTED = "-"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one metric is named, compared and printed (shared by tables and plots)."""
+
+    key: str
+    name: str
+    higher_is_better: bool
+    decimals: int
+    percent: bool = False  # stored as a fraction 0-1, shown as a percentage
+    unit: str = ""
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    @property
+    def heading(self) -> str:
+        return f"{self.name} {self.arrow}"
+
+    def display(self, value: float) -> float:
+        """The value as printed (percent-scaled, rounded): what "best" is decided on."""
+        return round(value * 100.0 if self.percent else value, self.decimals)
+
+    def format(self, value: float | None) -> str:
+        if value is None:
+            return NA
+        return f"{self.display(value):.{self.decimals}f}{'%' if self.percent else ''}"
+
+    def format_ci(self, lo_hi: tuple[float, float]) -> str:
+        lo, hi = (v * 100.0 if self.percent else v for v in lo_hi)
+        decimals = 2 if self.percent else self.decimals
+        return f"({lo:.{decimals}f}–{hi:.{decimals}f})"
+
+
+RECONSTRUCTION_METRICS: tuple[Metric, ...] = (
+    Metric("psnr", "PSNR", True, 2, unit="dB"),
+    Metric("ssim", "SSIM", True, 4),
+    Metric("lpips", "LPIPS", False, 4),
+    Metric("mps", "MPS", True, 4),
+)
+MATCHING_ACCURACY = Metric("matching_accuracy", "Matching Accuracy", True, 4, percent=True)
+AVERAGE_SIMILARITY = Metric("average_similarity", "Average Similarity", True, 6)
+RECOGNITION_METRICS: tuple[Metric, ...] = (
+    MATCHING_ACCURACY,
+    AVERAGE_SIMILARITY,
+    Metric("detection_rate", "Detection rate", True, 2, percent=True),
+    Metric("rank1", "Rank-1", True, 2, percent=True),
+    Metric("tar_at_far_1e-3", "TAR@FAR=1e-3", True, 2, percent=True),
+    Metric("eer", "EER", False, 2, percent=True),
+)
+DISTANCE_METRICS: tuple[Metric, ...] = (
+    Metric("matching_accuracy", "MA", True, 2, percent=True),
+    Metric("average_similarity", "Sim", True, 4),
+    Metric("detection_rate", "Det", True, 2, percent=True),
+)
+
+
+# -- generic helpers -------------------------------------------------------------------------------
+def best_flags(values: Sequence[float | None], metric: Metric) -> list[bool]:
+    """Which entries are best (ties at display precision all count); none if < 2 values exist."""
+    shown = [None if v is None else metric.display(v) for v in values]
+    present = [v for v in shown if v is not None]
+    if len(present) < 2:
+        return [False] * len(values)
+    best = max(present) if metric.higher_is_better else min(present)
+    return [v is not None and v == best for v in shown]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
+    """A padded GitHub-flavoured markdown table; ``align`` has one 'l' or 'r' per column."""
+    if len(align) != len(header) or any(len(r) != len(header) for r in rows):
+        raise ValueError("markdown_table: header, align and every row need the same length")
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    widths = [max(w, 3) for w in widths]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(cells, widths, align)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
+                          for w, a in zip(widths, align)) + "|"
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def _bold(text: str, flag: bool) -> str:
+    return f"**{text}**" if flag else text
+
+
+def scale_label(scale: int) -> str:
+    return f"×{scale}"
+
+
+class _Notes:
+    """Numbered notes (¹ ² ³ …) for cells, one number per distinct text, in first-use order."""
+
+    def __init__(self) -> None:
+        self._texts: list[str] = []
+        self._who: dict[str, list[str]] = {}
+
+    def mark(self, text: str, who: str) -> str:
+        if text not in self._texts:
+            self._texts.append(text)
+            self._who[text] = []
+        if who not in self._who[text]:
+            self._who[text].append(who)
+        i = self._texts.index(text)
+        return _SUPERSCRIPTS[i] if i < len(_SUPERSCRIPTS) else f"[{i + 1}]"
+
+    def lines(self) -> list[str]:
+        out = []
+        for i, text in enumerate(self._texts):
+            sym = _SUPERSCRIPTS[i] if i < len(_SUPERSCRIPTS) else f"[{i + 1}]"
+            out.append(f"{sym} {text} ({', '.join(self._who[text])}).")
+        return out
+
+
+def _short(value: Any, n: int = 12) -> str:
+    text = str(value or "")
+    return text[:n] if text else "unknown"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+_NOTE_MAX = 40  # longer values (formulas, templates, paths) stay in the full provenance section
+
+
+def describe(mapping: Mapping[str, Any], skip: Iterable[str] = (), title: str = "name") -> str:
+    """``<title value> (k: v, …)`` for a conventions dict, kept to what fits a table note.
+
+    sha256 values are shortened to 12 hex digits; paths, nested objects and long texts are left
+    out (the report's "Conventions & provenance" section lists them in full).
+    """
+    skip = set(skip) | {title}
+    parts = []
+    for key, value in mapping.items():
+        if key in skip or value is None or key.endswith(("_path", "root")):
+            continue
+        if "sha256" in key and isinstance(value, str):
+            parts.append(f"{key}: {_short(value)}")
+            continue
+        text = _plain(value)
+        if isinstance(value, Mapping) or len(text) > _NOTE_MAX:
+            continue
+        parts.append(f"{key}: {text}")
+    name = str(mapping.get(title) or "")
+    if name and parts:
+        return f"{name} ({', '.join(parts)})"
+    return name or ", ".join(parts) or "not recorded"
+
+
+def _by_scale(runs: Sequence[Run]) -> list[tuple[int, list[tuple[ModelRow, Run]]]]:
+    scales = sorted({r.scale for r in runs})
+    return [(s, [(row, run) for run in runs if run.scale == s for row in run.rows]) for s in scales]
+
+
+def _who(row: ModelRow, scale: int, several_scales: bool) -> str:
+    return f"{row.label} {scale_label(scale)}" if several_scales else row.label
+
+
+def _per_run(runs: Sequence[Run], text_of) -> str:
+    """One text when all runs agree, else "×4: …; ×8: …"."""
+    texts = [(run.scale, text_of(run)) for run in runs]
+    if len({t for _, t in texts}) == 1:
+        return texts[0][1]
+    return "; ".join(f"{scale_label(s)}: {t}" for s, t in texts)
+
+
+# -- conventions & provenance notes ----------------------------------------------------------------
+def _crop_text(runs: Sequence[Run]) -> str:
+    """Border crop; null (or a crop equal to the scale) is the "crop = scale" rule."""
+    crops = [(run.scale, (run.conventions.get("metrics") or {}).get("crop_border")) for run in runs]
+    if all(c is None or c == s for s, c in crops):
+        return "border crop = scale (" + ", ".join(f"{s} px at ×{s}" for s, _ in crops) + ")"
+    return "; ".join(f"border crop {s if c is None else c} px at ×{s}" for s, c in crops)
+
+
+def _reconstruction_conventions(runs: Sequence[Run]) -> str:
+    """The choices that move PSNR/SSIM/LPIPS (field notes: Y vs RGB, crop, quantisation, SSIM
+    window, LPIPS net and version); the rest of ``conventions.metrics`` is in the full section."""
+    m = dict(runs[0].conventions.get("metrics") or {})
+    parts = []
+    if "y_channel" in m:
+        parts.append("PSNR/SSIM on the Y channel (BT.601 luma)" if m["y_channel"] else "PSNR/SSIM on RGB")
+    parts.append(_crop_text(runs))
+    if "quantize" in m:
+        parts.append("outputs quantised to 8 bits before scoring" if m["quantize"]
+                     else "scored in float, no 8-bit quantisation")
+    if m.get("ssim"):
+        parts.append(f"SSIM window: {m['ssim']}")
+    elif "ssim_window" in m:
+        sigma = f", σ = {m['ssim_sigma']}" if "ssim_sigma" in m else ""
+        parts.append(f"SSIM: gaussian {m['ssim_window']}×{m['ssim_window']}{sigma}")
+    if "lpips_net" in m or "lpips_version" in m:
+        parts.append(f"LPIPS {m.get('lpips_net', '?')} v{m.get('lpips_version', '?')}")
+    return "; ".join(parts)
+
+
+def _degradation_text(runs: Sequence[Run]) -> str:
+    d = dict(runs[0].conventions.get("degradation") or {})
+    scales = "/".join(scale_label(s) for s in sorted({r.scale for r in runs}))
+    head = f"{d.get('type', 'unknown')} {scales}"
+    if d.get("kernel"):
+        head += f", kernel {d['kernel']}"
+    rest = describe(d, skip={"type", "scale", "kernel", "name"})
+    return head if rest == "not recorded" else f"{head}, {rest}"
+
+
+_COUNTS = (("n_subjects", "subjects"), ("n_probes", "probes"), ("n_images", "images"),
+           ("n_scored", "scored"), ("skipped", "skipped"))
+
+
+def dataset_size(run: Run) -> str:
+    """"20 subjects, 36 probes" / "219 images, 3 skipped" from whatever counts the run recorded."""
+    ds = run.dataset
+    parts = [f"{ds[k]} {word}" for k, word in _COUNTS if ds.get(k) is not None
+             and not (k == "skipped" and not ds[k])
+             and not (k == "n_scored" and ds[k] in (ds.get("n_images"), ds.get("n_probes")))]
+    return ", ".join(parts) or "size not recorded"
+
+
+def _dataset_text(runs: Sequence[Run]) -> str:
+    return f"{runs[0].dataset_name} ({_per_run(runs, dataset_size)})"
+
+
+def _git_text(git: Any) -> str:
+    """The runner records ``{"commit", "dirty"}``; a plain hash string is accepted too."""
+    if isinstance(git, Mapping):
+        dirty = " + uncommitted changes" if git.get("dirty") else ""
+        return f"{_short(git.get('commit'), 10)}{dirty}"
+    return _short(git, 10)
+
+
+def _provenance_text(runs: Sequence[Run]) -> str:
+    def one(run: Run) -> str:
+        return (f"git {_git_text(run.provenance.get('git'))}, protocol {run.protocol_name}"
+                f" #{_short(run.protocol_hash)}")
+
+    return _per_run(runs, one)
+
+
+def version_of(provenance: Mapping[str, Any], package: str) -> str | None:
+    """A package version from provenance: ``versions[package]`` or a top-level key."""
+    versions = provenance.get("versions")
+    if isinstance(versions, Mapping) and versions.get(package):
+        return str(versions[package])
+    value = provenance.get(package) or provenance.get(package.replace("-", "_"))
+    return str(value) if value else None
+
+
+def _checkpoints_text(runs: Sequence[Run]) -> str:
+    several = len({r.scale for r in runs}) > 1
+    parts = []
+    for scale, pairs in _by_scale(runs):
+        for row, _ in pairs:
+            if row.checkpoint_sha256:
+                parts.append(f"{_who(row, scale, several)} {_short(row.checkpoint_sha256)}")
+            elif row.checkpoint:
+                parts.append(f"{_who(row, scale, several)} (checkpoint without sha256)")
+    return ", ".join(parts) if parts else "none (no model loaded weights)"
+
+
+def _ranked(row: ModelRow, run: Run) -> bool:
+    """Whether a row competes for bold: methods do; declared references (the HR upper bound, the
+    raw LR input) are shown but not ranked, as the paper bolds the best *method*."""
+    return row.label not in run.references
+
+
+def _reference_notes(runs: Sequence[Run]) -> list[str]:
+    refs: dict[str, str] = {}
+    for run in runs:
+        refs.update(run.references)
+    if not refs:
+        return []
+    described = "; ".join(f"{label}: {text}" for label, text in refs.items())
+    return [f"References, shown but not ranked for bold — {described}."]
+
+
+def _footer(notes: _Notes, extra: Sequence[str], conventions: Sequence[str]) -> str:
+    lines = [f"- {line}" for line in [*notes.lines(), *extra, *conventions]]
+    return "\n".join(lines)
+
+
+# -- reconstruction --------------------------------------------------------------------------------
+def _unavailable_reason(row: ModelRow, key: str) -> str:
+    if key in row.unavailable:
+        return row.unavailable[key]
+    if key == "psnr" and row.n_infinite_psnr:
+        return "every output was identical to its HR image (infinite PSNR)"
+    if key == "mps" and row.metrics.get("lpips") is None:
+        return "MPS = 0.5·(SSIM + 1 − LPIPS) needs LPIPS"
+    return "not reported by the runner"
+
+
+def reconstruction_table(runs: Sequence[Run]) -> str:
+    """Paper Table 2/3 layout: Methods | Scale | PSNR↑ SSIM↑ LPIPS↓ MPS↑, best per scale in bold.
+
+    ``runs`` should be one comparable group (see :func:`fsr_bench.reporting.load.group_runs`).
+    """
+    _require(runs, RECONSTRUCTION)
+    several = len({r.scale for r in runs}) > 1
+    notes = _Notes()
+    body: list[list[str]] = []
+    for scale, pairs in _by_scale(runs):
+        flags = {m.key: best_flags([row.metrics.get(m.key) if _ranked(row, run) else None
+                                    for row, run in pairs], m) for m in RECONSTRUCTION_METRICS}
+        for i, (row, _) in enumerate(pairs):
+            cells = [row.label, scale_label(scale) if i == 0 else ""]
+            for m in RECONSTRUCTION_METRICS:
+                value = row.metrics.get(m.key)
+                if value is None:
+                    reason = f"{m.name} unavailable: {_unavailable_reason(row, m.key)}"
+                    cells.append(NA + notes.mark(reason, _who(row, scale, several)))
+                else:
+                    mark = ""
+                    if m.key == "psnr" and row.n_infinite_psnr:
+                        mark = notes.mark(
+                            "PSNR is the mean over finite values; outputs identical to HR (infinite"
+                            f" PSNR) left out: {row.n_infinite_psnr} of {row.n_images or '?'} images",
+                            _who(row, scale, several))
+                    cells.append(_bold(m.format(value), flags[m.key][i]) + mark)
+            body.append(cells)
+    header = ["Methods", "Scale", *(m.heading for m in RECONSTRUCTION_METRICS)]
+    table = markdown_table(header, body, "ll" + "r" * len(RECONSTRUCTION_METRICS))
+    conventions = [
+        "**Bold**: best per scale (↑ higher is better, ↓ lower is better).",
+        *_reference_notes(runs),
+        f"Conventions: {_reconstruction_conventions(runs)}; degradation: {_degradation_text(runs)};"
+        f" dataset: {_dataset_text(runs)}.",
+        f"Provenance: {_provenance_text(runs)}; checkpoints (sha256): {_checkpoints_text(runs)}.",
+    ]
+    return f"{table}\n\n{_footer(notes, [], conventions)}\n"
+
+
+def _format_params(params: int | None) -> str:
+    if params is None:
+        return NA
+    if params >= 1_000_000:
+        return f"{params / 1e6:.2f} M"
+    if params >= 1_000:
+        return f"{params / 1e3:.1f} K"
+    return str(params)
+
+
+def _format_rate(rate: float | None) -> str:
+    if rate is None:
+        return NA
+    return f"{rate:.1f}" if rate >= 10 else f"{rate:.2f}"
+
+
+def efficiency_table(runs: Sequence[Run]) -> str:
+    """Methods | Scale | Params | GFLOPs | Images/s, with the device the speed was measured on.
+
+    Not bolded: the fastest/smallest entry is usually bicubic, which says nothing about quality.
+    """
+    _require(runs, RECONSTRUCTION)
+    body = []
+    for scale, pairs in _by_scale(runs):
+        for i, (row, _) in enumerate(pairs):
+            body.append([
+                row.label, scale_label(scale) if i == 0 else "", _format_params(row.params),
+                NA if row.gflops is None else f"{row.gflops:.2f}", _format_rate(row.images_per_s),
+            ])
+    table = markdown_table(["Methods", "Scale", "Params ↓", "GFLOPs ↓", "Images/s ↑"], body, "llrrr")
+
+    def device(run: Run) -> str:
+        torch_version = version_of(run.provenance, "torch")
+        torch_text = f", torch {torch_version}" if torch_version else ""
+        return f"{run.provenance.get('device', 'unknown device')}{torch_text}"
+
+    return (f"{table}\n\n- Throughput measured on: {_per_run(runs, device)}. Parameters, GFLOPs and"
+            " images/s as recorded by the runner.\n")
+
+
+# -- recognition -----------------------------------------------------------------------------------
+def no_face(metrics: Mapping[str, float | None]) -> bool:
+    """Paper Table 4's "-": no probe face reached the recogniser, so nothing could be matched.
+
+    That is a detection rate of 0, or a null average similarity (the runner's mark for "no probe
+    and gallery face pair was detected"). Rank-1, TAR and EER are then meaningless too.
+    """
+    return (metrics.get("detection_rate") or 0.0) == 0.0 or (
+        "average_similarity" in metrics and metrics["average_similarity"] is None)
+
+
+def recognition_table(runs: Sequence[Run]) -> str:
+    """Paper Table 4 layout (Matching Accuracy ``16.9231%``, Average Similarity ``.6f``) plus
+    detection rate, Rank-1, TAR@FAR=1e-3 and EER, each with its 95% CI when the runner gave one."""
+    _require(runs, "recognition")
+    several = len({r.scale for r in runs}) > 1
+    notes = _Notes()
+    body: list[list[str]] = []
+    any_undetected = False
+    for scale, pairs in _by_scale(runs):
+        masked = [(row, no_face(row.metrics)) for row, _ in pairs]
+        ranked = [_ranked(row, run) for row, run in pairs]
+        flags = {m.key: best_flags([row.metrics.get(m.key) if ok and not (dead and m.key != "detection_rate")
+                                    else None for (row, dead), ok in zip(masked, ranked)], m)
+                 for m in RECOGNITION_METRICS}
+        for i, (row, dead) in enumerate(masked):
+            any_undetected |= dead
+            metric_cells = []
+            for m in RECOGNITION_METRICS:
+                value = row.metrics.get(m.key)
+                if dead and m.key != "detection_rate":
+                    metric_cells.append(UNDETECTED)
+                elif value is None:
+                    reason = row.unavailable.get(m.key, "not reported by the runner")
+                    metric_cells.append(NA + notes.mark(f"{m.name} unavailable: {reason}",
+                                                        _who(row, scale, several)))
+                else:
+                    text = _bold(m.format(value), flags[m.key][i])
+                    if m.key in row.ci95:
+                        text += " " + m.format_ci(row.ci95[m.key])
+                    metric_cells.append(text)
+            body.append([row.label, *([scale_label(scale) if i == 0 else ""] if several else []),
+                         *metric_cells[:2], UNDETECTED if dead else _matched(row), *metric_cells[2:]])
+    metric_heads = [m.heading for m in RECOGNITION_METRICS]
+    header = (["Methods"] + (["Scale"] if several else []) + metric_heads[:2] + ["Matched"]
+              + metric_heads[2:])
+    align = "l" + ("l" if several else "") + "r" * (len(RECOGNITION_METRICS) + 1)
+    table = markdown_table(header, body, align)
+    extra = ["**Bold**: best per scale. (lo–hi): 95% confidence interval from the runner."
+             " Matched: probes whose similarity to their own gallery face reached the threshold.",
+             *_reference_notes(runs)]
+    if any_undetected:
+        extra.append(f"“{UNDETECTED}”: no probe face reached the recogniser (none detected), so"
+                     " nothing could be matched (as in the paper's Table 4).")
+    return f"{table}\n\n{_footer(notes, extra, _recognition_conventions(runs))}\n"
+
+
+def _recognition_conventions(runs: Sequence[Run]) -> list[str]:
+    """Threshold, recogniser, detector, bootstrap: what moves Table 4's numbers. The runner's
+    longer definitions (similarity, rank, ROC pairs, …) are in the full provenance section."""
+    c = runs[0].conventions
+    parts = []
+    if c.get("threshold") is not None:
+        parts.append(f"a probe matches when the cosine similarity to its own gallery face is"
+                     f" ≥ {c['threshold']}")
+    for key in ("recogniser", "detector"):
+        if isinstance(c.get(key), Mapping):  # the face runner names its detector under "detector"
+            title = "name" if c[key].get("name") else key
+            parts.append(f"{key}: {describe(c[key], title=title)}")
+    bootstrap = c.get("bootstrap")
+    if isinstance(bootstrap, Mapping):
+        how = " ".join(str(bootstrap[k]) for k in ("method",) if bootstrap.get(k))
+        unit = f" over {bootstrap['unit']}s" if bootstrap.get("unit") else ""
+        n = f", {bootstrap['n']} resamples" if bootstrap.get("n") else ""
+        parts.append(f"CIs: bootstrap{unit} ({how}{n})" if how else f"CIs: bootstrap{unit}{n}")
+    return [
+        f"Conventions: {'; '.join(parts)}; degradation: {_degradation_text(runs)};"
+        f" dataset: {_dataset_text(runs)}.",
+        f"Provenance: {_provenance_text(runs)}; checkpoints (sha256): {_checkpoints_text(runs)}.",
+    ]
+
+
+def _matched(row: ModelRow) -> str:
+    n_matched, n_probes = row.metrics.get("n_matched"), row.metrics.get("n_probes")
+    return f"{int(n_matched)}/{int(n_probes)}" if n_matched is not None and n_probes else NA
+
+
+def distances_of(runs: Sequence[Run]) -> list[str]:
+    """Camera distances present (naturally sorted); empty when there are fewer than two, because
+    a single group (the runner's "all" for probe sets without distances) repeats the main table."""
+    found = sorted({d for run in runs for row in run.rows for d in row.per_distance}, key=natural_key)
+    return found if len(found) > 1 else []
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that puts "d2" before "d10"."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
+
+
+def per_distance_table(runs: Sequence[Run]) -> str | None:
+    """Matching accuracy, average similarity and detection rate per camera distance (d1 = far).
+
+    Returns None without per-distance results (or with a single group, see :func:`distances_of`).
+    """
+    _require(runs, "recognition")
+    distances = distances_of(runs)
+    if not distances:
+        return None
+    several = len({r.scale for r in runs}) > 1
+    body: list[list[str]] = []
+    counts: dict[str, set[int]] = {d: set() for d in distances}
+    for scale, pairs in _by_scale(runs):
+        columns: dict[tuple[str, str], list[bool]] = {}
+        for d in distances:
+            for m in DISTANCE_METRICS:
+                values = []
+                for row, run in pairs:
+                    dist = row.per_distance.get(d, {})
+                    dead = no_face(dist) and m.key != "detection_rate"
+                    values.append(None if dead or not _ranked(row, run) else dist.get(m.key))
+                columns[(d, m.key)] = best_flags(values, m)
+        for i, (row, _) in enumerate(pairs):
+            cells = [row.label] + ([scale_label(scale) if i == 0 else ""] if several else [])
+            for d in distances:
+                dist = row.per_distance.get(d)
+                if dist is not None and dist.get("n_probes") is not None:
+                    counts[d].add(int(dist["n_probes"]))  # type: ignore[arg-type]
+                for m in DISTANCE_METRICS:
+                    if dist is None:
+                        cells.append(NA)
+                    elif no_face(dist) and m.key != "detection_rate":
+                        cells.append(UNDETECTED)
+                    else:
+                        cells.append(_bold(m.format(dist.get(m.key)), columns[(d, m.key)][i]))
+            body.append(cells)
+    header = (["Methods"] + (["Scale"] if several else [])
+              + [f"{d} {m.heading}" for d in distances for m in DISTANCE_METRICS])
+    align = "l" + ("l" if several else "") + "r" * (len(distances) * len(DISTANCE_METRICS))
+    table = markdown_table(header, body, align)
+    n_text = ", ".join(f"{d}: {'/'.join(str(n) for n in sorted(counts[d])) or '?'}" for d in distances)
+    refs = "".join(f"\n- {line}" for line in _reference_notes(runs))
+    return (f"{table}\n\n- MA: matching accuracy; Sim: average similarity; Det: detection rate."
+            f" **Bold**: best per distance. Probes per distance: {n_text}.{refs}\n")
+
+
+def _require(runs: Sequence[Run], kind: str) -> None:
+    if not runs:
+        raise ValueError("no runs to tabulate")
+    wrong = [str(r.path) for r in runs if r.kind != kind]
+    if wrong:
+        raise ValueError(f"expected {kind} runs only; got other kinds from {', '.join(wrong)}")
+
+
+# -- all tables at once ----------------------------------------------------------------------------
+def report_tables(groups: Sequence[RunGroup]) -> str:
+    """Every table of every group with its notes: what ``fsr-bench report``/``run`` print."""
+    parts = []
+    for group in groups:
+        if group.kind == RECONSTRUCTION:
+            parts.append(f"## {group.title}\n\n{reconstruction_table(group.runs)}")
+            parts.append(f"### Efficiency\n\n{efficiency_table(group.runs)}")
+        else:
+            parts.append(f"## {group.title}\n\n{recognition_table(group.runs)}")
+            distances = per_distance_table(group.runs)
+            if distances:
+                parts.append(f"### Per distance\n\n{distances}")
+    return "\n".join(parts)
+
+
+def tables_for_terminal(runs: Sequence[Run | str | Path]) -> str:
+    """:func:`report_tables` for loaded runs or run folders (loaded and validated here)."""
+    return report_tables(group_runs([r if isinstance(r, Run) else load_run(r) for r in runs]))
