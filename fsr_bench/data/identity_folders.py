@@ -12,9 +12,11 @@ Shared vocabulary of both recognition adapters (this module and :mod:`fsr_bench.
 * :class:`ProbeItem` — one probe image with its subject, distance and camera labels (identity
   folders have neither, both are ``"all"``); ``index`` is its position in the full probe list and
   seeds its degradation, so a probe's LR never depends on batching or on ``run.limit``;
-* :class:`ProbeImages` — what :meth:`read_probe` returns: ``hr`` (the probe at the highest
-  resolution the dataset has — the "HR probes" reference) and ``lr`` (the LR probe given to the
-  super-resolvers and to the "LR image" reference).
+* :class:`ProbeImages` — what :meth:`read_probe` returns: ``hr`` (the probe's face region at the
+  native resolution of the dataset, no degradation, no SR — the "HR probes" reference) and ``lr``
+  (the LR probe given to the super-resolvers and to the "LR image" reference). Both adapters give
+  ``hr`` the same framing as ``lr`` (identity folders: the centre crop; SCface: the face crop), so
+  the HR row differs from an SR row only by the resolution lost and recovered.
 
 Probe degradation (:class:`FaceProbeDegradation`), in order:
 
@@ -185,8 +187,8 @@ class FaceProbeDegradation:
         return top, left, ch, cw
 
     def __call__(self, image: torch.Tensor, index: int, seed: int, source: str = "image"
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(3, H, W)`` source → (HR face ``(3, lr_h·s, lr_w·s)``, LR ``(3, lr_h, lr_w)``)."""
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(3, H, W)`` source → (native face crop, HR face ``(3, lr_h·s, lr_w·s)``, LR ``(3, lr_h, lr_w)``)."""
         from fsr_bench.data.resize import imresize
 
         top, left, ch, cw = self._crop_box(int(image.shape[-2]), int(image.shape[-1]), source)
@@ -197,7 +199,7 @@ class FaceProbeDegradation:
             raise FsrBenchDataError(
                 f"probe degradation produced {tuple(lr.shape[-2:])}, expected lr_size {self.lr_size}"
             )
-        return hr_face, lr
+        return face, hr_face, lr
 
 
 def build_probe_degradation(spec: Mapping[str, Any] | FaceProbeDegradation | None) -> FaceProbeDegradation:
@@ -364,9 +366,8 @@ class IdentityFolderSet:
         return read_image(item.path)
 
     def read_probe(self, item: ProbeItem, seed: int = 0) -> ProbeImages:
-        hr = read_image(item.path)
-        _, lr = self.degradation(hr, index=item.index, seed=seed, source=str(item.path))
-        return ProbeImages(hr=hr, lr=lr)
+        face, _, lr = self.degradation(read_image(item.path), index=item.index, seed=seed, source=str(item.path))
+        return ProbeImages(hr=face, lr=lr)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -332,6 +332,9 @@ class SCfaceSet:
             for k in self.cameras:
                 folder = self._camera_dir(d, k)
                 rel = folder.relative_to(self.root).as_posix()
+                if not folder.is_dir():
+                    missing.append(f"{rel}/ (the whole folder: {len(self.subject_ids)} images NNN_cam{k}_{d}.jpg)")
+                    continue
 
                 def parse(stem: str, d: int = d, k: int = k) -> tuple | None:
                     m = _PROBE_RE.match(stem)
@@ -363,7 +366,7 @@ class SCfaceSet:
             f"SCface layout problems under {self.root} (subjects {self.subjects!r}, distances "
             f"{list(self.distances)}, cameras {list(self.cameras)}):"
             + block("missing files", missing)
-            + block("files whose names do not follow the pattern (renamed or misplaced?)", misnamed)
+            + block("misnamed files: the name does not follow the pattern (renamed or misplaced?)", misnamed)
             + block("two files for one image (e.g. .jpg and .JPG)", duplicates)
             + "\nExpected the official layout: mugshot_frontal_cropped_all/NNN_frontal.JPG and "
             "surveillance_cameras_distance_D/camK/NNN_camK_D.jpg (NNN = 001-130). Restore the files, or "

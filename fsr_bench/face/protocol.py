@@ -1,0 +1,176 @@
+"""The ``kind: recognition`` protocol: does a super-resolver make LR faces more recognisable?
+
+Pipeline per probe (the TANet paper's SCface experiment, Table 4): LR probe → super-resolver (×s)
+→ MTCNN → 5-point similarity alignment → recogniser embedding → cosine similarity with the
+subject's gallery embedding (gallery = HD enrolment image through the same detector/aligner/
+recogniser, never super-resolved). Two reference rows need no model: "HR probes" (the probes' face
+region at native resolution — the same framing the SR rows see — no degradation, no SR: the
+ceiling) and "LR image" (the raw LR probe given to the detector, as the paper's first row, which
+prints "-" there because MTCNN found no face in SCface's 21x28 crops).
+
+Schema (unknown keys are errors, as for every protocol)::
+
+    kind: recognition
+    name: lfw_surveillance_x8
+    data:                         # one dataset block, chosen by `type`
+      type: identity_folder       # or: scface
+      ...                         # see IdentityFolderData / SCfaceData below
+    models: [{name: bicubic_x8, label: Bicubic}]
+    references: {hr_probes: true, lr_image: true}
+    recognition:
+      recogniser: mobilefacenet   # any registered recogniser, or onnx:/path/model.onnx
+      weights: null               # null = the recogniser's own resolution (cache / shared / download)
+      flip: true                  # embedding of image + mirror (the shared weights' measured protocol)
+      threshold: 0.4              # the paper's matching threshold, similarity >= threshold
+      detector: {min_face_size: 20, thresholds: [0.6, 0.7, 0.7], factor: 0.709,
+                 selection: center, min_prob: 0.0, max_side: 1024, batch_size: 16}
+      bootstrap: {n: 1000, seed: 0}   # 95 % CIs, resampling subjects
+    run: {device: auto, batch_size: 8, num_samples: 4, seed: 0, limit: null}
+
+``run.seed`` seeds synthetic probe degradations; ``run.limit`` scores only the first N probes;
+``run.flops`` does not apply to recognition runs.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from fsr_bench.protocol import ModelSpec, RunSpec, _Strict
+from fsr_bench.provenance import stable_hash
+
+__all__ = [
+    "HR_PROBES",
+    "LR_IMAGE",
+    "REFERENCE_LABELS",
+    "BootstrapSpec",
+    "DetectorSpec",
+    "FaceCropSpec",
+    "IdentityFolderData",
+    "ProbeDegradationSpec",
+    "RecognitionProtocol",
+    "RecognitionSpec",
+    "ReferencesSpec",
+    "SCfaceData",
+]
+
+HR_PROBES = "HR probes"
+LR_IMAGE = "LR image"
+REFERENCE_LABELS = (HR_PROBES, LR_IMAGE)
+
+Size = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+
+
+# -- data ------------------------------------------------------------------------------------------
+class FaceCropSpec(_Strict):
+    """MTCNN face crop of full SCface surveillance frames (see fsr_bench.data.scface)."""
+
+    enabled: bool = False
+    min_face_size: int = Field(12, ge=8)  # px; far-distance SCface faces are tiny
+    selection: Literal["largest", "probability", "center"] = "probability"
+    enlarge: float = Field(1.3, gt=0)  # crop side = enlarge x face box, at the LR aspect ratio
+    on_failure: Literal["error", "undetected"] = "error"
+
+
+class SCfaceData(_Strict):
+    """The official SCface layout (fsr_bench.data.scface)."""
+
+    type: Literal["scface"]
+    root: str  # folder holding mugshot_frontal_cropped_all/ and surveillance_cameras_distance_*/
+    subjects: Union[Literal["all", "world", "dev", "eval"], list[Annotated[int, Field(ge=1, le=130)]]] = "all"
+    distances: list[Literal[1, 2, 3]] = Field(default_factory=lambda: [1, 2, 3])  # 1 = 4.20 m (far)
+    cameras: list[Annotated[int, Field(ge=1, le=7)]] = Field(default_factory=lambda: [1, 2, 3, 4, 5])  # 6-7 IR
+    face_crop: FaceCropSpec = Field(default_factory=FaceCropSpec)
+    lr_size: Size | None = (28, 21)  # (H, W) of the LR probe; null = native crop size
+    scale: int = Field(8, ge=1)  # SR factor of the protocol; every model must have it
+
+
+class ProbeDegradationSpec(_Strict):
+    """How identity-folder probes become LR (fsr_bench.data.identity_folders)."""
+
+    preset: Literal["tanet_21x28_x8"] | None = "tanet_21x28_x8"  # 21x28 LR face, x8 (the paper)
+    crop: Size | None = None  # (H, W) centre crop = the face region; null = largest at LR aspect
+    lr_size: Size | None = None  # (H, W); null = the preset's
+    degradation: dict | None = None  # fsr_bench.data.degradations block; null = the preset's
+
+
+class IdentityFolderData(_Strict):
+    """Any ``root/<identity>/<image>`` set (fsr_bench.data.identity_folders)."""
+
+    type: Literal["identity_folder"]
+    root: str
+    list_file: str | None = None  # identities to use, one per line
+    gallery_list: str | None = None  # <identity>/<image> per line; default first image (sorted)
+    max_identities: int | None = Field(None, ge=1)  # seeded draw
+    max_probes_per_identity: int | None = Field(None, ge=1)  # seeded draw
+    seed: int = 0  # seeds the two draws above
+    name: str | None = None  # dataset name in reports; default the root's folder name
+    probe_degradation: ProbeDegradationSpec = Field(default_factory=ProbeDegradationSpec)
+
+
+DataSpec = Annotated[Union[SCfaceData, IdentityFolderData], Field(discriminator="type")]
+
+
+# -- recognition settings --------------------------------------------------------------------------
+class DetectorSpec(_Strict):
+    """MTCNN + alignment settings (fsr_bench.face.detect.FaceAligner), used for every image."""
+
+    min_face_size: int = Field(20, ge=1)  # px; facenet-pytorch's default
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # P-, R-, O-Net
+    factor: float = Field(0.709, gt=0, lt=1)  # pyramid step
+    selection: Literal["largest", "probability", "center"] = "center"  # inputs are face-centred
+    min_prob: float = Field(0.0, ge=0, le=1)
+    max_side: int | None = Field(1024, ge=32)  # larger images (HD mugshots) are downscaled first
+    batch_size: int = Field(16, ge=1)
+
+
+class BootstrapSpec(_Strict):
+    n: int = Field(1000, ge=0)  # resamples of subjects; 0 = no confidence intervals
+    seed: int = 0
+
+
+class RecognitionSpec(_Strict):
+    recogniser: str = "mobilefacenet"
+    weights: str | None = None
+    flip: bool = True
+    threshold: float = Field(0.4, ge=-1, le=1)  # matched when similarity >= threshold (TANet)
+    detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
+
+
+class ReferencesSpec(_Strict):
+    hr_probes: bool = True  # row "HR probes": native-resolution face region, no degradation, no SR
+    lr_image: bool = True  # row "LR image": the LR probe given to the detector without SR
+
+
+# -- the protocol ----------------------------------------------------------------------------------
+class RecognitionProtocol(_Strict):
+    kind: Literal["recognition"] = "recognition"
+    name: str
+    description: str = ""
+    data: DataSpec
+    models: list[ModelSpec] = Field(default_factory=list)
+    references: ReferencesSpec = Field(default_factory=ReferencesSpec)
+    recognition: RecognitionSpec = Field(default_factory=RecognitionSpec)
+    run: RunSpec = Field(default_factory=RunSpec)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_labels(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        seen: set[str] = set()
+        for m in models:
+            if m.display in REFERENCE_LABELS:
+                raise ValueError(f"label {m.display!r} is reserved for a reference row; choose another `label`")
+            if m.display in seen:
+                raise ValueError(f"two models are labelled {m.display!r}; give one a distinct `label`")
+            seen.add(m.display)
+        return models
+
+    @model_validator(mode="after")
+    def _has_rows(self) -> "RecognitionProtocol":
+        if not self.models and not (self.references.hr_probes or self.references.lr_image):
+            raise ValueError("nothing to run: list a model or enable a reference (references.hr_probes)")
+        return self
+
+    def hash(self) -> str:
+        return stable_hash(self.model_dump(mode="json"))
