@@ -16,7 +16,6 @@ protocol costs only that model. Every file is written atomically.
 from __future__ import annotations
 
 import math
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -40,8 +39,7 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def safe_name(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", label).strip("_") or "model"
+from fsr_bench.naming import safe_filename as safe_name  # noqa: E402  (re-exported for runners)
 
 
 def build_dataset(spec: dict[str, Any]):

@@ -463,9 +463,7 @@ def _model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bo
                 checkpoint_sha256=sha, sr_store=store)
 
 
-def label_filename(label: str) -> str:
-    """File-name form of a row label, the same rule as ``fsr_bench.reporting.load.label_filename``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
+from fsr_bench.naming import safe_filename as label_filename  # noqa: E402  (one rule, shared with reports)
 
 
 def _sample_folders(samples: Path, probes: list[ProbeItem], chosen: set[int]) -> dict[int, Path]:

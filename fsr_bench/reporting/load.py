@@ -20,6 +20,8 @@ never bolded against each other.
 """
 from __future__ import annotations
 
+from fsr_bench.naming import safe_filename
+
 import csv
 import json
 import math
@@ -464,15 +466,12 @@ def _check_summary(file: Path, kind: Kind, rows: Sequence[ModelRow]) -> None:
 
 
 # -- samples ---------------------------------------------------------------------------------------
-def label_filename(label: str) -> str:
-    """A file-name-safe form of a label ("TANet w/o local" -> "TANet_w_o_local")."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
+label_filename = safe_filename  # the runners' rule (fsr_bench.naming)
 
 
 def file_forms(name: str) -> set[str]:
-    """Every file name a runner may have made of ``name``: as is, :func:`label_filename`, and the
-    reconstruction runner's ``safe_name`` (which also keeps "+")."""
-    return {name, label_filename(name), re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_") or "model"}
+    """File names a runner may have made of ``name``: as is, or through :func:`safe_filename`."""
+    return {name, safe_filename(name)}
 
 
 def _read_samples(folder: Path, kind: Kind, labels: Sequence[str]) -> tuple[Sample, ...]:
