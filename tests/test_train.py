@@ -1,0 +1,450 @@
+"""fsr-bench train: exact resume, DDP (gloo, 2 processes) = 1 process, dry run, config, clear errors.
+
+All on CPU with tiny models and 32x32 synthetic faces; each training run takes a few steps.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+from typer.testing import CliRunner
+
+from fsr_bench.cli import app
+from fsr_bench.data.io import write_image
+from fsr_bench.models import MODELS, create_model, register_model
+from fsr_bench.models.base import SuperResolver
+from fsr_bench.models.checkpoint import read_checkpoint, save_checkpoint
+from fsr_bench.train.config import ConfigError, load_config
+from fsr_bench.train.data import EpochSampler, TrainPairs, dihedral
+from fsr_bench.train.losses import TrainStep
+from fsr_bench.train.trainer import Trainer, TrainError, train
+
+TINY = MODELS.get("tanet_x4").tiny
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine OpenMP spin-waiting makes
+    2 threads many times slower than 1; restored afterwards for other test modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _smooth(g: torch.Generator, size: int) -> torch.Tensor:
+    x = torch.rand(1, 3, size // 4, size // 4, generator=g)
+    return nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)[0]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """9 train faces (3 identities x 3) and 3 val faces, 32x32 PNG."""
+    root = tmp_path_factory.mktemp("faces")
+    g = torch.Generator().manual_seed(0)
+    for split, ids in (("train", 3), ("val", 1)):
+        for i in range(ids):
+            for j in range(3):
+                write_image(_smooth(g, 32), root / split / f"id{i}" / f"{j}.png")
+    return root
+
+
+def _yaml(tmp_path: Path, data: Path, **extra) -> Path:
+    cfg = {
+        "model": {"name": "tanet_x4", "overrides": dict(TINY)},
+        "data": {
+            "train": {"type": "folder", "root": str(data / "train")},
+            "val": {"type": "folder", "root": str(data / "val")},
+            "batch_size": 2,
+            "workers": 0,
+        },
+        "optim": {"step_epochs": 1},  # lr halves every epoch: resume must restore the scheduler
+        "schedule": {"max_steps": 6, "log_every": 1},
+        "log": {"progress": False},
+        "out_dir": str(tmp_path / "run"),
+    }
+    for key, value in extra.items():
+        node = cfg
+        *parents, last = key.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _cfg(tmp_path, data, *sets, **extra):
+    return load_config(_yaml(tmp_path, data, **extra), list(sets))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["state_dict"]
+
+
+def _losses(run: Path) -> list[tuple[int, float]]:
+    with open(run / "train_log.csv", newline="") as f:
+        return [(int(r["step"]), float(r["loss_total"])) for r in csv.DictReader(f)]
+
+
+def _cli(*args: str):
+    result = CliRunner().invoke(app, ["train", *args])
+    return result.exit_code, result.output
+
+
+quiet = dict(echo=lambda s: None)
+
+
+# -- exact resume -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data) -> Path:
+    tmp = tmp_path_factory.mktemp("full")
+    # 9 images / batch 2 = 4 steps per epoch: 7 steps cross an epoch end and an lr halving
+    train(_cfg(tmp, data, "schedule.max_steps=7", "data.workers=1"), **quiet)
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("stop_at", [3, 4], ids=["mid-epoch", "epoch-end"])
+def test_resume_is_exact(tmp_path, data, uninterrupted, stop_at):
+    cfg = _cfg(tmp_path, data, "schedule.max_steps=7")
+
+    def interrupt(trainer):
+        if trainer.step == stop_at:
+            trainer.request_stop("test interrupt")
+
+    first = train(cfg, callbacks=[interrupt], **quiet)
+    assert first["steps"] == stop_at
+    ck = read_checkpoint(tmp_path / "run" / "last.pt")  # weights_only=True
+    assert (ck["step"], ck["epoch"], ck["epoch_step"]) == (stop_at, stop_at // 4, stop_at % 4)
+    assert {"optimizer", "scheduler", "rng", "train_config", "config", "model"} <= set(ck)
+    second = train(cfg, resume=True, **quiet)
+    assert second["steps"] == 7
+    want, got = _weights(uninterrupted / "last.pt"), _weights(tmp_path / "run" / "last.pt")
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k  # bitwise
+    assert _losses(tmp_path / "run")[-1] == _losses(uninterrupted)[-1]
+    # best.pt rebuilds its own architecture
+    model = create_model(checkpoint=tmp_path / "run" / "best.pt")
+    assert model.name == "tanet_x4" and model.config_dict()["channels"] == TINY["channels"]
+
+
+def test_resume_refuses_other_model_and_changed_recipe(tmp_path, data):
+    train(_cfg(tmp_path, data, "schedule.max_steps=1"), **quiet)
+    cfg = str(_yaml(tmp_path, data))
+    code, out = _cli(cfg, "--set", "schedule.max_steps=2")
+    assert code == 2 and "already holds a run" in out and "--resume" in out
+    code, out = _cli(cfg, "--resume", "--set", "optim.lr=1e-3")
+    assert code == 2 and "optim.lr: 0.0002 -> 0.001" in out
+    code, out = _cli(cfg, "--resume", "--set", "model.name=tanet_x8")
+    assert code == 2 and "checkpoint of model 'tanet_x4'" in out
+    code, out = _cli(cfg, "--resume", "--set", "schedule.max_steps=2")  # schedule may change
+    assert code == 0, out
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
+
+
+# -- DDP ------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_gloo_two_processes_match_one(tmp_path, data):
+    """torchrun, 2 CPU processes x batch 2 vs 1 process x batch 4: same losses, same weights."""
+    cfg = _yaml(tmp_path, data, schedule={"max_steps": 4, "log_every": 1})
+    sets = ["--set", "data.batch_size=4", "--set", "val_every=0"]
+    exe = Path(sys.executable).parent / "fsr-bench"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           f"--master_port={_free_port()}", str(exe), "train", str(cfg), "--out", str(tmp_path / "ddp"), *sets]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, out = _cli(str(cfg), "--out", str(tmp_path / "one"), *sets)  # 1 thread, like each DDP rank
+    assert code == 0, out
+    ddp, one = _losses(tmp_path / "ddp"), _losses(tmp_path / "one")
+    assert [s for s, _ in ddp] == [s for s, _ in one] == [1, 2, 3, 4]
+    for (_, a), (_, b) in zip(ddp, one):
+        assert a == pytest.approx(b, rel=1e-5)
+    wa, wb = _weights(tmp_path / "ddp" / "last.pt"), _weights(tmp_path / "one" / "last.pt")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6)
+    assert read_checkpoint(tmp_path / "ddp" / "last.pt")["world_size"] == 2
+    assert len(read_checkpoint(tmp_path / "ddp" / "last.pt")["rng"]) == 2
+
+
+def test_sampler_shards_are_the_global_batches():
+    one = list(EpochSampler(11, 4, seed=3))
+    ranks = [list(EpochSampler(11, 4, rank=r, world_size=2, seed=3)) for r in range(2)]
+    assert len(one) == 8 and all(len(r) == 4 for r in ranks)
+    for step in range(2):  # global batch k = positions [4k, 4k+4) for any world size
+        single = {k[0] for k in one[4 * step: 4 * step + 4]}
+        split = {k[0] for r in ranks for k in r[2 * step: 2 * step + 2]}
+        assert single == split
+    s = EpochSampler(11, 4, seed=3)
+    s.set_epoch(0, start_step=1)
+    assert list(s) == one[4:] and len(s) == 4
+    s.set_epoch(1)
+    assert [k[0] for k in s] != [k[0] for k in one]
+
+
+def test_train_pairs_are_keyed_and_aligned(data):
+    from fsr_bench.data.degradations import build_degradation
+    from fsr_bench.data.folders import FaceFolder
+
+    hr_set = FaceFolder(data / "train")
+    deg = build_degradation({"type": "bicubic", "scale": 4})
+    pairs = TrainPairs(hr_set, 4, deg, patch=(16, 8), seed=1, global_batch=2)
+    a, b = pairs[(3, 0, 5)], pairs[(3, 0, 5)]
+    assert torch.equal(a["hr"], b["hr"]) and torch.equal(a["lr"], b["lr"])
+    assert torch.equal(a["lr"], deg(a["hr"]))  # LR is the degradation of the augmented HR crop
+    shapes = {tuple(pairs[(i, 0, p)]["hr"].shape) for i, p in [(0, 0), (1, 1)]}  # same global batch
+    assert len(shapes) == 1  # non-square patch: one dihedral op per global batch
+    hr = torch.arange(12.0).view(1, 3, 4)
+    assert len({tuple(dihedral(hr, k).flatten().tolist()) for k in range(8)}) == 8
+
+
+# -- losses for baselines: forward_steps (SRFBN) and training_loss (DIDnet) ----------------------
+class _Feedback(SuperResolver):
+    def __init__(self, scale: int = 4):
+        super().__init__(scale, {"scale": scale})
+        self.body = nn.Conv2d(3, 3 * scale * scale, 3, padding=1)
+        self.up = nn.PixelShuffle(scale)
+
+    def forward_native(self, lr):
+        return self.forward_steps(lr)[-1]
+
+    def forward_steps(self, lr):
+        first = self.up(self.body(lr))
+        return [first, first + 0.1 * first.tanh()]
+
+    def training_loss(self, sr, hr, lr):
+        return {"aux": (sr.mean() - hr.mean()).abs()}
+
+
+@pytest.fixture()
+def feedback_model():
+    register_model(lambda **kw: _Feedback(**kw), name="test_feedback_x4")
+    yield "test_feedback_x4"
+    MODELS.unregister("test_feedback_x4")
+
+
+def test_step_losses_for_steps_and_extra_terms():
+    m = _Feedback()
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 32, 32)
+    step = TrainStep(m, "l1", {"aux": 0.5})
+    total, terms = step(lr, hr)
+    outs = m.forward_steps(lr)
+    pix = (nn.functional.l1_loss(outs[0], hr) + nn.functional.l1_loss(outs[1], hr)) / 2
+    torch.testing.assert_close(terms["pixel"], pix)
+    torch.testing.assert_close(total, pix + 0.5 * terms["aux"])
+    with pytest.raises(ValueError, match="does not produce"):
+        TrainStep(m, "l1", {"identity": 1.0}).check_terms(terms)
+
+
+def test_any_registered_model_trains(tmp_path, data, feedback_model):
+    summary = train(_cfg(tmp_path, data, f"model.name={feedback_model}", "model.overrides={}",
+                         "loss.weights={aux: 0.1}", "schedule.max_steps=2"), **quiet)
+    assert summary["steps"] == 2
+    with open(tmp_path / "run" / "train_log.csv", newline="") as f:
+        assert {"loss_total", "loss_pixel", "loss_aux"} <= set(next(csv.DictReader(f)))
+
+
+# -- dry run, config ------------------------------------------------------------------------------
+def test_dry_run(tmp_path, data):
+    code, out = _cli(str(_yaml(tmp_path, data)), "--dry-run", "--estimate-steps", "1", "--set", "precision=bf16")
+    assert code == 0, out
+    assert "# resolved config" in out and "precision: bf16" in out and "batch_size: 2" in out
+    params = create_model("tanet_x4", **TINY).num_parameters()
+    assert f"{params:,} parameters" in out
+    assert "s/step" in out and "estimate:" in out and "4 steps/epoch" in out
+    assert not (tmp_path / "run").exists()  # a dry run writes nothing
+
+
+def test_config_precedence_and_types(tmp_path, data):
+    path = _yaml(tmp_path, data, optim={"lr": 1e-3})
+    assert load_config(path).optim.lr == 1e-3  # YAML over default
+    assert load_config(path).optim.betas == (0.9, 0.999)  # default (the paper's)
+    cfg = load_config(path, ["optim.lr=5e-4", "data.augment.hflip=false", "data.patch_size=[16, 8]",
+                             "optim.lr=4e-4", "model.checkpoint="])
+    assert cfg.optim.lr == 4e-4  # --set over YAML; the last --set wins
+    assert cfg.data.augment.hflip is False and cfg.data.patch_size == (16, 8) and cfg.model.checkpoint is None
+    assert load_config(tmp_path / "train.yaml").out_dir == str(tmp_path / "run")
+    bare = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "out_dir"}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(bare))
+    assert load_config(tmp_path / "mine.yaml").out_dir == str(Path("runs") / "mine")
+
+
+def test_config_unknown_keys_name_their_location(tmp_path, data):
+    raw = yaml.safe_load(_yaml(tmp_path, data).read_text())
+    raw["data"]["bach_size"] = 4
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"data\.bach_size: unknown key; did you mean data\.batch_size\?"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match=r"optim\.lrate: unknown key \(from --set\)"):
+        load_config(_yaml(tmp_path, data), ["optim.lrate=1"])
+    with pytest.raises(ConfigError, match=r"data\.train\.rooot: unknown key"):
+        load_config(_yaml(tmp_path, data), ["data.train.rooot=x"])
+    with pytest.raises(ConfigError, match=r"precision: .*'fp32', 'bf16' or 'fp16'"):
+        load_config(_yaml(tmp_path, data), ["precision=fp8"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(_yaml(tmp_path, data), ["optim.lr"])
+    code, out = _cli(str(tmp_path / "bad.yaml"), "--dry-run")
+    assert code == 2 and "data.bach_size" in out
+
+
+# -- clear errors -----------------------------------------------------------------------------------
+def test_error_empty_dataset(tmp_path, data):
+    (tmp_path / "empty").mkdir()
+    code, out = _cli(str(_yaml(tmp_path, data)), "--dry-run", "--set", f"data.train.root={tmp_path / 'empty'}")
+    assert code == 2 and "no images" in out
+    code, out = _cli(str(_yaml(tmp_path, data)), "--dry-run", "--set", "data.batch_size=16")
+    assert code == 2 and "fewer than data.batch_size 16" in out
+
+
+def test_error_image_smaller_than_crop(tmp_path, data):
+    code, out = _cli(str(_yaml(tmp_path, data)), "--dry-run", "--set", "data.patch_size=64")
+    assert code == 2 and "smaller than data.patch_size 64x64" in out and "id0/0" in out
+    code, out = _cli(str(_yaml(tmp_path, data)), "--dry-run", "--set", "data.patch_size=18")
+    assert code == 2 and "multiple of the scale 4" in out
+
+
+def test_error_scale_mismatch(tmp_path, data):
+    code, out = _cli(str(_yaml(tmp_path, data)), "--dry-run", "--set", "data.degradation={type: bicubic, scale: 8}")
+    assert code == 2 and "data.degradation.scale is 8, but model 'tanet_x4' upscales x4" in out
+
+
+def test_error_checkpoint_of_another_model(tmp_path, data):
+    other = create_model("tanet_x8", **TINY)
+    save_checkpoint(other, tmp_path / "x8.pt")
+    code, out = _cli(str(_yaml(tmp_path, data)), "--dry-run", "--set", f"model.checkpoint={tmp_path / 'x8.pt'}")
+    assert code == 2 and "saved for model 'tanet_x8', not 'tanet_x4'" in out
+
+
+def test_error_out_of_memory_names_a_batch_size(tmp_path, data, monkeypatch):
+    def oom(self, lr, hr):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "_train_step", oom)
+    with pytest.raises(TrainError, match=r"out of GPU memory .* try --set data\.batch_size=1"):
+        train(_cfg(tmp_path, data), **quiet)
+
+
+def test_error_nothing_to_train(tmp_path, data):
+    code, out = _cli(str(_yaml(tmp_path, data)), "--dry-run", "--set", "model={name: bicubic_x4}")
+    assert code == 2 and "no trainable parameters" in out
+
+
+# -- every registered model trains (baselines and plug-ins too) --------------------------------
+def _trainable():
+    from fsr_bench.models import list_models
+
+    names = []
+    for name in list_models():
+        entry = MODELS.get(name)
+        model = create_model(name, **(entry.tiny or {}))
+        if model.num_parameters(trainable_only=True) and not hasattr(type(model), "identity_net"):
+            names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("name", _trainable())
+def test_every_registered_model_trains(tmp_path, data, name):
+    scale = create_model(name, **(MODELS.get(name).tiny or {})).scale
+    hr = {"hr_size": 16 * scale}  # LR 16x16 for every scale
+    cfg = _cfg(tmp_path, data, f"model.name={name}", "schedule.max_steps=1",
+               model={"name": name, "overrides": MODELS.get(name).tiny or {}},
+               data__train={"type": "folder", "root": str(data / "train"), **hr},
+               data__val={"type": "folder", "root": str(data / "val"), **hr})
+    summary = train(cfg, **quiet)
+    assert summary["steps"] == 1 and summary["last_val"]["n"] == 3
+
+
+def _didnet_cfg(tmp_path, data, *sets):
+    hr = {"hr_size": 64}
+    return _cfg(tmp_path, data, "schedule.max_steps=2", "data.batch_size=3", *sets,
+                model={"name": "didnet_x4", "overrides": MODELS.get("didnet_x4").tiny},
+                data__train={"type": "folder", "root": str(data / "train"), **hr},
+                data__val={"type": "folder", "root": str(data / "val"), **hr})
+
+
+def test_didnet_identity_loss_needs_a_recogniser(tmp_path, data):
+    if "didnet_x4" not in MODELS:
+        pytest.skip("the DIDnet baseline is not registered")
+    with pytest.raises(TrainError, match="loss.identity_net=mobilefacenet"):
+        train(_didnet_cfg(tmp_path, data), **quiet)
+    with pytest.raises(TrainError, match="takes no identity network"):
+        train(_cfg(tmp_path, data, "loss.identity_net=mobilefacenet"), **quiet)
+
+
+def test_didnet_trains_with_mobilefacenet_identity_terms(tmp_path, data, shared_dir):
+    if "didnet_x4" not in MODELS:
+        pytest.skip("the DIDnet baseline is not registered")
+    weights = shared_dir / "weights" / "mobilefacenet" / "mobilefacenet.pt"
+    train(_didnet_cfg(tmp_path, data, "loss.identity_net=mobilefacenet", f"loss.identity_weights={weights}",
+                      "loss.weights={identity: 2.0}"), **quiet)
+    with open(tmp_path / "run" / "train_log.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["loss_identity"]) > 0 and float(row["loss_identity_discrimination"]) > 0
+    total = float(row["loss_pixel"]) + 2.0 * float(row["loss_identity"]) + float(row["loss_identity_discrimination"])
+    assert float(row["loss_total"]) == pytest.approx(total, rel=1e-4)
+    ck = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert not any(k.startswith("identity") or "_identity" in k for k in ck["state_dict"])  # φ is not saved
+
+
+def test_tensorboard_optional(tmp_path, data):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(TrainError, match=r"pip install 'fsr-bench\[tensorboard\]'"):
+            train(_cfg(tmp_path, data, "log.tensorboard=true", "schedule.max_steps=1"), **quiet)
+    else:
+        train(_cfg(tmp_path, data, "log.tensorboard=true", "schedule.max_steps=1"), **quiet)
+        assert any((tmp_path / "run" / "tb").iterdir())
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "protocols").glob("train_*.yaml")), ids=lambda p: p.stem)
+def test_training_protocols_validate(path):
+    cfg = load_config(path)
+    assert cfg.optim.lr == 2e-4 and cfg.optim.betas == (0.9, 0.999) and cfg.optim.eps == 1e-8
+    assert (cfg.optim.step_epochs, cfg.optim.gamma, cfg.loss.pixel) == (60, 0.5, "l1")
+    assert cfg.data.augment.hflip and cfg.data.augment.rot90
+    scale = int(cfg.model.name.rsplit("_x", 1)[1])
+    assert cfg.data.degradation == {"type": "bicubic", "scale": scale}
+
+
+def test_cpu_protocol_dry_run_on_shared_faces(shared_dir, monkeypatch):
+    monkeypatch.chdir(REPO)  # its data paths are relative to the repository root
+    code, out = _cli("protocols/train_tanet_faces256_x4_cpu.yaml", "--dry-run", "--estimate-steps", "0")
+    assert code == 0, out
+    assert "2011 train / 219 val images" in out and "459,427 parameters" in out
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on CPU needs a C++ compiler")
+def test_compile_trains_like_eager(tmp_path, data):
+    """compile: true must train (gradients reach the weights) and match eager closely."""
+    (tmp_path / "e").mkdir()
+    (tmp_path / "c").mkdir()
+    eager = _cfg(tmp_path / "e", data, "schedule.max_steps=2", "val_every=0")
+    compiled = _cfg(tmp_path / "c", data, "schedule.max_steps=2", "val_every=0", "compile=true")
+    train(eager, **quiet)
+    torch._dynamo.reset()
+    train(compiled, **quiet)
+    torch.manual_seed(0)  # the trainer's init (seed 0)
+    init = create_model("tanet_x4", **TINY).state_dict()
+    we, wc = _weights(tmp_path / "e" / "run" / "last.pt"), _weights(tmp_path / "c" / "run" / "last.pt")
+    for k in we:
+        torch.testing.assert_close(wc[k], we[k], rtol=1e-3, atol=1e-5)
+    assert not torch.equal(wc["shallow.weight"], init["shallow.weight"])
