@@ -5,6 +5,11 @@
 * :mod:`fsr_bench.data.resize` — MATLAB-compatible bicubic ``imresize`` and a named-kernel
   ``resize`` dispatcher.
 * :mod:`fsr_bench.data.degradations` — seeded, named HR → LR degradations with provenance.
+* :mod:`fsr_bench.data.folders` — HR image-folder datasets (FFHQ / CelebA presets, list files,
+  the paper's seeded 3800/100/100 split); :mod:`fsr_bench.data.package_faces` — the offline
+  quickstart faces.
+* :mod:`fsr_bench.data.identity_folders` and :mod:`fsr_bench.data.scface` — gallery/probe sets for
+  the recognition protocol.
 
 Submodules are imported explicitly (``from fsr_bench.data.io import read_image``) so that
 importing one does not pull in the others' dependencies.
