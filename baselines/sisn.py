@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsr_bench.models import register_model
-from fsr_bench.models.base import ModelInfo, SuperResolver
+from fsr_bench.models.base import ModelInfo, SuperResolver, check_scale
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)  # upstream's mean shift (std 1)
 
@@ -251,8 +251,7 @@ _TINY = {"num_groups": 2, "num_blocks": 2, "num_channels": 8}
 
 
 def _sisn(scale: int, /, **overrides) -> SISN:
-    if overrides.setdefault("scale", scale) != scale:  # a checkpoint's config repeats the scale
-        raise ValueError(f"sisn_x{scale} is the ×{scale} model; got scale={overrides['scale']}")
+    overrides["scale"] = check_scale(overrides.get("scale", scale), scale)  # checkpoints repeat it
     return SISN(SISNConfig(**overrides))
 
 

@@ -70,7 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsr_bench.models import register_model
-from fsr_bench.models.base import ModelInfo, SuperResolver
+from fsr_bench.models.base import ModelInfo, SuperResolver, check_scale
 
 
 @dataclass
@@ -349,8 +349,7 @@ _TINY = {"min_ch": 4, "max_ch": 8, "res_depth": 1, "att_channels": 4}
 
 
 def _sparnet(scale: int, /, **overrides) -> SPARNet:
-    if overrides.setdefault("scale", scale) != scale:  # a checkpoint's config repeats the scale
-        raise ValueError(f"sparnet_x{scale} is the ×{scale} model; got scale={overrides['scale']}")
+    overrides["scale"] = check_scale(overrides.get("scale", scale), scale)  # checkpoints repeat it
     return SPARNet(SPARNetConfig(**overrides))
 
 

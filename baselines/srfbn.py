@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsr_bench.models import register_model
-from fsr_bench.models.base import ModelInfo, SuperResolver
+from fsr_bench.models.base import ModelInfo, SuperResolver, check_scale
 
 # (kernel, stride, padding) of every projection (de)convolution, per scale (upstream srfbn_arch.py)
 PROJECTION = {2: (6, 2, 2), 3: (7, 3, 2), 4: (8, 4, 2), 8: (12, 8, 2)}
@@ -215,8 +215,7 @@ _TINY = {"num_features": 8, "num_steps": 2, "num_groups": 2}
 
 
 def _srfbn(scale: int, /, **overrides) -> SRFBN:
-    if overrides.setdefault("scale", scale) != scale:  # a checkpoint's config repeats the scale
-        raise ValueError(f"srfbn_x{scale} is the ×{scale} model; got scale={overrides['scale']}")
+    overrides["scale"] = check_scale(overrides.get("scale", scale), scale)  # checkpoints repeat it
     return SRFBN(SRFBNConfig(**overrides))
 
 

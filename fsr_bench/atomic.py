@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -42,3 +43,12 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
     for row in rows:
         writer.writerow(["" if v is None else v for v in row])
     return write_text(path, buf.getvalue())
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (checkpoints and weights are identified by it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

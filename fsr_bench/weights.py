@@ -22,7 +22,6 @@ This module deliberately imports neither torch nor numpy, so that resolving weig
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -32,6 +31,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from fsr_bench.atomic import sha256_file
 
 __all__ = [
     "ENV_HOME",
@@ -116,14 +117,6 @@ def is_offline() -> bool:
 
 
 # -- hashing and downloading -------------------------------------------------------------------
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def download_url(url: str, dst: Path, timeout: float = 60.0) -> None:
     """Stream ``url`` into ``dst`` (plain urllib: no extra dependency, honours ``https_proxy``).
 

@@ -12,13 +12,14 @@ model name is given; the model's ``convert_state_dict`` maps foreign keys.
 """
 from __future__ import annotations
 
-import hashlib
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from fsr_bench.atomic import sha256_file, write_bytes  # noqa: F401  (sha256_file re-exported)
 
 FORMAT = "fsr-bench"
 VERSION = 1
@@ -28,29 +29,11 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: never a half checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Serialise in memory, then write atomically: never a half-written checkpoint on disk."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def save_checkpoint(model, path: str | os.PathLike, **extra: Any) -> Path:
