@@ -8,13 +8,3 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
     """Print an actionable error (no traceback) and return the Exit to raise."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise fail(f"--device {device} asked for, but torch sees no CUDA device; use --device cpu")
-    return device

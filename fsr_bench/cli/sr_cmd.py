@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from fsr_bench.cli._common import fail, resolve_device
+from fsr_bench.cli._common import fail
 
 
 def sr(
@@ -33,7 +33,13 @@ def sr(
             f"{net.name} has learned parameters but no --checkpoint was given; its output would come "
             "from random weights. Train one with `fsr-bench train` or pass --random-init to debug."
         )
-    dev = resolve_device(device)
+    from fsr_bench.protocol import ProtocolError
+    from fsr_bench.runner import resolve_device
+
+    try:
+        dev = resolve_device(device)
+    except ProtocolError as exc:
+        raise fail(str(exc).replace("run.device=", "--device "))
     net = net.to(dev).eval()
 
     sources: list[tuple[str, Path | None]] = []
