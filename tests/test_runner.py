@@ -72,3 +72,17 @@ def test_checkpoint_sha_recorded(tmp_path):
 
     assert results["models"][0]["checkpoint_sha256"] == sha256_file(ckpt)
     assert results["models"][0]["params"] == model.num_parameters()
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS.names() if MODELS.get(n).tiny is not None])
+def test_every_registered_model_runs_in_a_protocol(name, tmp_path):
+    """Any registered model (tiny config, saved as a checkpoint) goes through `fsr-bench run`."""
+    model = create_model(name, **MODELS.get(name).tiny)
+    ckpt = save_checkpoint(model, tmp_path / f"{name}.pt")
+    proto = load_protocol("protocols/quickstart.yaml", SMALL + [
+        f"data.degradation.scale={model.scale}", "run.limit=1", "run.num_samples=0", "metrics.lpips=false",
+        f"models=[{{name: {name}, checkpoint: {ckpt}}}]"])
+    results = run_protocol(proto, tmp_path / "run", progress=False, log=quiet)
+    row = results["models"][0]
+    assert row["n_images"] == 1 and row["scale"] == model.scale
+    assert row["metrics"]["psnr"] is not None and row["checkpoint_sha256"]
