@@ -90,7 +90,7 @@ class ReconstructionProtocol(_Strict):
 
 
 def _recognition_protocol():  # late import keeps the face stack out of reconstruction runs
-    from fsr_bench.face.protocol import RecognitionProtocol
+    from fsr_bench.recognition_protocol import RecognitionProtocol
 
     return RecognitionProtocol
 

@@ -315,6 +315,6 @@ def run_protocol(protocol, out_dir, **kwargs) -> dict[str, Any]:
     """Dispatch on the protocol's kind."""
     if protocol.kind == "reconstruction":
         return run_reconstruction(protocol, out_dir, **kwargs)
-    from fsr_bench.face.runner import run_recognition
+    from fsr_bench.recognition_runner import run_recognition
 
     return run_recognition(protocol, out_dir, **kwargs)

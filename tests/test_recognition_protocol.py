@@ -15,7 +15,7 @@ from PIL import Image
 
 from fsr_bench.data.identity_folders import IdentityFolderSet, build_probe_degradation
 from fsr_bench.data.io import FsrBenchDataError
-from fsr_bench.face.runner import PER_PROBE_COLUMNS, SUMMARY_COLUMNS, run_recognition, score_row
+from fsr_bench.recognition_runner import PER_PROBE_COLUMNS, SUMMARY_COLUMNS, run_recognition, score_row
 from fsr_bench.protocol import ProtocolError, load_protocol, load_protocol_dict
 
 REPO = Path(__file__).resolve().parents[1]

@@ -54,7 +54,7 @@ import yaml
 
 from fsr_bench import __version__, atomic
 from fsr_bench.data.identity_folders import ProbeItem, RecognitionSet
-from fsr_bench.face.protocol import HR_PROBES, LR_IMAGE, RecognitionProtocol
+from fsr_bench.recognition_protocol import HR_PROBES, LR_IMAGE, RecognitionProtocol
 from fsr_bench.protocol import ModelSpec, ProtocolError
 from fsr_bench.provenance import collect, stable_hash
 from fsr_bench.runner import checkpoint_sha, load_model, resolve_device, safe_name
