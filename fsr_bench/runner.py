@@ -168,12 +168,15 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
             f"model {spec.display!r} is x{model.scale} but the degradation is x{degradation.scale}; "
             f"use the _x{degradation.scale} variant or change data.degradation.scale"
         )
+    from fsr_bench.data.degradations import mod_crop, needs_mod_crop
+
     rows: list[dict[str, Any]] = []
-    forward_seconds, timed_images, gflops = 0.0, 0, None
+    forward_seconds, timed_images, gflops, cropped = 0.0, 0, None, 0
     seed = protocol.run.seed
     bar = tqdm(total=len(indices), desc=f"{spec.display}", unit="img", disable=not progress, leave=False)
     for batch_no, items in enumerate(batches(dataset, indices, protocol.run.batch_size)):
-        hr_cpu = torch.stack([it["hr"] for it in items])
+        cropped += sum(needs_mod_crop(it["hr"], model.scale) for it in items)
+        hr_cpu = torch.stack([mod_crop(it["hr"], model.scale) for it in items])
         lr = degradation(hr_cpu, index=[it["index"] for it in items], seed=seed).to(device)
         hr = hr_cpu.to(device)
         if gflops is None and protocol.run.flops and batch_no == 0:
@@ -223,6 +226,7 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
         "images_per_s": (timed_images / forward_seconds) if forward_seconds > 0 else None,
         "n_images": len(rows),
         "n_infinite_psnr": sum(1 for v in psnr_vals if not math.isfinite(v)),
+        "n_mod_cropped": cropped,
         "metrics": metrics,
         "unavailable": unavailable,
         "per_image": rows,
@@ -250,6 +254,8 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
         "degradation": degradation.describe(),
         "dataset": {**describe_dataset(dataset), "n_scored": n},
         "seed": protocol.run.seed,
+        "hr_mod_crop": "HR sizes not divisible by the scale are cropped to the next multiple, top-left"
+                       " anchored (models[].n_mod_cropped counts them)",
     }
     results_models = []
     for spec in protocol.models:

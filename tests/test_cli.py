@@ -66,3 +66,17 @@ def test_sr_example_face(tmp_path):
     result = runner.invoke(app, ["sr", "--example", "--model", "bicubic_x8", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "astronaut_bicubic_x8.png").is_file()
+
+
+def test_run_reports_bad_input_without_traceback(tmp_path):
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "broken.png").write_bytes(b"\x89PNG garbage")
+    result = runner.invoke(app, ["run", "protocols/quickstart.yaml", "-o", str(tmp_path / "out"), "-q",
+                                 "--set", f"data.dataset={{type: folder, root: {tmp_path / 'faces'}}}"])
+    assert result.exit_code == 2
+    assert "broken.png" in result.output and "Traceback" not in result.output
+
+
+def test_run_unknown_key_is_located(tmp_path):
+    result = runner.invoke(app, ["run", "protocols/quickstart.yaml", "--set", "run.batchsize=2"])
+    assert result.exit_code == 2 and "run.batchsize: unknown key" in result.output

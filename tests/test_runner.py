@@ -86,3 +86,24 @@ def test_every_registered_model_runs_in_a_protocol(name, tmp_path):
     row = results["models"][0]
     assert row["n_images"] == 1 and row["scale"] == model.scale
     assert row["metrics"]["psnr"] is not None and row["checkpoint_sha256"]
+
+
+def test_folder_with_odd_sizes_and_a_corrupt_file(tmp_path):
+    """Sizes not divisible by the scale are mod-cropped and counted; a corrupt file is an error
+    naming it, or skipped and counted with on_error: skip — never silently dropped."""
+    import torch
+
+    from fsr_bench.data.io import write_image
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        write_image(torch.rand(3, 50, 42, generator=g), tmp_path / "faces" / f"f{i}.png")
+    (tmp_path / "faces" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    base = SMALL + ["models=[{name: bicubic_x4}]", "metrics.lpips=false",
+                    f"data.dataset={{type: folder, root: {tmp_path / 'faces'}}}"]
+    with pytest.raises(Exception, match="broken.jpg"):
+        run_protocol(load_protocol("protocols/quickstart.yaml", base), tmp_path / "a", progress=False, log=quiet)
+    proto = load_protocol("protocols/quickstart.yaml", base + ["data.dataset.on_error=skip"])
+    results = run_protocol(proto, tmp_path / "b", progress=False, log=quiet)
+    assert results["conventions"]["dataset"]["skipped"] == 1
+    assert results["models"][0]["n_images"] == 2 and results["models"][0]["n_mod_cropped"] == 2

@@ -27,12 +27,13 @@ def run(
     except ProtocolError as exc:
         raise fail(str(exc))
     out_dir = out or Path("runs") / proto.name
+    from fsr_bench.data.io import FsrBenchDataError
     from fsr_bench.runner import run_protocol
 
     try:
         results = run_protocol(proto, out_dir, progress=not quiet, log=typer.echo, force=force)
-    except ProtocolError as exc:
-        raise fail(str(exc))
+    except (ProtocolError, FsrBenchDataError) as exc:  # bad input: a clear message, no traceback
+        raise fail(f"{exc}\n(finished models are kept in {out_dir}; a rerun reuses them)")
     typer.echo(f"\nresults: {out_dir}/summary.csv, {out_dir}/results.json")
     if proto.run.report:
         from fsr_bench.reporting.report import write_report
