@@ -196,3 +196,35 @@ def test_same_person_more_similar_than_different_people(recogniser, lfw_faces):
     genuine, impostor = sims[same & off_diag], sims[~same]
     assert genuine.min() > impostor.max()  # 9 images, 3 people: perfectly separable
     assert genuine.mean() > 0.5 > 0.2 > impostor.mean()
+
+
+def test_lfw_dev_verification_accuracy_small_sample(recogniser, shared_dir):
+    """A small, seeded version of benchmarks/lfw_verification.py (99.28% on 6,000 pairs): MTCNN
+    alignment + MobileFaceNet on 200 pairs of LFW development identities must stay >= 96%."""
+    import numpy as np
+
+    from fsr_bench.data.io import read_image
+    from fsr_bench.face.detect import FaceAligner
+    from fsr_bench.face.recognition import verification_accuracy_10fold
+
+    lfw = shared_dir / "data" / "lfw"
+    ids = [i for i in (shared_dir / "data" / "splits" / "lfw_dev.txt").read_text().split() if i]
+    rng = np.random.default_rng(0)
+    chosen = [ids[k] for k in rng.permutation(len(ids))[:200]]
+    pairs = []  # (path_a, path_b, same): alternate genuine / impostor so every fold is balanced
+    for k in range(100):
+        a, b = chosen[2 * k], chosen[2 * k + 1]
+        imgs_a = sorted((lfw / a).glob("*.jpg"))
+        pairs.append((imgs_a[0], imgs_a[1], True))
+        pairs.append((imgs_a[0], sorted((lfw / b).glob("*.jpg"))[0], False))
+    paths = sorted({p for a, b, _ in pairs for p in (a, b)})
+    aligned = FaceAligner(selection="center").align([read_image(p) for p in paths])
+    emb = recogniser.embed(aligned.faces)
+    index = {p: i for i, p in enumerate(paths)}
+    sims = []
+    for a, b, _ in pairs:
+        ia, ib = index[a], index[b]
+        ok = bool(aligned.detected[ia]) and bool(aligned.detected[ib])
+        sims.append(float(emb[ia] @ emb[ib]) if ok else -np.inf)
+    result = verification_accuracy_10fold(np.array(sims), np.array([s for _, _, s in pairs]))
+    assert result.mean >= 0.96, result
