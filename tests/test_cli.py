@@ -80,3 +80,10 @@ def test_run_reports_bad_input_without_traceback(tmp_path):
 def test_run_unknown_key_is_located(tmp_path):
     result = runner.invoke(app, ["run", "protocols/quickstart.yaml", "--set", "run.batchsize=2"])
     assert result.exit_code == 2 and "run.batchsize: unknown key" in result.output
+
+
+def test_list_models_with_flops():
+    result = runner.invoke(app, ["list", "models", "tanet_x8", "--flops"])
+    assert result.exit_code == 0, result.output
+    row = [line for line in result.output.splitlines() if line.startswith("tanet_x8")][0]
+    assert float(row.split()[3]) > 1.0  # GFLOPs at 32x32 -> 256x256

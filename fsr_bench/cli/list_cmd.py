@@ -7,16 +7,21 @@ app = typer.Typer(help="List registered models, recognisers or bundled protocols
 
 
 @app.command("models")
-def models(pattern: str = typer.Argument("*", help="shell-style filter, e.g. 'tanet*'")) -> None:
-    """Registered super-resolvers: name, scale, parameters, paper."""
+def models(
+    pattern: str = typer.Argument("*", help="shell-style filter, e.g. 'tanet*'"),
+    flops: bool = typer.Option(False, "--flops", help="add GFLOPs/image at 256x256 HR (64x64 LR at x4, 32x32 at x8)"),
+) -> None:
+    """Registered super-resolvers: name, scale, parameters, paper (CPU img/s: README model table)."""
     from fsr_bench.models import MODELS, list_models, model_summary
 
     names = list_models(pattern)
-    rows = [model_summary(n) for n in names]
+    rows = [model_summary(n, flops=flops) for n in names]
     width = max([len(r["name"]) for r in rows] + [4])
-    typer.echo(f"{'name':<{width}}  scale  {'params':>11}  paper")
+    extra = f"  {'GFLOPs':>8}" if flops else ""
+    typer.echo(f"{'name':<{width}}  scale  {'params':>11}{extra}  paper")
     for r in rows:
-        typer.echo(f"{r['name']:<{width}}  x{r['scale']:<4}  {r['params']:>11,}  {r['paper']}")
+        extra = f"  {r['gflops']:>8.1f}" if flops else ""
+        typer.echo(f"{r['name']:<{width}}  x{r['scale']:<4}  {r['params']:>11,}{extra}  {r['paper']}")
     for ep, err in MODELS.plugin_errors.items():
         typer.secho(f"plug-in {ep!r} failed to load: {err}", fg=typer.colors.YELLOW, err=True)
 

@@ -97,7 +97,19 @@ def create_model(
     return model
 
 
-def model_summary(name: str) -> dict[str, Any]:
+def count_gflops(model: SuperResolver, lr_size: tuple[int, int]) -> float:
+    """Forward GFLOPs for one image (torch FlopCounterMode; 1 multiply-add = 2 FLOPs)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, *lr_size, device=device))
+    return counter.get_total_flops() / 1e9
+
+
+def model_summary(name: str, flops: bool = False) -> dict[str, Any]:
     """One row of ``fsr-bench list models``: name, scale, parameters, paper.
 
     Built on the ``meta`` device (shapes only, no memory, no init cost) so listing 100M-parameter
@@ -110,7 +122,7 @@ def model_summary(name: str) -> dict[str, Any]:
             model = create_model(name)
     except Exception:
         model = create_model(name)
-    return {
+    row: dict[str, Any] = {
         "name": name,
         "scale": model.scale,
         "params": model.num_parameters(),
@@ -118,6 +130,14 @@ def model_summary(name: str) -> dict[str, Any]:
         "input": model.info.input_convention,
         "source": MODELS.get(name).source,
     }
+    if flops:  # at the paper's FFHQ sizes: 256x256 HR (64x64 LR at x4, 32x32 at x8)
+        side = 256 // model.scale
+        try:
+            row["gflops"] = count_gflops(model.eval(), (side, side))
+        except Exception:  # an op the meta device cannot run: count on the CPU instead
+            row["gflops"] = count_gflops(create_model(name).eval(), (side, side))
+        row["lr_size"] = (side, side)
+    return row
 
 
 __all__ = [
