@@ -28,3 +28,16 @@ def faces256(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def lfw_dir(shared_dir) -> Path:
     return shared_dir / "data" / "lfw"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Single-threaded torch for a module: tiny models and MTCNN's thousands of small ops gain
+    nothing from threads, and on a busy machine OpenMP spin-waiting makes 2 threads many times
+    slower than 1. Restored afterwards. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

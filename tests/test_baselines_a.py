@@ -16,14 +16,7 @@ import torch.nn.functional as F
 from fsr_bench.models import MODELS, create_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are overhead-bound: with 2 intra-op threads on a busy 2-core machine a tiny
-    SPARNet forward took ~7 s instead of ~0.05 s (OpenMP threads waiting on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(name: str, **extra):

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from fsr_bench.data.io import read_image
 from fsr_bench.face.detect import (
     FaceAligner,
     align_with_landmarks,
@@ -19,11 +19,6 @@ from fsr_bench.face.recogniser import ARCFACE_TEMPLATE_112 as TEMPLATE
 
 LFW_FILES = ("Colin_Powell/Colin_Powell_0001.jpg", "Tony_Blair/Tony_Blair_0001.jpg",
              "Gerhard_Schroeder/Gerhard_Schroeder_0001.jpg", "Ariel_Sharon/Ariel_Sharon_0001.jpg")
-
-
-def read_rgb(path: Path) -> torch.Tensor:
-    """(3, H, W) float [0, 1] RGB — stand-in for fsr_bench.data.io.read_image."""
-    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
 
 
 def similarity(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarray:
@@ -37,14 +32,7 @@ def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ m[:, :2].T + m[:, 2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Single-threaded torch: MTCNN's thousands of tiny ops run several times faster (see the
-    FaceAligner docstring), which keeps this module quick on shared CI machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +44,7 @@ def aligner() -> FaceAligner:
 def lfw_images(shared_dir) -> list[torch.Tensor]:
     dev = set((shared_dir / "data/splits/lfw_dev.txt").read_text().split())
     assert all(f.split("/")[0] in dev for f in LFW_FILES)
-    return [read_rgb(shared_dir / "data/lfw" / f) for f in LFW_FILES]
+    return [read_image(shared_dir / "data/lfw" / f) for f in LFW_FILES]
 
 
 # -- geometry ----------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from fsr_bench.data.io import read_image
 from fsr_bench.face import create_recogniser, list_recognisers
 from fsr_bench.face import mobilefacenet as mfn_module
 from fsr_bench.face.mobilefacenet import MOBILEFACENET_WEIGHTS, MobileFaceNet
@@ -25,19 +25,7 @@ PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")  # all in lfw_dev.txt
 IMAGES_PER_PERSON = 3
 
 
-def read_rgb(path: Path) -> torch.Tensor:
-    """(3, H, W) float [0, 1] RGB — stand-in for fsr_bench.data.io.read_image."""
-    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Single-threaded torch: MTCNN's thousands of tiny ops run several times faster (see the
-    FaceAligner docstring), which keeps this module quick on shared CI machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +55,7 @@ def lfw_faces(shared_dir):
         files = sorted((shared_dir / "data" / "lfw" / person).glob("*.jpg"))[:IMAGES_PER_PERSON]
         paths += files
         labels += [person] * len(files)
-    aligned = FaceAligner(selection="center").align([read_rgb(p) for p in paths])
+    aligned = FaceAligner(selection="center").align([read_image(p) for p in paths])
     assert bool(aligned.detected.all())
     return aligned.faces, np.array(labels)
 

@@ -31,14 +31,7 @@ from fsr_bench.train.trainer import Trainer, TrainError, train
 TINY = MODELS.get("tanet_x4").tiny
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine OpenMP spin-waiting makes
-    2 threads many times slower than 1; restored afterwards for other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _smooth(g: torch.Generator, size: int) -> torch.Tensor:
