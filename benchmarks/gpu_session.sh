@@ -2,8 +2,12 @@
 # A prepared GPU session: a short real training run of TANet x4 at the paper's size (C=64, G=I=10)
 # on the development faces, brought back as a split checkpoint. (Throughput figures come from
 # benchmarks/train_throughput.py --device cuda --quick; see benchmarks/results/train_throughput_gpu.json.)
-# Expects: .whl/ (pydantic wheels for the GPU image's Python 3.12), .gpu_carry/ (faces256: 145 of the
-# 200 train identities, all 20 val identities, and their lists), $OUT (what comes back).
+# Expects: .whl/ (pydantic, pydantic-core, annotated-types, typing-inspection, typing-extensions wheels
+# for the GPU image's Python 3.12, from `pip download --only-binary=:all: --python-version 3.12 ...`),
+# .gpu_carry/ (faces256: the first 145 of the 200 train identities in split order — what fits the
+# 64 MiB transfer — all 20 val identities, and train.txt / val.txt listing them), $OUT (what comes
+# back: at most 8 files of 16 MiB, hence the split checkpoint; reassemble with `cat part-* > best.pt`).
+# Both folders are listed in .git/info/exclude and passed to the device tool with `carry`.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
