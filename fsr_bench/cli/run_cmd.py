@@ -33,7 +33,9 @@ def run(
     try:
         results = run_protocol(proto, out_dir, progress=not quiet, log=typer.echo, force=force)
     except (ProtocolError, FsrBenchDataError) as exc:  # bad input: a clear message, no traceback
-        raise fail(f"{exc}\n(finished models are kept in {out_dir}; a rerun reuses them)")
+        kept = out_dir / "models"
+        note = f"\n(finished models are kept in {kept}; a rerun reuses them)" if kept.is_dir() else ""
+        raise fail(f"{exc}{note}")
     typer.echo(f"\nresults: {out_dir}/summary.csv, {out_dir}/results.json")
     if proto.run.report:
         from fsr_bench.reporting.report import write_report
