@@ -118,6 +118,24 @@ class RecognitionSet(Protocol):
     def describe_degradation(self) -> dict[str, Any] | None: ...
 
 
+class ListedSet:
+    """The accessors every adapter shares: subclasses fill ``_gallery`` and ``_probes``."""
+
+    _gallery: list[GalleryItem]
+    _probes: list[ProbeItem]
+
+    @property
+    def gallery(self) -> list[GalleryItem]:
+        return list(self._gallery)
+
+    @property
+    def probes(self) -> list[ProbeItem]:
+        return list(self._probes)
+
+    def read_gallery(self, item: GalleryItem) -> torch.Tensor:
+        return read_image(item.path)
+
+
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """The 8-bit round trip of a saved PNG (fsr_bench's single convention, ``to_uint8``)."""
     return to_uint8(x).to(torch.float32) / 255.0
@@ -244,7 +262,7 @@ def build_probe_degradation(spec: Mapping[str, Any] | FaceProbeDegradation | Non
 
 # -- the adapter -----------------------------------------------------------------------------------
 @dataclass
-class IdentityFolderSet:
+class IdentityFolderSet(ListedSet):
     """Gallery + degraded probes from ``root/<identity>/<image>``.
 
     Args:
@@ -353,18 +371,7 @@ class IdentityFolderSet:
             )
         return {i: chosen[i] for i in identities}
 
-    # -- RecognitionSet ------------------------------------------------------------------------
-    @property
-    def gallery(self) -> list[GalleryItem]:
-        return list(self._gallery)
-
-    @property
-    def probes(self) -> list[ProbeItem]:
-        return list(self._probes)
-
-    def read_gallery(self, item: GalleryItem) -> torch.Tensor:
-        return read_image(item.path)
-
+    # -- RecognitionSet (gallery/probes/read_gallery from ListedSet) ---------------------------
     def read_probe(self, item: ProbeItem, seed: int = 0) -> ProbeImages:
         face, _, lr = self.degradation(read_image(item.path), index=item.index, seed=seed, source=str(item.path))
         return ProbeImages(hr=face, lr=lr)

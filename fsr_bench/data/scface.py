@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from fsr_bench.data.identity_folders import GalleryItem, ProbeImages, ProbeItem, quantize
+from fsr_bench.data.identity_folders import GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
 from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError, read_image
 
 __all__ = [
@@ -213,7 +213,7 @@ class FaceCrop:
 
 # -- the adapter -----------------------------------------------------------------------------------
 @dataclass
-class SCfaceSet:
+class SCfaceSet(ListedSet):
     """SCface gallery + probes for the selected subjects, distances and cameras (see module doc).
 
     Args:
@@ -373,18 +373,7 @@ class SCfaceSet:
             "narrow data.subjects / data.distances / data.cameras to what you have."
         )
 
-    # -- RecognitionSet ------------------------------------------------------------------------
-    @property
-    def gallery(self) -> list[GalleryItem]:
-        return list(self._gallery)
-
-    @property
-    def probes(self) -> list[ProbeItem]:
-        return list(self._probes)
-
-    def read_gallery(self, item: GalleryItem) -> torch.Tensor:
-        return read_image(item.path)
-
+    # -- RecognitionSet (gallery/probes/read_gallery from ListedSet) ---------------------------
     def read_probe(self, item: ProbeItem, seed: int = 0) -> ProbeImages:
         """``seed`` is unused: SCface probes are real, not synthesised."""
         image = read_image(item.path)
