@@ -9,8 +9,9 @@ check the length against the partner list instead of trusting one shape.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,9 @@ def load_mat(path: Path, keys: Iterable[str], what: str) -> dict[str, Any]:
     try:
         data = loadmat(str(path))
     except FileNotFoundError:
-        raise FsrBenchDataError(f"{what}: protocol list {path} is missing; restore it from the release archive") from None
+        raise FsrBenchDataError(
+            f"{what}: protocol list {path} is missing; restore it from the release archive"
+        ) from None
     except (MatReadError, ValueError, TypeError, OSError) as exc:  # damaged or not a .mat at all
         raise FsrBenchDataError(f"{what}: cannot read {path} as a MATLAB .mat file ({exc})") from None
     missing = [k for k in keys if k not in data]

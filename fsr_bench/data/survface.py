@@ -1,5 +1,5 @@
 """QMUL-SurvFace (Cheng, Zhu, Gong, "Surveillance Face Recognition Challenge", arXiv:1804.09691,
-2018): native surveillance faces (median ≈ 24×20 px) for 1:1 verification and open-set 1:N
+2018): native surveillance faces (on average ≈ 24×20 px) for 1:1 verification and open-set 1:N
 identification. Download: https://qmul-survface.github.io/ (``QMUL-SurvFace.zip``).
 
 Official layout (what the release unpacks to; the names its evaluation code reads)::
@@ -17,10 +17,10 @@ Image names are ``<subjectid>_cam<k>_<frame>.jpg``. Some copies keep the two ide
 ``.mat`` files in ``Face_Identification_Evaluation/`` (next to the MATLAB evaluation code); they
 are looked for there when absent from the test-set folder.
 
-Protocols (the paper's Sec. 5):
+Protocols (as the paper defines them):
 
 * **1:1 verification** — :class:`SurvFaceVerificationSet`: the listed positive and negative
-  pairs (5,319 each); TAR@FAR = 30 %, 10 %, 1 %, 0.1 % (and AUC). Both images of a pair are
+  pairs (about 5,300 each); TAR@FAR = 30 %, 10 %, 1 %, 0.1 % (and AUC). Both images of a pair are
   surveillance faces: a super-resolver is applied to both.
 * **1:N open-set identification** — :class:`SurvFaceIdentificationSet`: gallery subjects from
   ``gallery_img_ID_pairs.mat``; mated probes (subject enrolled) from ``mated_probe_img_ID_pairs.mat``;

@@ -4,7 +4,7 @@ distractor gallery. Download: https://qmul-tinyface.github.io/ (``tinyface.zip``
 
 Official layout (what the release unpacks to; the names its evaluation code reads)::
 
-    ROOT/Testing_Set/Gallery_Match/<subjectid>_<n>.jpg     enrolled faces (4,443 of 2,570 subjects)
+    ROOT/Testing_Set/Gallery_Match/<subjectid>_<n>.jpg     enrolled faces (4,443 images)
     ROOT/Testing_Set/Probe/<subjectid>_<n>.jpg             probes (3,728), every subject enrolled
     ROOT/Testing_Set/Gallery_Distractor/*.jpg              153,428 faces of people in no probe
     ROOT/Testing_Set/gallery_match_img_ID_pairs.mat        gallery_set (names), gallery_ids
@@ -16,7 +16,7 @@ the protocol: every listed file must exist, every image in the folder must be li
 listed label must equal the file-name prefix — a disagreement is a damaged copy and an error.
 Without them the folders are read by the naming rule (some re-distributed copies drop the lists).
 
-Protocol (TinyFace paper, Sec. 4): closed-set identification, rank-1/5/20 (CMC) of every probe
+Protocol (the TinyFace paper): closed-set identification, rank-1/5/20 (CMC) of every probe
 against Gallery_Match ∪ Gallery_Distractor. Distractors are unknown people; each one is its own
 gallery identity (``distractor/<name>``), so each takes one rank position, as the label ``-100``
 does in the release's code. ``distractors: false`` leaves them out; ``max_distractors`` draws a
@@ -115,7 +115,9 @@ class TinyFaceSet(ListedSet):
         if self.max_distractors is not None and (isinstance(self.max_distractors, bool)
                                                  or not isinstance(self.max_distractors, int)
                                                  or self.max_distractors < 0):
-            raise FsrBenchDataError(f"max_distractors must be a non-negative integer or null, got {self.max_distractors!r}")
+            raise FsrBenchDataError(
+                f"max_distractors must be a non-negative integer or null, got {self.max_distractors!r}"
+            )
         if self.lr_size is not None:
             self.lr_size = (int(self.lr_size[0]), int(self.lr_size[1]))
         test = self._check_root()
