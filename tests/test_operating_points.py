@@ -15,6 +15,9 @@ from fsr_bench.metrics.operating_points import (
     calibrate_thresholds,
     false_match_rate,
     open_set_identification,
+    operating_point_metrics,
+    rate_tag,
+    relative_columns,
     relative_to,
     split_scores,
     wrong_identity_rate,
@@ -281,3 +284,80 @@ def test_open_set_refusals():
         open_set_identification(s, ["a", "x"], ["a", "b", "c"])
     with pytest.raises(ValueError, match="rank"):
         open_set_identification(s, ["a", "x"], ["a", "b"], fpirs=[1.0], rank=0)
+
+
+def test_minus_inf_means_no_score():
+    # an undetected gallery face scored -inf: never a wrong rank 1, never an alarm, never a threshold
+    gallery = ["a", "b"]
+    s = np.array([[0.7, -np.inf], [-np.inf, -np.inf], [0.2, -np.inf]])
+    assert wrong_identity_rate(s, ["a", "b", "x"], gallery, 0.1) == Rate(1, 3)  # only x (0.2 from a)
+    r = open_set_identification(s, ["a", "b", "x"], gallery, fpirs=[1.0])
+    assert r.points[0].threshold == 0.2  # the smallest finite score, not -inf
+    assert r.points[0].n_identified == 1  # a; b's mate has no score
+
+
+def test_open_set_at_fixed_thresholds():
+    gallery = ["a", "b"]
+    s = np.array([[0.9, 0.1], [0.3, 0.5], [0.6, 0.2], [0.45, 0.1]])
+    r = open_set_identification(s, ["a", "b", "x", "y"], gallery, fpirs=[], at_thresholds=[0.5, 0.7])
+    p5, p7 = r.at_thresholds
+    assert p5.target_fpir is None and p5.threshold == 0.5
+    assert (p5.n_false_alarms, p5.n_identified) == (1, 2)  # x's 0.6 alarms; a 0.9 and b 0.5 identified
+    assert (p7.n_false_alarms, p7.n_identified) == (0, 1)
+
+
+def test_rate_tag():
+    assert [rate_tag(x) for x in (1e-2, 1e-3, 1e-4, 0.1, 0.3, 0.05)] == ["1e-2", "1e-3", "1e-4", "0.1", "0.3", "0.05"]
+
+
+def _row_example():
+    gallery = ["a", "b", "c"]
+    s = np.array([
+        [0.8, 0.45, 0.1],  # a: genuine 0.8; impostors 0.45, 0.1
+        [0.5, 0.35, 0.2],  # b: genuine 0.35; a's 0.5 outranks it
+        [NAN, NAN, NAN],  # c: undetected
+        [0.42, 0.3, 0.6],  # x: not enrolled, top 0.6
+        [0.1, 0.2, 0.3],  # y: not enrolled, top 0.3
+    ])
+    return s, ["a", "b", "c", "x", "y"], gallery
+
+
+def test_operating_point_metrics_columns():
+    s, probes, gallery = _row_example()
+    # calibration: 100 impostors 0.00 … 0.99 and genuine [0.995]: FAR 1e-2 -> threshold 0.99 (one
+    # impostor at 0.99 allowed; 0.98 would leave two); FAR 1e-3 not measurable with 100
+    cal = calibrate_thresholds([0.995], np.arange(100) / 100, fars=[1e-2, 1e-3], on_insufficient="skip")
+    row = operating_point_metrics(s, probes, gallery, cal, fixed_threshold=0.4, fpirs=[0.5], ranks=[1, 2])
+    m = row.metrics
+    # comparisons: 5 probes x 3 gallery = 15; genuine a, b, c = 3; impostors 12 (3 NaN of them)
+    assert (m["n_probes"], m["n_genuine"], m["n_impostor"]) == (5, 3, 12)
+    assert m["threshold_cal_1e-2"] == 0.99
+    assert m["far_cal_1e-2"] == 0 and m["tar_cal_1e-2"] == 0 and m["wrong_id_cal_1e-2"] == 0
+    # at 0.4: impostors >= 0.4: a-b 0.45, b-a 0.5, x-a 0.42, x-c 0.6 -> 4 of 12
+    assert m["n_false_accepts_at_0.4"] == 4 and m["far_at_0.4"] == pytest.approx(4 / 12)
+    # wrong rank 1 >= 0.4: b (a 0.5), x (c 0.6); not y (0.3), not a (own best) -> 2 of 5
+    assert (m["n_wrong_id_at_0.4"], m["wrong_id_at_0.4"]) == (2, 2 / 5)
+    assert "FAR = 0.001 needs at least 1000 impostor" in row.unavailable["far_cal_1e-3"]
+    # open set: mated a, b, c; unmated x (top 0.6), y (0.3). FPIR <= 1/2: one alarm; smallest observed
+    # score leaving only 0.6 above is 0.35 (b's mate) -> rank 1: a (0.8); rank 2: a and b (0.35, rank 2)
+    assert (m["n_mated"], m["n_unmated"], m["threshold_fpir_0.5"], m["fpir_0.5"]) == (3, 2, 0.35, 0.5)
+    assert m["tpir1_fpir_0.5"] == pytest.approx(1 / 3) and m["tpir2_fpir_0.5"] == pytest.approx(2 / 3)
+    # at the calibrated 0.99 nobody alarms and nobody is identified
+    assert (m["fpir_cal_1e-2"], m["tpir1_cal_1e-2"]) == (0, 0)
+    assert row.rates["far_at_0.4"] == Rate(4, 12) and row.rates["wrong_id_at_0.4"] == Rate(2, 5)
+
+
+def test_operating_point_metrics_closed_set_and_relative_columns():
+    s, probes, gallery = _row_example()
+    keep = [0, 1, 2]  # only enrolled probes: closed set
+    cal = calibrate_thresholds([0.9], np.linspace(0, 0.5, 100), fars=[1e-2])
+    sr = operating_point_metrics(s[keep], [probes[i] for i in keep], gallery, cal, fpirs=[0.1])
+    assert "closed set" in sr.unavailable["fpir_0.1"] and "n_unmated" not in sr.metrics
+    hr = operating_point_metrics(np.array([[0.9, 0.1, 0.0], [0.1, 0.9, 0.2], [0.0, 0.41, 0.8]]),
+                                 ["a", "b", "c"], gallery, cal, fpirs=[0.1])
+    # false accepts at 0.4: SR row 2 of 6 (0.45, 0.5); HR row 1 of 6 (0.41)
+    rel = relative_columns({"TANet": sr, "HR probes": hr}, ["HR probes"])
+    assert rel["TANet"]["far_at_0.4_vs_HR probes"] == pytest.approx((2 / 6) / (1 / 6))
+    # wrong identity at 0.4: SR b (a 0.5) = 1 of 3; HR none -> k/0 = inf
+    assert rel["TANet"]["wrong_id_at_0.4_vs_HR probes"] == math.inf
+    assert rel["HR probes"]["wrong_id_at_0.4_vs_HR probes"] is None  # 0/0

@@ -58,6 +58,7 @@ __all__ = [
     "OpenSetResult",
     "OperatingPoint",
     "Rate",
+    "RowOperatingPoints",
     "Ratio",
     "Skipped",
     "ThresholdResult",
@@ -66,6 +67,9 @@ __all__ = [
     "calibrate_thresholds",
     "false_match_rate",
     "open_set_identification",
+    "operating_point_metrics",
+    "rate_tag",
+    "relative_columns",
     "relative_to",
     "split_scores",
     "wrong_identity_rate",
@@ -147,7 +151,8 @@ def _allowed_negatives(target: float, n: int, what: str, negatives: str, event: 
 
 def _smallest_threshold(candidates: np.ndarray, negatives_sorted: np.ndarray, allowed: int) -> float:
     """Smallest candidate t with ``#{negatives >= t} <= allowed`` (see the module's threshold rule)."""
-    cands = np.append(np.unique(candidates), np.inf)  # ascending; +inf accepts nothing
+    finite = candidates[np.isfinite(candidates)]  # a -inf "no score" must not become a threshold
+    cands = np.append(np.unique(finite), np.inf)  # ascending; +inf accepts nothing
     n_at_or_above = negatives_sorted.size - np.searchsorted(negatives_sorted, cands, side="left")
     return float(cands[int(np.argmax(n_at_or_above <= allowed))])  # counts fall as t rises
 
@@ -410,7 +415,7 @@ def relative_to(rates: Mapping[str, Rate], references: Sequence[str]) -> dict[st
 class OpenSetPoint:
     """One FPIR target: its threshold and what it gives."""
 
-    target_fpir: float
+    target_fpir: float | None  # None: a fixed threshold given by the caller
     threshold: float
     n_false_alarms: int  # unmated probes whose top score >= threshold
     n_unmated: int
@@ -434,8 +439,9 @@ class OpenSetPoint:
 @dataclass(frozen=True)
 class OpenSetResult:
     rank: int
-    points: tuple[OpenSetPoint, ...]
+    points: tuple[OpenSetPoint, ...]  # one per measurable target FPIR
     skipped: tuple[Skipped, ...]
+    at_thresholds: tuple[OpenSetPoint, ...]  # one per fixed threshold asked for
     n_mated: int
     n_unmated: int
     n_mated_undetected: int
@@ -455,6 +461,7 @@ def open_set_identification(
     fpirs: Sequence[float] = DEFAULT_FPIRS,
     rank: int = 1,
     *,
+    at_thresholds: Sequence[float] = (),
     on_insufficient: OnInsufficient = "error",
 ) -> OpenSetResult:
     """Open-set 1:N identification: TPIR/DIR at rank ``rank`` at the threshold giving each FPIR.
@@ -473,6 +480,8 @@ def open_set_identification(
       alarm. Both stay in their denominators.
 
     ``rank=20`` with the default FPIRs gives QMUL-SurvFace's TPIR20@FPIR; ``rank=1`` the DIR.
+    ``at_thresholds``: also report FPIR and TPIR at these fixed thresholds (e.g. the 1:1
+    calibrated ones, so every method is searched at one operating point) in ``at_thresholds``.
     """
     _check_on_insufficient(on_insufficient)
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
@@ -494,6 +503,14 @@ def open_set_identification(
     top_unmated = best[~mated].max(axis=1)  # NaN where undetected
     alarms = np.sort(top_unmated[~np.isnan(top_unmated)])
     candidates = np.concatenate([alarms, mate_score])
+
+    def point(t: float, target: float | None) -> OpenSetPoint:
+        return OpenSetPoint(
+            target_fpir=target, threshold=t,
+            n_false_alarms=int(alarms.size - np.searchsorted(alarms, t, side="left")), n_unmated=n_unmated,
+            n_identified=int((in_rank & (own_best >= t)).sum()), n_mated=n_mated,
+        )
+
     points, skipped = [], []
     for fpir in fpirs:
         allowed = _allowed_negatives(float(fpir), n_unmated, "FPIR", "unmated probes", "false alarm")
@@ -503,16 +520,127 @@ def open_set_identification(
                                  "probes, drop this FPIR, or pass on_insufficient='skip'")
             skipped.append(Skipped(float(fpir), allowed))
             continue
-        t = _smallest_threshold(candidates, alarms, allowed)
-        points.append(OpenSetPoint(
-            target_fpir=float(fpir), threshold=t,
-            n_false_alarms=int(alarms.size - np.searchsorted(alarms, t, side="left")), n_unmated=n_unmated,
-            n_identified=int((in_rank & (own_best >= t)).sum()), n_mated=n_mated,
-        ))
+        points.append(point(_smallest_threshold(candidates, alarms, allowed), float(fpir)))
+    fixed = tuple(point(float(t), None) for t in at_thresholds)
     return OpenSetResult(
-        rank=int(rank), points=tuple(points), skipped=tuple(skipped),
+        rank=int(rank), points=tuple(points), skipped=tuple(skipped), at_thresholds=fixed,
         n_mated=n_mated, n_unmated=n_unmated,
         n_mated_undetected=int((mated & ~detected).sum()),
         n_unmated_undetected=int((~mated & ~detected).sum()),
         n_gallery_identities=int(ids.size), n_closed_set_hits=int(in_rank.sum()),
     )
+
+
+# -- one recognition row's columns (what the runner stores and the report prints) ------------------
+def rate_tag(x: float) -> str:
+    """Column-name spelling of a rate: ``1e-3`` → ``"1e-3"``, ``0.3`` → ``"0.3"`` (as ``tar_at_far_1e-3``)."""
+    k = round(math.log10(x)) if x > 0 else 0
+    if x > 0 and k <= -2 and math.isclose(x, 10.0 ** k, rel_tol=1e-9):
+        return f"1e{k}"
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class RowOperatingPoints:
+    """Flat columns of one row (model or reference) at transferred operating points.
+
+    ``metrics``: column → number (``None`` where undefined); ``unavailable``: column → why it is
+    missing (a FAR the calibration set cannot measure, no unmated probes …); ``rates``: the
+    false-match columns as :class:`Rate` (count and total), for :func:`relative_columns`.
+    """
+
+    metrics: dict[str, float | int | None]
+    unavailable: dict[str, str]
+    rates: dict[str, Rate]
+
+
+def operating_point_metrics(
+    score_matrix: ArrayLike,
+    probe_ids: ArrayLike,
+    gallery_ids: ArrayLike,
+    calibration: Calibration,
+    *,
+    fixed_threshold: float = 0.4,
+    fpirs: Sequence[float] = DEFAULT_FPIRS,
+    ranks: Sequence[int] = (1, 20),
+) -> RowOperatingPoints:
+    """Every operating-point column of one row from its ``(P, G)`` evaluation score matrix.
+
+    NaN rows are undetected probes; drop undetected gallery faces' columns or give them ``-inf``
+    (they then never match). Columns, with ``T`` = :func:`rate_tag` of each calibrated FAR and
+    ``F`` of each FPIR:
+
+    * ``n_probes``, ``n_genuine``, ``n_impostor`` (comparison counts of this row);
+    * calibrated (threshold from ``calibration``, applied unchanged): ``threshold_cal_T``,
+      ``far_cal_T`` + ``n_false_accepts_cal_T`` (the SR-induced false-match rate of impostor
+      comparisons), ``tar_cal_T``, ``fnmr_cal_T``, ``wrong_id_cal_T`` + ``n_wrong_id_cal_T``;
+    * fixed (the paper's threshold, default 0.4): ``far_at_0.4``, ``n_false_accepts_at_0.4``,
+      ``wrong_id_at_0.4``, ``n_wrong_id_at_0.4``;
+    * open set, when some probes are not enrolled: ``n_mated``, ``n_unmated``,
+      ``threshold_fpir_F``, ``fpir_F`` (reached), ``tpir{r}_fpir_F`` per rank r, and at the
+      calibrated thresholds ``fpir_cal_T``, ``tpir{r}_cal_T``.
+    """
+    s, p, g, _ = _score_matrix(score_matrix, probe_ids, gallery_ids)
+    genuine, impostor = split_scores(s, p, g)
+    m: dict[str, float | int | None] = {"n_probes": int(p.size), "n_genuine": int(genuine.size),
+                                        "n_impostor": int(impostor.size)}
+    unavailable: dict[str, str] = {}
+    rates: dict[str, Rate] = {}
+
+    def at(threshold: float, suffix: str) -> None:
+        r = apply_threshold(genuine, impostor, threshold)
+        w = wrong_identity_rate(s, p, g, threshold)
+        m[f"far_{suffix}"], m[f"n_false_accepts_{suffix}"] = r.far, r.n_false_accepts
+        m[f"wrong_id_{suffix}"], m[f"n_wrong_id_{suffix}"] = w.value, w.count
+        rates[f"far_{suffix}"] = Rate(r.n_false_accepts, r.n_impostor)
+        rates[f"wrong_id_{suffix}"] = w
+        if suffix.startswith("cal_"):
+            m[f"tar_{suffix}"], m[f"fnmr_{suffix}"] = r.tar, r.fnmr
+
+    for point in calibration.points:
+        tag = rate_tag(point.target_far)
+        m[f"threshold_cal_{tag}"] = point.threshold
+        at(point.threshold, f"cal_{tag}")
+    for skipped in calibration.skipped:
+        tag = rate_tag(skipped.target)
+        for key in ("threshold", "far", "tar", "fnmr", "wrong_id"):
+            unavailable[f"{key}_cal_{tag}"] = skipped.reason
+    at(float(fixed_threshold), f"at_{fixed_threshold:g}")
+
+    mated = np.isin(p, g)
+    if mated.all():
+        for f in fpirs:
+            unavailable[f"fpir_{rate_tag(f)}"] = "no unmated probes (every probe's subject is enrolled): closed set"
+        return RowOperatingPoints(m, unavailable, rates)
+    cal_thresholds = [pt.threshold for pt in calibration.points]
+    for i, r in enumerate(ranks):
+        res = open_set_identification(s, p, g, fpirs, rank=r, at_thresholds=cal_thresholds, on_insufficient="skip")
+        if i == 0:
+            m["n_mated"], m["n_unmated"] = res.n_mated, res.n_unmated
+            for sk in res.skipped:
+                unavailable[f"fpir_{rate_tag(sk.target)}"] = sk.reason
+        for pt in res.points:
+            tag = rate_tag(pt.target_fpir)
+            m[f"threshold_fpir_{tag}"], m[f"fpir_{tag}"] = pt.threshold, pt.fpir
+            m[f"tpir{r}_fpir_{tag}"] = pt.tpir
+        for cal, pt in zip(calibration.points, res.at_thresholds):
+            tag = rate_tag(cal.target_far)
+            m[f"fpir_cal_{tag}"], m[f"tpir{r}_cal_{tag}"] = pt.fpir, pt.tpir
+    return RowOperatingPoints(m, unavailable, rates)
+
+
+def relative_columns(rows: Mapping[str, RowOperatingPoints], references: Sequence[str]
+                     ) -> dict[str, dict[str, float | None]]:
+    """``{row: {"<rate column>_vs_<reference>": ratio}}`` for every false-match rate column.
+
+    The counts behind each ratio are the row's own ``n_false_accepts_*`` / ``n_wrong_id_*``
+    columns and the reference row's; see :class:`Ratio` for 0/0 (``None``) and k/0 (``inf``).
+    """
+    keys = sorted({k for row in rows.values() for k in row.rates})
+    out: dict[str, dict[str, float | None]] = {label: {} for label in rows}
+    for key in keys:
+        have = {label: row.rates[key] for label, row in rows.items() if key in row.rates}
+        for label, by_ref in relative_to(have, references).items():
+            for ref, ratio in by_ref.items():
+                out[label][f"{key}_vs_{ref}"] = ratio.value
+    return out
