@@ -20,7 +20,9 @@ NIST FRVT/FRTE 1:1 reports FNMR at a threshold fixed from impostor scores). So:
 4. :func:`open_set_identification` scores 1:N search with probes of non-enrolled subjects:
    FPIR from the unmated probes' top score, TPIR (= DIR) at rank r at the threshold giving each
    FPIR (NIST FRVT 1:N, Grother et al. NISTIR 8271; QMUL-SurvFace reports TPIR20@FPIR, Cheng et
-   al., "Surveillance Face Recognition Challenge", arXiv:1804.09691, 2018).
+   al., "Surveillance Face Recognition Challenge", arXiv:1804.09691, 2018);
+5. :func:`operating_point_metrics` gathers all of these for one row (model or reference) as flat
+   report columns, and :func:`relative_columns` the false-match ratios between rows.
 
 Undetected faces are NaN scores (a whole NaN row in a score matrix). They stay in every
 denominator, as everywhere in fsr-bench: a super-resolver that makes faces undetectable must not
@@ -35,8 +37,7 @@ the threshold for a target rate ``a`` on ``n`` negative scores is **the smallest
 t (positive or negative) whose empirical rate ``#{negative >= t} / n`` is ``<= a``**, or ``+inf``
 when even the highest score is tied by too many negatives. Rates only change at observed scores,
 so this is the operating point with the highest positive acceptance among all thresholds that
-meet the target — the point ``sklearn.metrics.roc_curve`` and :func:`fsr_bench.face.recognition.tar_at_far`
-select. A target with ``a · n < 1`` is not measurable (one false accept already exceeds it): it is
+meet the target — the point ``sklearn.metrics.roc_curve`` and fsr-bench's ``tar_at_far`` select. A target with ``a · n < 1`` is not measurable (one false accept already exceeds it): it is
 refused with a :class:`ValueError`, or skipped with the reason recorded when
 ``on_insufficient="skip"``.
 """
@@ -183,7 +184,7 @@ def _score_matrix(score_matrix: ArrayLike, probe_ids: ArrayLike, gallery_ids: Ar
 def _best_per_identity(s: np.ndarray, gallery_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, (P, n_ids))``: each identity's best score; several gallery images count as one.
 
-    Ranks count identities, not images (as :func:`fsr_bench.face.recognition.cmc`). Vectorised
+    Ranks count identities, not images (as fsr-bench's ``cmc``). Vectorised
     with ``reduceat`` so a gallery with 10^5 distractors stays fast.
     """
     ids, inverse = np.unique(gallery_ids, return_inverse=True)
@@ -383,7 +384,7 @@ def wrong_identity_rate(score_matrix: ArrayLike, probe_ids: ArrayLike, gallery_i
 
     This is the hallucination risk in one number: the search would name someone else, confidently
     enough to be acted on. Rank 1 is the identity with the best score (several gallery images of
-    one subject count once); ties are pessimistic, as in :func:`fsr_bench.face.recognition.cmc` —
+    one subject count once); ties are pessimistic, as in fsr-bench's ``cmc`` —
     a wrong identity scoring exactly as high as the right one is a wrong rank 1. A probe whose
     subject is not enrolled has only wrong identities. Denominator: all probes; an undetected probe
     (NaN row) names nobody and is not counted as wrong.
