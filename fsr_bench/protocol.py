@@ -9,6 +9,8 @@ as the README does); ``${VAR}`` expands environment variables, e.g. ``${FSR_BENC
 """
 from __future__ import annotations
 
+from fsr_bench.errors import FsrBenchError
+
 import copy
 import os
 import re
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fsr_bench.provenance import stable_hash
 
 
-class ProtocolError(ValueError):
+class ProtocolError(FsrBenchError, ValueError):
     """A protocol file or override that cannot be used; the message says where and what to do."""
 
 

@@ -7,6 +7,8 @@ super-resolvers): loading the entry point imports the plug-in module, whose deco
 """
 from __future__ import annotations
 
+from fsr_bench.errors import FsrBenchError
+
 import difflib
 import fnmatch
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import Callable, Generic, Iterable, TypeVar
 T = TypeVar("T", bound=Callable)
 
 
-class RegistryError(KeyError):
+class RegistryError(KeyError, FsrBenchError):
     """An unknown or duplicate registry name (a KeyError so ``except KeyError`` still works)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable

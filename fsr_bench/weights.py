@@ -22,6 +22,8 @@ This module deliberately imports neither torch nor numpy, so that resolving weig
 """
 from __future__ import annotations
 
+from fsr_bench.errors import FsrBenchError
+
 import logging
 import os
 import shutil
@@ -85,7 +87,7 @@ class WeightSpec:
             )
 
 
-class WeightsError(RuntimeError):
+class WeightsError(FsrBenchError, RuntimeError):
     """Base class of weight-resolution problems."""
 
 

@@ -6,9 +6,10 @@ from typing import List, Optional
 
 import typer
 
-from fsr_bench.cli._common import fail
+from fsr_bench.cli._common import catches_errors, fail
 
 
+@catches_errors
 def run(
     protocol: Path = typer.Argument(..., help="protocol YAML, e.g. protocols/quickstart.yaml"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: runs/<protocol name>)"),
@@ -20,19 +21,16 @@ def run(
 
     Precedence: --set > the YAML file > defaults. A rerun reuses models whose results are finished.
     """
-    from fsr_bench.protocol import ProtocolError, load_protocol
+    from fsr_bench.errors import FsrBenchError
+    from fsr_bench.protocol import load_protocol
 
-    try:
-        proto = load_protocol(protocol, overrides=set_)
-    except ProtocolError as exc:
-        raise fail(str(exc))
+    proto = load_protocol(protocol, overrides=set_)
     out_dir = out or Path("runs") / proto.name
-    from fsr_bench.data.io import FsrBenchDataError
     from fsr_bench.runner import run_protocol
 
     try:
         results = run_protocol(proto, out_dir, progress=not quiet, log=typer.echo, force=force)
-    except (ProtocolError, FsrBenchDataError) as exc:  # bad input: a clear message, no traceback
+    except FsrBenchError as exc:  # bad input: a clear message, no traceback
         kept = out_dir / "models"
         note = f"\n(finished models are kept in {kept}; a rerun reuses them)" if kept.is_dir() else ""
         raise fail(f"{exc}{note}")

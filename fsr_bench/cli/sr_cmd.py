@@ -6,9 +6,10 @@ from typing import List, Optional
 
 import typer
 
-from fsr_bench.cli._common import fail
+from fsr_bench.cli._common import catches_errors, fail
 
 
+@catches_errors
 def sr(
     images: List[Path] = typer.Argument(None, help="image files and/or folders (searched recursively)"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="registered model name (see `fsr-bench list models`)"),
@@ -38,8 +39,8 @@ def sr(
 
     try:
         dev = resolve_device(device)
-    except ProtocolError as exc:
-        raise fail(str(exc).replace("run.device=", "--device "))
+    except ProtocolError as exc:  # the runner's wording names the protocol key
+        raise fail(str(exc).replace("run.device=", "--device ")) from None
     net = net.to(dev).eval()
 
     sources: list[tuple[str, Path | None]] = []

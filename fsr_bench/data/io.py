@@ -26,6 +26,8 @@ References: Pillow handbook, "Image file formats" and "Concepts: modes"
 
 from __future__ import annotations
 
+from fsr_bench.errors import FsrBenchError
+
 import os
 import threading
 import uuid
@@ -61,7 +63,7 @@ _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _MAX_LISTED_PROBLEMS = 20
 
 
-class FsrBenchDataError(ValueError):
+class FsrBenchDataError(FsrBenchError, ValueError):
     """Base class for data problems a user must fix (bad file, bad list, bad config)."""
 
 

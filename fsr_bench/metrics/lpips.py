@@ -20,6 +20,8 @@ scaled to [-1, 1] — after the same 8-bit quantisation as PSNR/SSIM when ``quan
 
 from __future__ import annotations
 
+from fsr_bench.errors import FsrBenchError
+
 import hashlib
 import os
 import re
@@ -49,7 +51,7 @@ _VERSIONS = ("0.0", "0.1")
 _DOWNLOAD_TIMEOUT_S = 60
 
 
-class MetricUnavailable(RuntimeError):
+class MetricUnavailable(FsrBenchError, RuntimeError):
     """A metric that cannot be computed correctly here (e.g. missing pretrained weights)."""
 
 

@@ -12,6 +12,8 @@ model name is given; the model's ``convert_state_dict`` maps foreign keys.
 """
 from __future__ import annotations
 
+from fsr_bench.errors import FsrBenchError
+
 import io
 import os
 from pathlib import Path
@@ -25,7 +27,7 @@ FORMAT = "fsr-bench"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(FsrBenchError, RuntimeError):
     pass
 
 

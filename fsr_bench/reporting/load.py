@@ -20,6 +20,8 @@ never bolded against each other.
 """
 from __future__ import annotations
 
+from fsr_bench.errors import FsrBenchError
+
 from fsr_bench.naming import safe_filename
 
 import csv
@@ -76,7 +78,7 @@ _VOLATILE_DATASET_KEYS = frozenset({"root", "n_images", "skipped", "n_scored"})
 _AVAILABILITY_KEYS = frozenset({"lpips", "lpips_unavailable"})
 
 
-class ReportInputError(ValueError):
+class ReportInputError(FsrBenchError, ValueError):
     """A run folder (or one of its files) that cannot be reported on; the message names it."""
 
 

@@ -13,6 +13,8 @@ files) are whole faces (``patch_size: null``), a global batch of 16 and 300 epoc
 """
 from __future__ import annotations
 
+from fsr_bench.errors import FsrBenchError
+
 import difflib
 import os
 from pathlib import Path
@@ -24,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = ["ConfigError", "TrainConfig", "apply_overrides", "load_config", "parse_override"]
 
 
-class ConfigError(ValueError):
+class ConfigError(FsrBenchError, ValueError):
     """A training config that cannot be used; the message names the key and the fix."""
 
 

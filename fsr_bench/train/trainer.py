@@ -28,6 +28,8 @@ points, so all ranks stop at the same step.
 """
 from __future__ import annotations
 
+from fsr_bench.errors import FsrBenchError
+
 import contextlib
 import csv
 import json
@@ -54,7 +56,7 @@ from fsr_bench.train.losses import TrainStep
 __all__ = ["TrainError", "Trainer", "dry_run", "score_pairs", "train"]
 
 
-class TrainError(RuntimeError):
+class TrainError(FsrBenchError, RuntimeError):
     """A training problem the user can fix; the message says how."""
 
 
