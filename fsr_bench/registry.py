@@ -7,13 +7,13 @@ super-resolvers): loading the entry point imports the plug-in module, whose deco
 """
 from __future__ import annotations
 
-from fsr_bench.errors import FsrBenchError
-
 import difflib
 import fnmatch
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Callable, Generic, Iterable, TypeVar
+
+from fsr_bench.errors import FsrBenchError
 
 T = TypeVar("T", bound=Callable)
 

@@ -22,8 +22,6 @@ This module deliberately imports neither torch nor numpy, so that resolving weig
 """
 from __future__ import annotations
 
-from fsr_bench.errors import FsrBenchError
-
 import logging
 import os
 import shutil
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Iterable
 
 from fsr_bench.atomic import sha256_file
+from fsr_bench.errors import FsrBenchError
 
 __all__ = [
     "ENV_HOME",

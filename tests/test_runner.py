@@ -9,7 +9,7 @@ import pytest
 from fsr_bench.models import MODELS, create_model
 from fsr_bench.models.checkpoint import save_checkpoint
 from fsr_bench.protocol import ProtocolError, load_protocol, load_protocol_dict
-from fsr_bench.runner import run_protocol
+from fsr_bench.run import run_protocol
 
 SMALL = ["data.dataset.hr_size=64", "run.report=false", "run.flops=false"]
 

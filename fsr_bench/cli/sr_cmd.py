@@ -35,7 +35,7 @@ def sr(
             "from random weights. Train one with `fsr-bench train` or pass --random-init to debug."
         )
     from fsr_bench.protocol import ProtocolError
-    from fsr_bench.runner import resolve_device
+    from fsr_bench.run.common import resolve_device
 
     try:
         dev = resolve_device(device)

@@ -98,7 +98,7 @@ class ProbeImages:
 
 @runtime_checkable
 class RecognitionSet(Protocol):
-    """What :func:`fsr_bench.recognition_runner.run_recognition` needs from a dataset adapter."""
+    """What :func:`fsr_bench.run.recognition.run_recognition` needs from a dataset adapter."""
 
     name: str
     scale: int  # the SR factor the set's LR probes are made for

@@ -26,8 +26,6 @@ References: Pillow handbook, "Image file formats" and "Concepts: modes"
 
 from __future__ import annotations
 
-from fsr_bench.errors import FsrBenchError
-
 import os
 import threading
 import uuid
@@ -38,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps
+
+from fsr_bench.errors import FsrBenchError
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -36,7 +36,6 @@ Probes (what :meth:`SCfaceSet.read_probe` returns):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
+from fsr_bench.atomic import sha256_file
 from fsr_bench.data.identity_folders import GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
 from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError, read_image
 
@@ -105,14 +105,6 @@ def subjects_of(selection: str | Iterable[int]) -> list[int]:
     return ids
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _images_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
@@ -166,7 +158,7 @@ class FaceCrop:
         """Face box (x1, y1, x2, y2) per file, or None where MTCNN found no face."""
         from tqdm import tqdm
 
-        shas = {p: _sha256(p) for p in paths}
+        shas = {p: sha256_file(p) for p in paths}
         todo = [p for p in paths if shas[p] not in self._boxes]
         if todo:
             if self._aligner is None:

@@ -20,8 +20,6 @@ scaled to [-1, 1] — after the same 8-bit quantisation as PSNR/SSIM when ``quan
 
 from __future__ import annotations
 
-from fsr_bench.errors import FsrBenchError
-
 import hashlib
 import os
 import re
@@ -32,6 +30,7 @@ from pathlib import Path
 import torch
 
 from fsr_bench.data.io import to_uint8
+from fsr_bench.errors import FsrBenchError
 
 __all__ = [
     "LPIPSMetric",

@@ -12,8 +12,6 @@ model name is given; the model's ``convert_state_dict`` maps foreign keys.
 """
 from __future__ import annotations
 
-from fsr_bench.errors import FsrBenchError
-
 import io
 import os
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import torch
 
 from fsr_bench.atomic import sha256_file, write_bytes  # noqa: F401  (sha256_file re-exported)
+from fsr_bench.errors import FsrBenchError
 
 FORMAT = "fsr-bench"
 VERSION = 1

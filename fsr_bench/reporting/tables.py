@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
-
 from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 from fsr_bench.reporting.load import RECONSTRUCTION, ModelRow, Run, RunGroup, group_runs, load_run
 

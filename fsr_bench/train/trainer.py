@@ -28,8 +28,6 @@ points, so all ranks stop at the same step.
 """
 from __future__ import annotations
 
-from fsr_bench.errors import FsrBenchError
-
 import contextlib
 import csv
 import json
@@ -49,6 +47,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fsr_bench.errors import FsrBenchError
 from fsr_bench.train.config import TrainConfig, recipe_differences
 from fsr_bench.train.data import EpochSampler, TrainPairs, ValPairs, as_patch, check_sizes
 from fsr_bench.train.losses import TrainStep
