@@ -65,23 +65,13 @@ SAVE_EVERY_BATCHES = 64  # SR cache checkpoints during long model rows
 def build_recognition_set(protocol: RecognitionProtocol, cache_dir: Path, device: str = "cpu",
                           progress: bool = False) -> RecognitionSet:
     """The dataset adapter of ``protocol.data``; data problems become ProtocolErrors naming the block."""
+    from fsr_bench.data.identity_folders import RECOGNITION_SETS
     from fsr_bench.data.io import FsrBenchDataError
 
     spec = protocol.data
     try:
-        if spec.type == "scface":
-            from fsr_bench.data.scface import SCfaceSet
-
-            return SCfaceSet(root=spec.root, subjects=spec.subjects, distances=spec.distances,
-                             cameras=spec.cameras, face_crop=spec.face_crop.model_dump(),
-                             lr_size=spec.lr_size, scale=spec.scale, cache_dir=cache_dir, device=device,
-                             progress=progress)
-        from fsr_bench.data.identity_folders import IdentityFolderSet
-
-        return IdentityFolderSet(root=spec.root, list_file=spec.list_file, gallery_list=spec.gallery_list,
-                                 max_identities=spec.max_identities,
-                                 max_probes_per_identity=spec.max_probes_per_identity, seed=spec.seed,
-                                 probe_degradation=spec.probe_degradation.model_dump(), name=spec.name)
+        return RECOGNITION_SETS.get(spec.type).builder(spec.model_dump(), cache_dir=cache_dir, device=device,
+                                                       progress=progress)
     except FsrBenchDataError as exc:
         raise ProtocolError(f"data ({spec.type}): {exc}") from None
 
