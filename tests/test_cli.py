@@ -6,11 +6,14 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 from typer.testing import CliRunner
 
 from fsr_bench.cli import app
 from fsr_bench.models import MODELS, create_model
 from fsr_bench.models.checkpoint import save_checkpoint
+
+QUICKSTART = REPO / "protocols" / "quickstart.yaml"  # tests run from any working directory
 
 runner = CliRunner()
 
@@ -71,14 +74,14 @@ def test_sr_example_face(tmp_path):
 def test_run_reports_bad_input_without_traceback(tmp_path):
     (tmp_path / "faces").mkdir()
     (tmp_path / "faces" / "broken.png").write_bytes(b"\x89PNG garbage")
-    result = runner.invoke(app, ["run", "protocols/quickstart.yaml", "-o", str(tmp_path / "out"), "-q",
+    result = runner.invoke(app, ["run", str(QUICKSTART), "-o", str(tmp_path / "out"), "-q",
                                  "--set", f"data.dataset={{type: folder, root: {tmp_path / 'faces'}}}"])
     assert result.exit_code == 2
     assert "broken.png" in result.output and "Traceback" not in result.output
 
 
 def test_run_unknown_key_is_located(tmp_path):
-    result = runner.invoke(app, ["run", "protocols/quickstart.yaml", "--set", "run.batchsize=2"])
+    result = runner.invoke(app, ["run", str(QUICKSTART), "--set", "run.batchsize=2"])
     assert result.exit_code == 2 and "run.batchsize: unknown key" in result.output
 
 

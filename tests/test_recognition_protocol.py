@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from PIL import Image
 
 from fsr_bench.data.identity_folders import IdentityFolderSet, build_probe_degradation
 from fsr_bench.data.io import FsrBenchDataError
 from fsr_bench.metrics.recognition import score_row
+from fsr_bench.protocol import ProtocolError, load_protocol, load_protocol_dict
 from fsr_bench.results import COLUMNS
 from fsr_bench.run.recognition import run_recognition
-from fsr_bench.protocol import ProtocolError, load_protocol, load_protocol_dict
 
-REPO = Path(__file__).resolve().parents[1]
 SUMMARY_COLUMNS, PER_PROBE_COLUMNS = (list(COLUMNS["recognition"][k]) for k in ("summary", "per_probe"))
 
 
