@@ -21,7 +21,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -186,7 +186,7 @@ def _tag_of(cls: type[BaseModel]) -> Any:
 
 
 def format_validation_error(exc: ValidationError, schema: type[BaseModel], header: str,
-                            overridden: set[str] = frozenset(), drop_loc_prefix: int = 0) -> str:
+                            overridden: Collection[str] = (), drop_loc_prefix: int = 0) -> str:
     """One line per error: dotted key, what is wrong, ``(from --set)``, "did you mean"."""
     lines = [header]
     for err in exc.errors():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence
+from typing import Annotated, Any, Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -209,7 +209,7 @@ def summary_frame(result: RunResult):  # -> pandas.DataFrame
     return frame(lines, cols)
 
 
-def frame(lines: Sequence[Sequence[Any]], columns: Sequence[str]):  # -> pandas.DataFrame
+def frame(lines: Iterable[Sequence[Any]], columns: Sequence[str]):  # -> pandas.DataFrame
     """A table of Python values kept as they are (object dtype: an int column with a missing value
     stays ints and None, never becomes floats and NaN)."""
     import pandas as pd

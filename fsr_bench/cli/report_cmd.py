@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -32,7 +32,7 @@ def report(
     from fsr_bench.reporting.tables import tables_for_terminal
 
     choice = crop.strip().lower()
-    crop_box: object = "default" if choice == "default" else None
+    crop_box: Any = "default" if choice == "default" else None  # "default" | None | CropBox
     if choice not in ("default", "none"):
         try:
             crop_box = parse_crop_box(crop)

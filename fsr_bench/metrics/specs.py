@@ -66,7 +66,8 @@ def metric(key: str) -> Metric:
     return METRICS.get(key).builder  # type: ignore[return-value]
 
 
-_R, _Q = "reconstruction", "recognition"
+_R: Literal["reconstruction"] = "reconstruction"
+_Q: Literal["recognition"] = "recognition"
 for _m in (
     Metric("psnr", "PSNR", True, 2, unit="dB", kind=_R,
            aggregation="mean of per-image PSNR over the images not reproduced exactly (those have PSNR inf, "

@@ -42,7 +42,7 @@ TRAIN_KIND = "train"  # training configs (fsr_bench.train.config) share the file
 def _adapter() -> tuple[TypeAdapter[Any], list[type[BaseProtocol]]]:
     kinds = [PROTOCOL_KINDS.get(k).builder for k in PROTOCOL_KINDS.names()]
     union = Annotated[Union[tuple(kinds)], Field(discriminator="kind")]  # type: ignore[valid-type]
-    return TypeAdapter(union), kinds
+    return TypeAdapter(union), kinds  # type: ignore[arg-type]  # a union built at run time
 
 
 def load_protocol_dict(doc: dict[str, Any], overrides: Sequence[str] = (), source: str = "<dict>") -> Any:

@@ -77,7 +77,7 @@ class SCfaceData(_Strict):
     type: Literal["scface"]
     root: str  # folder holding mugshot_frontal_cropped_all/ and surveillance_cameras_distance_*/
     subjects: Union[Literal["all", "world", "dev", "eval"], list[Annotated[int, Field(ge=1, le=130)]]] = "all"
-    distances: list[Literal[1, 2, 3]] = Field(default_factory=lambda: [1, 2, 3])  # 1 = 4.20 m (far)
+    distances: list[Literal[1, 2, 3]] = [1, 2, 3]  # 1 = 4.20 m (far)
     cameras: list[Annotated[int, Field(ge=1, le=7)]] = Field(default_factory=lambda: [1, 2, 3, 4, 5])  # 6-7 IR
     face_crop: FaceCropSpec = Field(default_factory=FaceCropSpec)
     lr_size: Size | None = (28, 21)  # (H, W) of the LR probe; null = native crop size

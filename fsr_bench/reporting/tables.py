@@ -1,4 +1,7 @@
-"""Markdown tables in the paper's layouts; pure functions of loaded runs (no I/O).
+"""Markdown tables in the paper's layouts, from loaded runs (:func:`tables_for_terminal` also accepts
+run folders and loads them; every other function is pure).
+
+Metric semantics (direction, decimals, aggregation) come from :mod:`fsr_bench.metrics.specs`.
 
 Why these choices:
 
@@ -512,16 +515,16 @@ def per_distance_table(runs: Sequence[Run]) -> str | None:
         for i, (row, _) in enumerate(pairs):
             cells = [row.label] + ([scale_label(scale) if i == 0 else ""] if several else [])
             for d in distances:
-                dist = row.per_distance.get(d)
-                if dist is not None and dist.get("n_probes") is not None:
-                    counts[d].add(int(dist["n_probes"]))  # type: ignore[arg-type]
+                entry = row.per_distance.get(d)
+                if entry is not None and entry.get("n_probes") is not None:
+                    counts[d].add(int(entry["n_probes"]))  # type: ignore[arg-type]
                 for m in DISTANCE_METRICS:
-                    if dist is None:
+                    if entry is None:
                         cells.append(NA)
-                    elif no_face(dist) and m.key != "detection_rate":
+                    elif no_face(entry) and m.key != "detection_rate":
                         cells.append(UNDETECTED)
                     else:
-                        cells.append(_bold(m.format(dist.get(m.key)), columns[(d, m.key)][i]))
+                        cells.append(_bold(m.format(entry.get(m.key)), columns[(d, m.key)][i]))
             body.append(cells)
     header = (["Methods"] + (["Scale"] if several else [])
               + [f"{d} {m.heading}" for d in distances for m in DISTANCE_METRICS])

@@ -94,7 +94,7 @@ class FaceStore:
         keys = [None if im is None else content_key(im) for im in images]
         todo: dict[str, torch.Tensor] = {}
         for k, im in zip(keys, images):
-            if k is not None and k not in self.entries and k not in todo:
+            if k is not None and im is not None and k not in self.entries and k not in todo:
                 todo[k] = im
         if todo:
             todo_keys = list(todo)

@@ -108,7 +108,8 @@ class _ProbeReader:
             items = self.probes[start : start + self.batch_size]
             idx = range(start, start + len(items))
             if want == "lr" and all(i in self._lr for i in idx):
-                yield start, items, [None if self._lr[i] is None else self._lr[i].float() / 255.0 for i in idx]
+                kept = [self._lr[i] for i in idx]
+                yield start, items, [None if lr is None else lr.float() / 255.0 for lr in kept]
                 continue
             read = [self.dataset.read_probe(p, seed=self.seed) for p in items]
             for i, im in zip(idx, read):
@@ -127,8 +128,8 @@ def _super_resolve(row: _Row, lrs: list[torch.Tensor | None], state: dict[str, A
     keys = [None if lr is None else content_key(lr) for lr in lrs]
     missing: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
     for k, lr in zip(keys, lrs):
-        if k is not None and k not in store.outputs:
-            missing.setdefault(tuple(lr.shape[-2:]), {})[k] = lr
+        if k is not None and lr is not None and k not in store.outputs:
+            missing.setdefault((int(lr.shape[-2]), int(lr.shape[-1])), {})[k] = lr
     for group in missing.values():
         if state.get("model") is None:
             state["model"] = _build_model(row.spec, device, state["scale"])
@@ -181,8 +182,9 @@ def _write_sample(folder: Path, name: str, image: torch.Tensor | None, max_side:
 
 # -- the run ---------------------------------------------------------------------------------------
 def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progress: bool = True,
-                    log: Log = print, force: bool = False) -> dict[str, Any]:
-    """Run every row of ``protocol``; returns the results dict also written to results.json.
+                    log: Log = print, force: bool = False) -> results.RunResult:
+    """Run every row of ``protocol``; returns the :class:`~fsr_bench.results.RunResult` written to
+    results.json.
 
     ``force`` recomputes every SR output, detection and embedding, rewriting those caches (SCface
     face-crop boxes, which depend only on the file and the crop settings, are kept).
@@ -238,13 +240,13 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     det_g = torch.zeros(len(gallery), dtype=torch.bool)
     bar = tqdm(total=len(gallery), desc="gallery", unit="img", disable=not progress, leave=False)
     for start in range(0, len(gallery), det.batch_size):
-        images = [dataset.read_gallery(g) for g in gallery[start : start + det.batch_size]]
-        _, e, d = store.embed(images)
+        enrolled = [dataset.read_gallery(g) for g in gallery[start : start + det.batch_size]]
+        _, e, d = store.embed(enrolled)
         emb_g[start : start + len(e)], det_g[start : start + len(d)] = e, d
-        for k, image in enumerate(images):
+        for k, image in enumerate(enrolled):
             for folder in gallery_samples.get(start + k, []):
                 _write_sample(folder, "gallery.png", image)
-        bar.update(len(images))
+        bar.update(len(enrolled))
     bar.close()
     store.save()
     undetected_gallery = [g.subject for g, d in zip(gallery, det_g.tolist()) if not d]
@@ -265,12 +267,11 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         state: dict[str, Any] = {"model": None, "scale": dataset.scale}
         bar = tqdm(total=len(probes), desc=row.label, unit="probe", disable=not progress, leave=False)
         want = "hr" if row.label == HR_PROBES else "lr"  # the one reference that reads HR probes
-        for batch_no, (pos, items, images) in enumerate(reader.batches(want)):
-            lrs = images if want == "lr" else None
-            if row.sr_store is not None:
-                images = _super_resolve(row, images, state, device)
-                if (batch_no + 1) % SAVE_EVERY_BATCHES == 0:
-                    row.sr_store.save()
+        for batch_no, (pos, items, read) in enumerate(reader.batches(want)):
+            lrs = read if want == "lr" else None
+            images = read if row.sr_store is None else _super_resolve(row, read, state, device)
+            if row.sr_store is not None and (batch_no + 1) % SAVE_EVERY_BATCHES == 0:
+                row.sr_store.save()
             _, e, d = store.embed(images)
             emb_p[pos : pos + len(items)], det_p[pos : pos + len(items)] = e, d
             for k in range(len(items)):
