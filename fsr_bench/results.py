@@ -40,6 +40,7 @@ Kind = Literal["reconstruction", "recognition"]
 #: reference: not a method (the HR upper bound, the raw LR input) — shown, never ranked for bold.
 Role = Literal["model", "reference", "floor"]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+Number = int | Finite  # counts stay ints (n_probes: 8, not 8.0); scores are finite floats
 
 #: The CSV columns of each kind, declared once (runners write them, the report checks them).
 COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -99,7 +100,7 @@ class ResultRow(_Open):
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Finite | None]
+    metrics: dict[str, Number | None]
     unavailable: dict[str, str | None] = Field(default_factory=dict)
     # reconstruction
     params: int | None = None
@@ -111,8 +112,8 @@ class ResultRow(_Open):
     work_key: str | None = None
     # recognition
     ci95: dict[str, tuple[Finite, Finite]] = Field(default_factory=dict)
-    per_distance: dict[str, dict[str, Finite | None]] = Field(default_factory=dict)
-    per_camera: dict[str, dict[str, Finite | None]] = Field(default_factory=dict)
+    per_distance: dict[str, dict[str, Number | None]] = Field(default_factory=dict)
+    per_camera: dict[str, dict[str, Number | None]] = Field(default_factory=dict)
     roc: Roc = Field(default_factory=Roc)
     cmc: list[Finite] = Field(default_factory=list)
     n_gallery: int | None = None

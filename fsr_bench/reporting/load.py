@@ -175,8 +175,8 @@ class Run:
         refs = self.conventions.get("references")
         refs = refs if isinstance(refs, Mapping) else {}
         labels = {r.label for r in self.rows}
-        out = {r.label: str(refs.get(r.label, "reference")) for r in self.rows if r.role == "reference"}
-        out.update({str(k): str(v) for k, v in refs.items() if k in labels})
+        out = {str(k): str(v) for k, v in refs.items() if k in labels}
+        out.update({r.label: "reference" for r in self.rows if r.role == "reference" and r.label not in out})
         return out
 
     def image_scores(self, label: str, stem: str) -> ImageScores | None:

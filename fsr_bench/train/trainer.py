@@ -439,9 +439,12 @@ class Trainer:
             raise TrainError(f"the model produced NaN/inf on the validation set at step {self.step}")
         if self.world > 1:
             dist.all_reduce(sums)
-        total, ssim_sum, n = sums.tolist()
+        total, ssim_sum, n, n_exact = sums.tolist()
+        # every image exact: the mean PSNR is undefined (null in results); for ranking it is the best
+        psnr = total / (n - n_exact) if n > n_exact else math.inf
         result = {"step": self.step, "epoch": self.epoch + self.epoch_step / max(1, self.steps_per_epoch),
-                  "psnr": total / n, "ssim": ssim_sum / n, "n": int(n), "seconds": time.monotonic() - t0}
+                  "psnr": psnr, "ssim": ssim_sum / n, "n": int(n), "n_exact": int(n_exact),
+                  "seconds": time.monotonic() - t0}
         self.last_val = result
         return result
 
@@ -811,11 +814,13 @@ class Trainer:
 @torch.no_grad()
 def score_pairs(model: nn.Module, pairs, device: torch.device, batch_size: int = 8, indices=None,
                 workers: int = 0, channels_last: bool = False) -> torch.Tensor:
-    """Sums ``[PSNR, SSIM, n]`` (float64, on ``device``) of ``model`` on (LR, HR) ``pairs``.
+    """Sums ``[PSNR, SSIM, n, n_exact]`` (float64, on ``device``) of ``model`` on (LR, HR) ``pairs``.
 
     The benchmark's conventions: outputs clamped and rounded to 8 bits, Y channel (BT.601, MATLAB),
-    border crop = scale, SSIM 11x11 Gaussian σ 1.5 (``fsr_bench.metrics.functional``). Used for
-    validation during training and for scoring baselines (e.g. bicubic) on the same split.
+    border crop = scale, SSIM 11x11 Gaussian σ 1.5 (``fsr_bench.metrics.functional``), and its rule
+    for exact reconstructions (``ReconstructionMetrics.compute``): their PSNR is inf, so they are
+    counted in ``n_exact`` and left out of the PSNR sum. Used for validation during training and for
+    scoring baselines (e.g. bicubic) on the same split. A non-finite model output makes the PSNR sum NaN.
     """
     from fsr_bench.metrics.functional import psnr, ssim
 
@@ -827,7 +832,7 @@ def score_pairs(model: nn.Module, pairs, device: torch.device, batch_size: int =
         generator=torch.Generator(),  # leaves the global RNG untouched (exact resume)
     )
     scale = model.scale
-    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
     for batch in loader:
         lr = batch["lr"].to(device, non_blocking=True)
         hr = batch["hr"].to(device, non_blocking=True)
@@ -839,7 +844,10 @@ def score_pairs(model: nn.Module, pairs, device: torch.device, batch_size: int =
             break
         p = psnr(sr, hr, crop_border=scale, y_channel=True)
         s = ssim(sr, hr, crop_border=scale, y_channel=True)
-        sums += torch.stack([p.sum(), s.sum(), torch.tensor(float(len(p)), dtype=torch.float64, device=device)])
+        exact = torch.isinf(p)
+        sums += torch.stack([torch.where(exact, 0.0, p).sum(), s.sum(),
+                             torch.tensor(float(len(p)), dtype=torch.float64, device=device),
+                             exact.sum().to(torch.float64)])
     model.train(was_training)
     return sums
 
