@@ -136,3 +136,15 @@ def test_error_classes_share_one_root():
                TrainError, ChecksumMismatch, WeightsError, WeightsUnavailable]
     assert all(issubclass(c, FsrBenchError) for c in classes)
     assert issubclass(RegistryError, KeyError) and issubclass(ProtocolError, ValueError)
+
+
+@pytest.mark.parametrize("args", [
+    ["sr", "--example", "-m", "bicubic_x4", "--device", "tpu"],
+    ["run", str(QUICKSTART), "-q", "--set", "run.device=tpu"],
+    ["train", str(QUICKSTART)],
+    ["run", str(REPO / "protocols" / "train_tanet_faces256_x4_cpu.yaml")],
+], ids=["sr-device", "run-device", "train-a-protocol", "run-a-training-config"])
+def test_bad_input_is_one_error_line(args, tmp_path):
+    result = runner.invoke(app, args + ["-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output

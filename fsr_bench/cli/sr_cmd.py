@@ -34,13 +34,9 @@ def sr(
             f"{net.name} has learned parameters but no --checkpoint was given; its output would come "
             "from random weights. Train one with `fsr-bench train` or pass --random-init to debug."
         )
-    from fsr_bench.protocol import ProtocolError
-    from fsr_bench.run.common import resolve_device
+    from fsr_bench.devices import resolve_device
 
-    try:
-        dev = resolve_device(device)
-    except ProtocolError as exc:  # the runner's wording names the protocol key
-        raise fail(str(exc).replace("run.device=", "--device ")) from None
+    dev = resolve_device(device, option="--device")
     net = net.to(dev).eval()
 
     sources: list[tuple[str, Path | None]] = []

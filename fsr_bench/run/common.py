@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from fsr_bench import atomic
+from fsr_bench import atomic, devices
 from fsr_bench.naming import safe_filename
 from fsr_bench.protocol import ModelSpec, ProtocolError
 
@@ -24,12 +24,8 @@ Log = Callable[[str], None]
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when torch sees one, else cpu; a CUDA request without CUDA is an error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ProtocolError(f"run.device={device!r} but torch sees no CUDA device; use --set run.device=cpu")
-    return device
+    """``run.device`` resolved by the one resolver (:func:`fsr_bench.devices.resolve_device`)."""
+    return devices.resolve_device(device, option="--set run.device")
 
 
 def load_model(spec: ModelSpec, device: str, scale: int | None = None, scale_hint: str = "") -> "SuperResolver":

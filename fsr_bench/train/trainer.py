@@ -34,7 +34,6 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import sys
 import threading
@@ -47,6 +46,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fsr_bench import atomic
 from fsr_bench.errors import FsrBenchError
 from fsr_bench.train.config import TrainConfig, recipe_differences
 from fsr_bench.train.data import EpochSampler, TrainPairs, ValPairs, as_patch, check_sizes
@@ -69,16 +69,13 @@ def _dist_env() -> tuple[int, int, int]:
 
 
 def _resolve_device(name: str, local_rank: int, world: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu")
-        if world > 1 or name == "cuda":
-            name = f"cuda:{local_rank if world > 1 else torch.cuda.current_device()}"
-    elif name != "cpu":
-        raise TrainError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    return torch.device(name)
+    """The one resolver (:mod:`fsr_bench.devices`); ``cuda`` is this process's GPU (DDP: LOCAL_RANK)."""
+    from fsr_bench.devices import resolve_device
+
+    resolved = resolve_device(name, option="--device")
+    if resolved.startswith("cuda") and (world > 1 or resolved == "cuda"):  # under DDP: this process's GPU
+        resolved = f"cuda:{local_rank if world > 1 else torch.cuda.current_device()}"
+    return torch.device(resolved)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -114,12 +111,6 @@ def _plain(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     return x
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -423,7 +414,7 @@ class Trainer:
         if self.is_main and self.write_outputs:
             last = save_checkpoint(self.model, self.out_dir / "last.pt", **payload)
             if best:
-                _atomic_copy(last, self.out_dir / "best.pt")
+                atomic.copy_file(last, self.out_dir / "best.pt")
         self._last_ckpt_time = time.monotonic()
 
     # -- validation -----------------------------------------------------------------------------
