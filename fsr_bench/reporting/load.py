@@ -54,10 +54,12 @@ RECONSTRUCTION = "reconstruction"
 RECOGNITION = "recognition"
 Kind = Literal["reconstruction", "recognition"]
 
-# The columns the report reads (the runners write more: fsr_bench.results.COLUMNS).
+# The columns the report requires, taken from the one declaration (fsr_bench.results.COLUMNS); of
+# per_probe.csv the grids read only these (distance, camera, matched and rank are for other readers).
 SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {k: v["summary"] for k, v in results.COLUMNS.items()}
 PER_IMAGE_COLUMNS = results.COLUMNS[RECONSTRUCTION]["per_image"]
-PER_PROBE_COLUMNS = ("label", "probe", "subject", "similarity", "detected")
+PER_PROBE_COLUMNS = tuple(c for c in results.COLUMNS[RECOGNITION]["per_probe"]
+                          if c in {"label", "probe", "subject", "similarity", "detected"})
 
 # Metrics a table may show; absent ones read as None (unavailable).
 _OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {
