@@ -1,9 +1,10 @@
 """insightface's ArcFace alignment (``estimate_norm`` / ``norm_crop``) against the previous path.
 
-Until this file was added fsr-bench fitted the 5-point similarity itself (Umeyama 1991, NumPy SVD)
-and warped with ``torch.nn.functional.grid_sample``. That implementation is kept below, verbatim in
-behaviour, as the *reference*: the library path that replaced it must give the same crops up to
-interpolation rounding and the same embeddings on real LFW development faces.
+fsr-bench used to fit the 5-point similarity itself (Umeyama 1991, NumPy SVD) and warp with
+``torch.nn.functional.grid_sample``; :mod:`fsr_bench.face.align` now calls insightface. The old
+implementation is kept below, same behaviour, as the *reference*: the library path must give the
+same transforms, the same crops up to interpolation rounding and the same embeddings on real LFW
+development faces.
 
 Tolerances (stated once, used below):
 * transform matrix: 1e-4 absolute (skimage's and our least squares solve the same problem;
@@ -91,29 +92,24 @@ def test_template_is_insightfaces_arcface_template():
 
 
 def test_insightface_transform_equals_umeyama(lfw_detections):
-    from insightface.utils import face_align
+    from fsr_bench.face.align import arcface_matrix  # insightface's estimate_norm
 
     _, landmarks = lfw_detections
     for pts in landmarks:
         ours = umeyama_similarity(pts, ARCFACE_TEMPLATE_112)
-        theirs = face_align.estimate_norm(pts.astype(np.float32), image_size=112)
+        theirs = arcface_matrix(pts, size=112)
         np.testing.assert_allclose(theirs, ours, atol=1e-4)
 
 
 def test_library_alignment_agrees_with_the_previous_path(lfw_detections, mobilefacenet):
-    from insightface.utils import face_align
+    from fsr_bench.face.align import align_with_landmarks
 
     images, landmarks = lfw_detections
     ref = torch.stack([
         grid_sample_warp(im, umeyama_similarity(pts, ARCFACE_TEMPLATE_112), (112, 112)).clamp(0, 1)
         for im, pts in zip(images, landmarks)
     ])
-    new = torch.stack([
-        torch.from_numpy(face_align.norm_crop(
-            np.ascontiguousarray(im.permute(1, 2, 0).numpy(), np.float32), pts.astype(np.float32)
-        )).permute(2, 0, 1).clamp(0, 1)
-        for im, pts in zip(images, landmarks)
-    ])
+    new = torch.cat([align_with_landmarks(im, pts) for im, pts in zip(images, landmarks)])
     assert new.shape == ref.shape == (len(images), 3, 112, 112)
     diff = (new - ref).abs()
     assert float(diff.mean()) < 1e-5 and float(diff.max()) < 1e-3, (float(diff.mean()), float(diff.max()))
