@@ -182,3 +182,53 @@ def test_scrfd_refuses_a_recognition_model(shared_dir):
     onnx_file = shared_dir / "weights/mobilefacenet/MobileFaceNet.onnx"
     with pytest.raises(ValueError, match="not an SCRFD detection model.*ArcFaceONNX"):
         create_detector("scrfd", weights=onnx_file)
+
+
+def _toy_scrfd(path, size=64, face=((3, 4), 0.9, (2, 2, 2, 3),
+                                    ((-1, -0.5), (1, -0.5), (0, 0.5), (-0.8, 1.5), (0.8, 1.5)))):
+    """An ONNX graph with SCRFD's output layout (3 strides × scores/boxes/keypoints, 2 anchors,
+    no batch axis) whose outputs are constants: one face on the stride-8 grid cell ``(row, col)``
+    with score, box distances (l, t, r, b) and five keypoint offsets, in stride units."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    (row, col), score, dist, kps = face
+    nodes, outputs = [], []
+    for kind, width in (("score", 1), ("bbox", 4), ("kps", 10)):
+        for stride in (8, 16, 32):
+            n = (size // stride) ** 2 * 2
+            value = np.zeros((n, width), np.float32)
+            if stride == 8:
+                k = (row * (size // 8) + col) * 2
+                value[k] = {"score": [score], "bbox": dist, "kps": np.ravel(kps)}[kind]
+            name = f"{kind}_{stride}"
+            nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value)))
+            outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, width]))
+    graph = helper.make_graph(nodes, "toy_scrfd",
+                              [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, size, size])],
+                              outputs)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    centre = np.array([col * 8.0, row * 8.0])
+    box = np.r_[centre - np.array(dist[:2]) * 8, centre + np.array(dist[2:]) * 8]
+    return box, centre + np.array(kps) * 8
+
+
+def test_scrfd_loads_through_insightface_and_feeds_the_aligner(tmp_path):
+    """The real loading path on a stand-in graph with SCRFD's layout: insightface routes it to its
+    SCRFD class, decodes boxes and keypoints (image resized to the model's 64×64 input and back),
+    and our wrapper hands them to FaceAligner in the template's order."""
+    path = tmp_path / "scrfd_toy_bnkps.onnx"
+    box, kps = _toy_scrfd(path)
+    det = create_detector("scrfd", weights=path)
+    assert det.name == "scrfd" and det.describe()["weights_file"] == path.name
+    image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))
+    found = det.detect(image[None])[0]
+    assert len(found) == 1 and found.probs[0] == pytest.approx(0.9)
+    np.testing.assert_allclose(found.boxes[0], 2 * box, atol=1e-4)  # 128 px image, 64 px input
+    np.testing.assert_allclose(found.landmarks[0], 2 * kps, atol=1e-4)
+    res = FaceAligner(det).align([image])
+    assert bool(res.detected.all())
+    torch.testing.assert_close(res.faces[0], align_with_landmarks(image, 2 * kps)[0])
+    # below det_thresh: nothing, reported undetected
+    assert not bool(FaceAligner(create_detector("scrfd", weights=path, det_thresh=0.95))
+                    .align([image]).detected.any())
