@@ -47,6 +47,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fsr_bench.models.precision import PrecisionError, autocast, infer, resolve_precision
 from fsr_bench.train.config import TrainConfig, recipe_differences
 from fsr_bench.train.data import EpochSampler, TrainPairs, ValPairs, as_patch, check_sizes
 from fsr_bench.train.losses import TrainStep
@@ -218,8 +219,10 @@ class Trainer:
             torch.backends.cudnn.deterministic = True
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        if cfg.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise TrainError("precision bf16 needs a GPU with bfloat16 support; use --set precision=fp16")
+        try:  # one rule for what each device runs (fp16 on the CPU, bf16 on old GPUs: refused)
+            resolve_precision(cfg.precision, self.device)
+        except PrecisionError as exc:
+            raise TrainError(f"precision: {exc} (--set precision=...)") from None
         if cfg.data.batch_size % self.world:
             raise TrainError(
                 f"data.batch_size {cfg.data.batch_size} (global) is not divisible by the {self.world}"
@@ -271,7 +274,6 @@ class Trainer:
             self.optimizer, step_size=cfg.optim.step_epochs, gamma=cfg.optim.gamma
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
-        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
 
         # counters (overwritten by resume)
         self.epoch = 0  # epochs completed
@@ -433,7 +435,7 @@ class Trainer:
         t0 = time.monotonic()
         sums = score_pairs(self.model, self.val_pairs, self.device, self.val_batch, indices=range(
             self.rank, len(self.val_pairs), self.world), workers=min(self.cfg.data.workers, 2),
-            channels_last=self.cfg.channels_last)
+            channels_last=self.cfg.channels_last, precision=self.cfg.precision)
         if not math.isfinite(float(sums[0])):
             raise TrainError(f"the model produced NaN/inf on the validation set at step {self.step}")
         if self.world > 1:
@@ -466,9 +468,8 @@ class Trainer:
 
     # -- the step -------------------------------------------------------------------------------
     def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        # autocast keeps fp32 master weights: Adam updates fp32 parameters, only the maths is bf16
+        return autocast(self.device, self.cfg.precision)
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         lr = batch["lr"].to(self.device, non_blocking=True)
@@ -782,12 +783,11 @@ class Trainer:
             n_val = 0
             if self.val_pairs is not None:
                 self.model.eval()
-                with torch.no_grad():
-                    b = [self.val_pairs[i] for i in range(min(self.val_batch, len(self.val_pairs)))]
-                    x = _collate_val(b)["lr"].to(self.device)
-                    t0 = time.perf_counter()
-                    self.model(x).float().sum().item()
-                    val_s = (time.perf_counter() - t0) * len(self.val_pairs) / (len(b) * self.world)
+                b = [self.val_pairs[i] for i in range(min(self.val_batch, len(self.val_pairs)))]
+                x = _collate_val(b)["lr"].to(self.device)
+                t0 = time.perf_counter()
+                infer(self.model, x, cfg.precision, cfg.channels_last).sum().item()
+                val_s = (time.perf_counter() - t0) * len(self.val_pairs) / (len(b) * self.world)
                 self.model.train()
             val_per_step = 0.0  # validation seconds per training step
             if self.val_pairs is not None:
@@ -809,8 +809,11 @@ class Trainer:
 
 @torch.no_grad()
 def score_pairs(model: nn.Module, pairs, device: torch.device, batch_size: int = 8, indices=None,
-                workers: int = 0, channels_last: bool = False) -> torch.Tensor:
+                workers: int = 0, channels_last: bool = False, precision: str = "fp32") -> torch.Tensor:
     """Sums ``[PSNR, SSIM, n]`` (float64, on ``device``) of ``model`` on (LR, HR) ``pairs``.
+
+    ``precision``/``channels_last``: how the model runs (``fsr_bench.models.precision``); training
+    validates in its own training precision, so ``best.pt`` is chosen by what was trained.
 
     The benchmark's conventions: outputs clamped and rounded to 8 bits, Y channel (BT.601, MATLAB),
     border crop = scale, SSIM 11x11 Gaussian σ 1.5 (``fsr_bench.metrics.functional``). Used for
@@ -830,9 +833,7 @@ def score_pairs(model: nn.Module, pairs, device: torch.device, batch_size: int =
     for batch in loader:
         lr = batch["lr"].to(device, non_blocking=True)
         hr = batch["hr"].to(device, non_blocking=True)
-        if channels_last:
-            lr = lr.contiguous(memory_format=torch.channels_last)
-        sr = model(lr).float()
+        sr = infer(model, lr, precision, channels_last)
         if not torch.isfinite(sr).all():
             sums[0] = float("nan")
             break
