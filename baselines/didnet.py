@@ -249,3 +249,20 @@ def didnet_x4(**overrides) -> DIDnet:
 @register_model(tiny=_TINY)
 def didnet_x8(**overrides) -> DIDnet:
     return _didnet(8, **overrides)
+
+
+# The reduced size that trains on a CPU budget (fsr-bench's equal-budget leaderboard):
+# 48 channels (assumed full size 64), 8 blocks (16).
+_S = dict(n_feats=48, n_blocks=8)
+
+
+@register_model(tiny=_TINY)
+def didnet_s_x4(**overrides) -> DIDnet:
+    """DIDnet-S ×4 (reduced; see _S)."""
+    return _didnet(4, **{**_S, **overrides})
+
+
+@register_model(tiny=_TINY)
+def didnet_s_x8(**overrides) -> DIDnet:
+    """DIDnet-S ×8 (reduced; see _S)."""
+    return _didnet(8, **{**_S, **overrides})

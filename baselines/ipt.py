@@ -294,3 +294,20 @@ def ipt_x4(**overrides) -> IPT:
 def ipt_x8(**overrides) -> IPT:
     """×8: a new three-stage tail (upstream released ×2/×3/×4 only)."""
     return _ipt(8, **overrides)
+
+
+# The reduced size that trains on a CPU budget (fsr-bench's equal-budget leaderboard):
+# 16 features (upstream 64; token embedding 144 vs 576), 1 encoder + 1 decoder layer (12 + 12), 4 heads (12), MLP 2x (4x); no ImageNet pre-training.
+_S = dict(n_feats=16, num_heads=4, num_layers=1, mlp_ratio=2)
+
+
+@register_model(tiny=_TINY)
+def ipt_s_x4(**overrides) -> IPT:
+    """IPT-S ×4 (reduced; see _S)."""
+    return _ipt(4, **{**_S, **overrides})
+
+
+@register_model(tiny=_TINY)
+def ipt_s_x8(**overrides) -> IPT:
+    """IPT-S ×8 (reduced; see _S)."""
+    return _ipt(8, **{**_S, **overrides})

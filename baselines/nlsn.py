@@ -252,3 +252,20 @@ def nlsn_x4(**overrides) -> NLSN:
 def nlsn_x8(**overrides) -> NLSN:
     """×8: three PixelShuffle stages; no upstream ×8 weights exist (train from scratch)."""
     return _nlsn(8, **overrides)
+
+
+# The reduced size that trains on a CPU budget (fsr-bench's equal-budget leaderboard):
+# 8 blocks (upstream 32) of 48 channels (256), an attention module every 4 blocks (8).
+_S = dict(n_resblocks=8, n_feats=48, attention_every=4)
+
+
+@register_model(tiny=_TINY)
+def nlsn_s_x4(**overrides) -> NLSN:
+    """NLSN-S ×4 (reduced; see _S)."""
+    return _nlsn(4, **{**_S, **overrides})
+
+
+@register_model(tiny=_TINY)
+def nlsn_s_x8(**overrides) -> NLSN:
+    """NLSN-S ×8 (reduced; see _S)."""
+    return _nlsn(8, **{**_S, **overrides})

@@ -265,3 +265,20 @@ def sisn_x4(**overrides) -> SISN:
 def sisn_x8(**overrides) -> SISN:
     """SISN ×8 (10 ESAGs × 10 ISABs, 64 channels, radix 4): 8.30 M parameters."""
     return _sisn(8, **overrides)
+
+
+# The reduced size that trains on a CPU budget (fsr-bench's equal-budget leaderboard):
+# G = 4 ESAGs (upstream 10) of 4 ISABs (10), 32 channels (64).
+_S = dict(num_groups=4, num_blocks=4, num_channels=32)
+
+
+@register_model(tiny=_TINY)
+def sisn_s_x4(**overrides) -> SISN:
+    """SISN-S ×4 (reduced; see _S)."""
+    return _sisn(4, **{**_S, **overrides})
+
+
+@register_model(tiny=_TINY)
+def sisn_s_x8(**overrides) -> SISN:
+    """SISN-S ×8 (reduced; see _S)."""
+    return _sisn(8, **{**_S, **overrides})

@@ -363,3 +363,20 @@ def sparnet_x4(**overrides) -> SPARNet:
 def sparnet_x8(**overrides) -> SPARNet:
     """SPARNet ×8 (upstream: 16 → 128), 10.52 M parameters."""
     return _sparnet(8, **overrides)
+
+
+# The reduced size that trains on a CPU budget (fsr-bench's equal-budget leaderboard):
+# channels 16-32 (upstream 32-128), 4 residual FAUs (10), hourglass width 16 (64).
+_S = dict(min_ch=16, max_ch=32, res_depth=4, att_channels=16)
+
+
+@register_model(tiny=_TINY)
+def sparnet_s_x4(**overrides) -> SPARNet:
+    """SPARNet-S ×4 (reduced; see _S)."""
+    return _sparnet(4, **{**_S, **overrides})
+
+
+@register_model(tiny=_TINY)
+def sparnet_s_x8(**overrides) -> SPARNet:
+    """SPARNet-S ×8 (reduced; see _S)."""
+    return _sparnet(8, **{**_S, **overrides})

@@ -229,3 +229,20 @@ def srfbn_x4(**overrides) -> SRFBN:
 def srfbn_x8(**overrides) -> SRFBN:
     """SRFBN ×8 (m=64, T=4, G=6, 12×12 projections): 7.89 M parameters."""
     return _srfbn(8, **overrides)
+
+
+# The reduced size that trains on a CPU budget (fsr-bench's equal-budget leaderboard):
+# SRFBN-S, upstream's own small variant (m=32, T=4, G=3).
+_S = dict(num_features=32, num_steps=4, num_groups=3)
+
+
+@register_model(tiny=_TINY)
+def srfbn_s_x4(**overrides) -> SRFBN:
+    """SRFBN-S ×4 (reduced; see _S)."""
+    return _srfbn(4, **{**_S, **overrides})
+
+
+@register_model(tiny=_TINY)
+def srfbn_s_x8(**overrides) -> SRFBN:
+    """SRFBN-S ×8 (reduced; see _S)."""
+    return _srfbn(8, **{**_S, **overrides})

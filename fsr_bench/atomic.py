@@ -36,6 +36,23 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def sweep_stale_temp(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Remove temp files a killed writer left for ``names`` in ``folder`` (``.NAME.*.tmp``).
+
+    :func:`write_bytes` cleans up after itself on any exception, but not after SIGKILL or power
+    loss; a rerun of the same job calls this first, so stale temps never pile up on a full disk.
+    """
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for name in names:
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 

@@ -29,6 +29,9 @@ class Entry(Generic[T]):
     builder: T
     source: str  # module that registered it: "fsr_bench.models.tanet", "baselines.nlsn", a plug-in …
     tiny: dict | None = None  # config overrides for a small, fast instance (registry-wide tests)
+    # config values assumed for keys a saved config lacks: fields added after checkpoints existed
+    # whose new default would change what an old checkpoint computes
+    checkpoint_defaults: dict | None = None
 
 
 class Registry(Generic[T]):
@@ -44,7 +47,9 @@ class Registry(Generic[T]):
         self._plugin_errors: dict[str, str] = {}
 
     # -- registration -------------------------------------------------------------------------
-    def register(self, name: str | None = None, tiny: dict | None = None) -> Callable[[T], T]:
+    def register(
+        self, name: str | None = None, tiny: dict | None = None, checkpoint_defaults: dict | None = None
+    ) -> Callable[[T], T]:
         """Decorator: ``@registry.register()`` (uses the function name) or ``register("name")``.
 
         ``tiny`` holds config overrides that make a small instance of the same architecture; the
@@ -59,7 +64,7 @@ class Registry(Generic[T]):
                     f"{self.kind} {key!r} is already registered (by {prev}); "
                     f"choose another name for the one in {builder.__module__}"
                 )
-            self._entries[key] = Entry(key, builder, builder.__module__, tiny)
+            self._entries[key] = Entry(key, builder, builder.__module__, tiny, checkpoint_defaults)
             return builder
 
         return decorator

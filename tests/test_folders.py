@@ -161,3 +161,14 @@ def test_build_dataset_errors_and_env(flat, monkeypatch, tmp_path):
 def test_package_faces_type():
     ds = build_dataset({"type": "package_faces", "hr_size": 32})
     assert len(ds) == 2 and ds[0]["hr"].shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("entry", ["../outside", "a/../../outside/x.png", "/etc", "C:/data/x.png"])
+def test_list_entries_outside_the_root_are_refused(by_identity, tmp_path, entry):
+    """Issue 11 item 5: '..' or absolute entries would add foreign images to a benchmark."""
+    from fsr_bench.data.io import FsrBenchDataError, list_images
+
+    lf = tmp_path / "split.txt"
+    lf.write_text(f"{sorted(p.name for p in Path(by_identity).iterdir())[0]}\n{entry}\n")
+    with pytest.raises(FsrBenchDataError, match=r"outside the dataset root(.|\n)*line 2"):
+        list_images(by_identity, lf)

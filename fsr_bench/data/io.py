@@ -259,6 +259,9 @@ def read_list_file(list_file: str | os.PathLike[str]) -> list[str]:
     """Entries of a split/list file: one per line; blank lines and ``#`` comment lines ignored.
 
     Backslashes become ``/`` and a leading ``./`` is dropped, so Windows-made lists work.
+    Entries are paths *inside* the dataset root: an absolute path or a ``..`` component would add
+    foreign images to a benchmark or training set, so they are refused (all listed in one error).
+    Symlinks inside the root are still followed: that is how datasets are assembled.
     """
     lf = Path(list_file)
     if not lf.is_file():
@@ -267,14 +270,25 @@ def read_list_file(list_file: str | os.PathLike[str]) -> list[str]:
             " relative image paths, one per line)"
         )
     entries: list[str] = []
-    for line in lf.read_text(encoding="utf-8-sig").splitlines():
+    escaping: list[str] = []
+    for number, line in enumerate(lf.read_text(encoding="utf-8-sig").splitlines(), start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
         entry = entry.replace("\\", "/")
         while entry.startswith("./"):
             entry = entry[2:]
-        entries.append(entry.rstrip("/"))
+        entry = entry.rstrip("/")
+        if entry.startswith("/") or (len(entry) > 1 and entry[1] == ":") or ".." in entry.split("/"):
+            escaping.append(f"line {number}: {entry}")
+        entries.append(entry)
+    if escaping:
+        shown = "\n  - ".join(escaping[:_MAX_LISTED_PROBLEMS])
+        raise FsrBenchDataError(
+            f"list file {lf} has {len(escaping)} entries that point outside the dataset root (absolute"
+            f" paths or '..'):\n  - {shown}\nEntries must be identity folders or image paths relative to"
+            " the root; fix or remove them."
+        )
     return entries
 
 

@@ -31,15 +31,18 @@ def register_model(
     *,
     name: str | None = None,
     tiny: dict[str, Any] | None = None,
+    checkpoint_defaults: dict[str, Any] | None = None,
 ):
     """Register a builder: bare ``@register_model`` or ``@register_model(tiny={...})``.
 
     ``tiny``: config overrides giving a small instance of the same architecture (e.g. fewer
     blocks) that the registry-wide tests use, so any registered model is tested for free.
+    ``checkpoint_defaults``: values for config fields a checkpoint's saved config lacks (a field
+    added later whose default changes the function: old checkpoints keep computing what they did).
     """
     if fn is not None:
-        return MODELS.register(name, tiny)(fn)
-    return MODELS.register(name, tiny)
+        return MODELS.register(name, tiny, checkpoint_defaults)(fn)
+    return MODELS.register(name, tiny, checkpoint_defaults)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -50,6 +53,7 @@ def list_models(pattern: str = "*") -> list[str]:
 def create_model(
     name: str | None = None,
     checkpoint: str | os.PathLike | None = None,
+    pretrained: bool = False,
     **overrides: Any,
 ) -> SuperResolver:
     """Build a registered model, optionally loading weights.
@@ -58,13 +62,21 @@ def create_model(
     * ``create_model(checkpoint="best.pt")`` – rebuild the exact architecture the checkpoint
       records (model name + config), then load its weights with strict keys;
     * ``create_model("srfbn_x4", checkpoint="upstream.pth")`` – a bare state_dict (e.g. upstream
-      release), mapped by the model's ``convert_state_dict``.
+      release), mapped by the model's ``convert_state_dict``;
+    * ``create_model("tanet_s_x4", pretrained=True)`` – the registered pretrained weights (shipped
+      with fsr-bench or downloaded once, SHA-256 verified; see ``fsr_bench.models.pretrained``).
 
     ``overrides`` are config fields (e.g. ``num_blocks=2``) applied over the defaults, or over the
     checkpoint's config.
     """
     from fsr_bench.models.checkpoint import CheckpointError, load_state_dict_strict, read_checkpoint
 
+    if pretrained:
+        if checkpoint is not None:
+            raise CheckpointError("give either a checkpoint or pretrained=True, not both")
+        if name is None:
+            raise CheckpointError("pretrained=True needs a model name (see `fsr-bench list models --pretrained`)")
+        return _create_pretrained(name, overrides)
     ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
     ckpt_name = ckpt.get("model") if ckpt else None
     if name is None:
@@ -81,6 +93,8 @@ def create_model(
         )
     entry = MODELS.get(name)
     config = dict(ckpt.get("config") or {}) if ckpt else {}
+    if config and entry.checkpoint_defaults:
+        config = {**entry.checkpoint_defaults, **config}
     config.update(overrides)
     try:
         model = entry.builder(**config)
@@ -94,6 +108,19 @@ def create_model(
     if ckpt is not None:
         load_state_dict_strict(model, ckpt["state_dict"], source=str(checkpoint))
         model.checkpoint_path = str(Path(checkpoint).resolve())
+    return model
+
+
+def _create_pretrained(name: str, overrides: dict[str, Any]) -> SuperResolver:
+    from fsr_bench.models.checkpoint import load_state_dict_strict
+    from fsr_bench.models.pretrained import get_pretrained, load_state_dict, weights_path
+
+    entry = get_pretrained(name)
+    model = MODELS.get(name).builder(**{**entry.config, **overrides})
+    model.name = name
+    load_state_dict_strict(model, load_state_dict(entry), source=f"pretrained {entry.weights.filename}")
+    model.checkpoint_path = str(weights_path(entry))
+    model.pretrained = entry
     return model
 
 

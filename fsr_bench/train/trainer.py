@@ -34,7 +34,6 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import sys
 import threading
@@ -47,6 +46,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fsr_bench.atomic import sweep_stale_temp, write_bytes
 from fsr_bench.models.precision import PrecisionError, autocast, infer, resolve_precision
 from fsr_bench.train.config import TrainConfig, recipe_differences
 from fsr_bench.train.data import EpochSampler, TrainPairs, ValPairs, as_patch, check_sizes
@@ -114,12 +114,6 @@ def _plain(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     return x
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -389,6 +383,16 @@ class Trainer:
         self.epoch, self.epoch_step, self.step = int(ck["epoch"]), int(ck["epoch_step"]), int(ck["step"])
         self.elapsed_s = float(ck.get("elapsed_s", 0.0))
         self.best = dict(ck.get("best") or self.best)
+        best_file = path.with_name("best.pt")
+        if best_file.is_file() and best_file != path:
+            # best.pt is written first, so after a crash it may know of a newer best than last.pt
+            try:
+                best_rec = torch.load(best_file, map_location="cpu", weights_only=True).get("best") or {}
+            except Exception as exc:  # a damaged best.pt must not block the resume; it is rewritten on the next best
+                self.echo(f"note: {best_file} is unreadable ({type(exc).__name__}); it will be replaced")
+                best_rec = {}
+            if (best_rec.get("psnr") or -math.inf) > (self.best.get("psnr") or -math.inf):
+                self.best = dict(best_rec)
         if self.best.get("psnr") is None:
             self.best["psnr"] = -math.inf
         self.echo(f"resumed {path}: epoch {self.epoch}, step {self.step} ({self.epoch_step} into the epoch)")
@@ -422,9 +426,13 @@ class Trainer:
 
         payload = self._payload()
         if self.is_main and self.write_outputs:
-            last = save_checkpoint(self.model, self.out_dir / "last.pt", **payload)
+            # best.pt before last.pt: a crash between the two must never leave a last.pt that
+            # records a best newer than best.pt holds (resume re-reads best.pt's own record)
             if best:
-                _atomic_copy(last, self.out_dir / "best.pt")
+                written = save_checkpoint(self.model, self.out_dir / "best.pt", **payload)
+                write_bytes(self.out_dir / "last.pt", written.read_bytes())
+            else:
+                save_checkpoint(self.model, self.out_dir / "last.pt", **payload)
         self._last_ckpt_time = time.monotonic()
 
     # -- validation -----------------------------------------------------------------------------
@@ -572,6 +580,8 @@ class Trainer:
         if not (self.is_main and self.write_outputs):
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in sweep_stale_temp(self.out_dir, ["last.pt", "best.pt", "config.yaml", "summary.json"]):
+            self.echo(f"removed a temp file a killed run left behind: {stale.name}")
         (self.out_dir / "config.yaml").write_text(self.cfg.to_yaml(), encoding="utf-8")
         resume_step = self.step if self.resume else None
         if self.cfg.log.csv:
