@@ -1,6 +1,6 @@
 """CPU throughput of TANet against this machine's own measured convolution peak, in ONE run.
 
-    python benchmarks/cpu_throughput.py            # full: threads 1 and 2, 3 timed reps (~5 min on 2 busy cores)
+    python benchmarks/cpu_throughput.py            # full: threads 1 and 2, 3 timed reps (a few minutes on 2 quiet cores)
     python benchmarks/cpu_throughput.py --quick    # 1 thread, 1 timed rep (~1 min)
     python benchmarks/cpu_throughput.py --compile  # also torch.compile'd bf16 channels-last inference
 
@@ -9,7 +9,7 @@ What it measures, all in the same process so that the ratios compare like with l
 1. **conv peak**: a 3x3, 64->64-channel convolution, batch 16, 64x64 (TANet's dominant op), as
    GFLOP/s in fp32 NCHW, fp32 channels-last and bf16 channels-last (autocast);
 2. **TANet x4 / x8** at the paper's size (``tanet_x4``, ``tanet_x8``) and the CPU training config
-   "TANet-S" (C = 32, G = I = 4, N = 2, 4 heads; ``protocols/train_tanet_faces256_x*_cpu.yaml``):
+   "TANet-S" (``tanet_s_x4`` / ``tanet_s_x8``: C = 32, G = I = 4, N = 2; the CPU training configs):
    inference img/s on whole 256x256 faces, and training-step img/s (``TrainStep`` L1 + Adam, as
    ``fsr-bench train`` runs it) on 128x128 HR patches, per precision (fp32, bf16 autocast) x memory
    format (NCHW, channels-last) x threads (1, 2). Each figure is also GFLOP/s (forward FLOPs from
@@ -50,13 +50,8 @@ from fsr_bench.models.precision import autocast, cpu_bf16_flags  # noqa: E402
 from fsr_bench.provenance import collect  # noqa: E402
 from fsr_bench.train.losses import TrainStep  # noqa: E402
 
-TANET_S = dict(channels=32, num_modules=4, num_resblocks=4, num_blocks=2, num_heads=4)  # the CPU configs
-MODELS = {  # label -> (registered name, overrides)
-    "tanet_x4": ("tanet_x4", {}),
-    "tanet_x8": ("tanet_x8", {}),
-    "tanet_s_x4": ("tanet_x4", TANET_S),
-    "tanet_s_x8": ("tanet_x8", TANET_S),
-}
+# registered names; tanet_s_x* is the CPU training configs' TANet-S (C = 32, G = I = 4, N = 2)
+MODELS = ("tanet_x4", "tanet_x8", "tanet_s_x4", "tanet_s_x8")
 FORMATS = {"nchw": torch.contiguous_format, "cl": torch.channels_last}
 HR_INFER, HR_TRAIN = 256, 128  # whole faces for inference; the CPU configs' patches for training
 TARGETS = {"inference_speedup": 3.0, "inference_frac_bf16_peak": 0.60, "train_speedup": 6.0}
@@ -127,10 +122,9 @@ def conv_peak(threads: list[int], reps: int) -> dict[str, dict]:
 
 
 # -- 2. models --------------------------------------------------------------------------------
-def build(label: str, fmt: str):
-    name, over = MODELS[label]
+def build(name: str, fmt: str):
     torch.manual_seed(0)
-    return create_model(name, **over).to(memory_format=FORMATS[fmt])
+    return create_model(name).to(memory_format=FORMATS[fmt])
 
 
 def forward_gflops(model, lr_side: int) -> float:
@@ -298,7 +292,7 @@ def main() -> None:
         "load_start": load(),
         "settings": {"reps": reps, "quick": args.quick, "infer_batch": args.infer_batch,
                      "train_batch_tanet_s": args.train_batch, "train_batch_paper": args.train_batch_paper,
-                     "hr_inference": HR_INFER, "hr_training": HR_TRAIN, "tanet_s": TANET_S,
+                     "hr_inference": HR_INFER, "hr_training": HR_TRAIN,
                      "what": "round-robin medians; GFLOP/s from FlopCounterMode forward FLOPs (x3 for a "
                              "training step); bf16 = torch.autocast(bfloat16) with fp32 weights"},
     }
