@@ -2,7 +2,7 @@
 
     python benchmarks/cpu_throughput.py            # full: threads 1 and 2, 3 timed reps (a few minutes on 2 quiet cores)
     python benchmarks/cpu_throughput.py --quick    # 1 thread, 1 timed rep (~1 min)
-    python benchmarks/cpu_throughput.py --compile  # also torch.compile'd bf16 channels-last inference
+    python benchmarks/cpu_throughput.py --compile --models tanet_s_x4 --out ...  # + torch.compile'd bf16 channels-last
 
 What it measures, all in the same process so that the ratios compare like with like:
 
@@ -13,8 +13,8 @@ What it measures, all in the same process so that the ratios compare like with l
    inference img/s on whole 256x256 faces, and training-step img/s (``TrainStep`` L1 + Adam, as
    ``fsr-bench train`` runs it) on 128x128 HR patches, per precision (fp32, bf16 autocast) x memory
    format (NCHW, channels-last) x threads (1, 2). Each figure is also GFLOP/s (forward FLOPs from
-   torch's FlopCounterMode, x3 for a training step) and a fraction of the measured conv peak of the
-   same dtype/format/threads and of the bf16 channels-last peak.
+   torch's FlopCounterMode, x3 for a training step) and a fraction of the conv peak of the same
+   dtype/format/threads and of the bf16 channels-last peak, both re-timed inside that block.
 
 The machine this project develops on is shared, so every variant of one measurement is timed
 **round-robin** (rep 1 of every variant, then rep 2, ...): load that comes and goes hits all
@@ -102,9 +102,11 @@ def variants(threads: list[int]):
 
 
 # -- 1. conv peak -----------------------------------------------------------------------------
-def conv_peak(threads: list[int], reps: int) -> dict[str, dict]:
+CONV_FLOPS = 2 * 16 * 64 * 64 * 9 * 64 * 64  # batch 16, 64 -> 64 channels, 3x3, 64x64
+
+
+def conv_calls(threads: list[int]) -> dict[str, tuple[int, Callable[[], None]]]:
     n, c, hw = 16, 64, 64
-    flops = 2 * n * c * c * 9 * hw * hw
     conv = torch.nn.Conv2d(c, c, 3, padding=1).eval()
     x = torch.randn(n, c, hw, hw, generator=torch.Generator().manual_seed(0))
     calls = {}
@@ -116,9 +118,17 @@ def conv_peak(threads: list[int], reps: int) -> dict[str, dict]:
         def fn(m=m, xi=xi, prec=prec):
             with torch.inference_mode(), autocast("cpu", prec):
                 m(xi)
-        calls[key] = (t, fn)
-    secs = round_robin(calls, max(reps, 3))  # cheap: always at least 3 reps
-    return {k: {"gflops": round(flops / s / 1e9, 1), "ms": round(s * 1e3, 2)} for k, s in secs.items()}
+        calls[f"peak:{key}"] = (t, fn)
+    return calls
+
+
+def peak_from(secs: dict[str, float]) -> dict[str, dict]:
+    return {k.removeprefix("peak:"): {"gflops": round(CONV_FLOPS / s / 1e9, 1), "ms": round(s * 1e3, 2)}
+            for k, s in secs.items() if k.startswith("peak:")}
+
+
+def conv_peak(threads: list[int], reps: int) -> dict[str, dict]:
+    return peak_from(round_robin(conv_calls(threads), max(reps, 3)))  # cheap: always at least 3 reps
 
 
 # -- 2. models --------------------------------------------------------------------------------
@@ -166,33 +176,52 @@ def model_block(label: str, mode: str, threads: list[int], reps: int, batch: int
                 loss.backward()
                 opt.step()
         calls[key] = (t, fn)
-    if compile_ and mode == "inference":
+    if compile_:  # the trainer's `compile: true` (whole TrainStep) / a compiled model for inference
         for t in threads:
-            model = torch.compile(build(label, "cl").eval())
+            model = build(label, "cl")
             x = lr.contiguous(memory_format=torch.channels_last)
+            y = hr_t.contiguous(memory_format=torch.channels_last)
+            if mode == "inference":
+                compiled = torch.compile(model.eval())
 
-            def fn(model=model, x=x):
-                with torch.inference_mode(), autocast("cpu", "bf16"):
-                    model(x)
+                def fn(compiled=compiled, x=x):
+                    with torch.inference_mode(), autocast("cpu", "bf16"):
+                        compiled(x)
+            else:
+                compiled = torch.compile(TrainStep(model.train(), "l1"))
+                opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+
+                def fn(compiled=compiled, opt=opt, x=x, y=y):
+                    with autocast("cpu", "bf16"):
+                        loss, _ = compiled(x, y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
             t0 = time.perf_counter()
             torch.set_num_threads(t)
             fn()  # compilation happens here, outside the timed reps
             extras[f"bf16/cl+compile/t{t}"] = round(time.perf_counter() - t0, 1)
             calls[f"bf16/cl+compile/t{t}"] = (t, fn)
+    # the conv peak is re-timed inside the same round robin, so each fraction of peak compares
+    # figures taken under the same load (on a shared machine, minutes apart can differ 2x)
+    calls.update(conv_calls(threads))
     before = load()
     t0 = time.perf_counter()
     secs = round_robin(calls, reps)
     rows = {}
     for key, sec in secs.items():
+        if key.startswith("peak:"):
+            continue
         rows[key] = {"img_per_s": round(batch / sec, 3), "gflops": round(gflops_img * batch / sec, 1)}
         if key in extras:
             rows[key]["compile_s"] = extras[key]
     return {"batch": batch, "hr": hr, "lr": hr // s, "gflop_per_img": round(gflops_img, 3),
             "seconds": round(time.perf_counter() - t0, 1), "load_before": before, "load_after": load(),
-            "variants": rows}
+            "conv_peak": peak_from(secs), "variants": rows}
 
 
-def add_fractions(block: dict, peak: dict) -> None:
+def add_fractions(block: dict) -> None:
+    peak = block["conv_peak"]
     for key, row in block["variants"].items():
         prec, fmt, t = key.split("/")
         fmt = fmt.split("+")[0]
@@ -265,6 +294,28 @@ def evaluate(results: dict, threads: list[int]) -> list[dict]:
     return checks
 
 
+def summary_markdown(results: dict) -> str:
+    """README table: today's path vs the fastest variant, per model and mode (same baselines as the targets)."""
+    default_t = max(results["threads"])
+    lines = ["| model | mode | today (fp32 NCHW) img/s | fastest variant | img/s | speed-up | GFLOP/s | of bf16 conv peak |",
+             "|---|---|---:|---|---:|---:|---:|---:|"]
+    for label, modes in results["models"].items():
+        for mode, block in modes.items():
+            base_key = f"fp32/nchw/t{default_t if mode == 'inference' else 1}"
+            base = block["variants"][base_key]
+            key, top = best(block)
+            lines.append(f"| `{label}` | {mode} (batch {block['batch']}, {block['hr']}² HR) | {base['img_per_s']:.2f}"
+                         f" ({base_key.rsplit('/', 1)[1]}) | {key} | {top['img_per_s']:.2f} | "
+                         f"{top['img_per_s'] / base['img_per_s']:.1f}× | {top['gflops']:.0f} | {top['frac_peak_bf16_cl']:.0%} |")
+    conv = ", ".join(f"{k} {v['gflops']:.0f}" for k, v in results["conv_peak"]["variants"].items())
+    lines.append("")
+    lines.append(f"_Conv peak (3×3, 64 ch, batch 16, 64², GFLOP/s; fractions use the peak re-timed in each row's block): {conv}. {results['cpu']['model']}, "
+                 f"{results['cpu']['logical_cpus']} logical CPUs, native bf16 {results['cpu']['native_bf16']}, torch "
+                 f"{results['torch']}, load average {results['load_start'][0]} → {results['load_end'][0]}, "
+                 f"{results['provenance']['timestamp']}, git {str(results['provenance']['git']['commit'])[:10]}._")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 thread only, 1 timed rep")
@@ -274,10 +325,14 @@ def main() -> None:
     ap.add_argument("--infer-batch", type=int, default=4, help="whole faces per forward (the issue's probe: 4)")
     ap.add_argument("--train-batch", type=int, default=8, help="TANet-S (the CPU configs' global batch)")
     ap.add_argument("--train-batch-paper", type=int, default=2, help="paper-size TANet")
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd bf16 channels-last inference")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd bf16 channels-last variants")
     ap.add_argument("--no-profile", action="store_true", help="skip the profiler table for missed targets")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cpu_throughput.json")
+    ap.add_argument("--from-json", type=Path, help="print the README summary of a saved results file and exit")
     args = ap.parse_args()
+    if args.from_json:
+        print(summary_markdown(json.loads(args.from_json.read_text())))
+        return
     threads = args.threads or ([1] if args.quick else [1, 2])
     reps = args.reps or (1 if args.quick else 3)
 
@@ -310,7 +365,7 @@ def main() -> None:
         for mode in ("inference", "training"):
             batch = args.infer_batch if mode == "inference" else (args.train_batch_paper if paper else args.train_batch)
             block = model_block(label, mode, threads, reps, batch, args.compile)
-            add_fractions(block, peak)
+            add_fractions(block)
             results["models"][label][mode] = block
             print(f"{label} {mode} (batch {batch}, {block['gflop_per_img']:.1f} GFLOP/img, load "
                   f"{block['load_before']}->{block['load_after']}, {block['seconds']} s)", flush=True)
@@ -341,6 +396,7 @@ def main() -> None:
     results["total_s"] = round(time.perf_counter() - t_start, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text(args.out, json.dumps(results, indent=2) + "\n")
+    print("\n" + summary_markdown(results))
     print(f"\nwrote {args.out} ({results['total_s']} s)")
 
 
