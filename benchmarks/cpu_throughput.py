@@ -316,6 +316,24 @@ def summary_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+START, END = "<!-- cpu-throughput:start -->", "<!-- cpu-throughput:end -->"
+
+
+def write_readme(table: str, source: Path) -> None:
+    import re
+
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if START not in text:
+        raise SystemExit(f"README.md has no {START} ... {END} block to replace")
+    note = f"\n_From `{source.relative_to(ROOT) if source.is_relative_to(ROOT) else source}` " \
+           "(`python benchmarks/cpu_throughput.py --from-json FILE --write-readme`)._\n"
+    text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: START + "\n" + table + "\n" + note + END,
+                  text, flags=re.S)
+    write_text(readme, text)
+    print("updated README.md")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 thread only, 1 timed rep")
@@ -329,9 +347,13 @@ def main() -> None:
     ap.add_argument("--no-profile", action="store_true", help="skip the profiler table for missed targets")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cpu_throughput.json")
     ap.add_argument("--from-json", type=Path, help="print the README summary of a saved results file and exit")
+    ap.add_argument("--write-readme", action="store_true", help="replace README.md's cpu-throughput block")
     args = ap.parse_args()
     if args.from_json:
-        print(summary_markdown(json.loads(args.from_json.read_text())))
+        table = summary_markdown(json.loads(args.from_json.read_text()))
+        print(table)
+        if args.write_readme:
+            write_readme(table, args.from_json)
         return
     threads = args.threads or ([1] if args.quick else [1, 2])
     reps = args.reps or (1 if args.quick else 3)
@@ -396,8 +418,11 @@ def main() -> None:
     results["total_s"] = round(time.perf_counter() - t_start, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text(args.out, json.dumps(results, indent=2) + "\n")
-    print("\n" + summary_markdown(results))
+    table = summary_markdown(results)
+    print("\n" + table)
     print(f"\nwrote {args.out} ({results['total_s']} s)")
+    if args.write_readme:
+        write_readme(table, args.out)
 
 
 if __name__ == "__main__":
