@@ -275,8 +275,12 @@ def evaluate(results: dict, threads: list[int]) -> list[dict]:
         inf = results["models"][label]["inference"]
         base = inf["variants"][f"fp32/nchw/t{default_t}"]
         key, top = best(inf)
+        # also like for like (fp32 NCHW at the best variant's thread count): on a busy machine most
+        # of the gain over the default may be the thread count alone, and that should be visible
+        same_t = inf["variants"][f"fp32/nchw/{key.rsplit('/', 1)[1]}"]
         checks.append({"target": f"{label} inference >= {TARGETS['inference_speedup']}x fp32 NCHW (t{default_t})",
                        "best": key, "value": round(top["img_per_s"] / base["img_per_s"], 2),
+                       "same_threads_ratio": round(top["img_per_s"] / same_t["img_per_s"], 2),
                        "met": top["img_per_s"] / base["img_per_s"] >= TARGETS["inference_speedup"]})
         # fraction of the bf16 peak: same threads as the variant, so "t" does not flatter it
         bkey, btop = max(((k, v) for k, v in inf["variants"].items() if k.startswith("bf16")),
@@ -294,6 +298,13 @@ def evaluate(results: dict, threads: list[int]) -> list[dict]:
     return checks
 
 
+def print_targets(checks: list[dict]) -> None:
+    print("\ntargets (issue 9):")
+    for c in checks:
+        extra = f", {c['same_threads_ratio']}x at the same thread count" if "same_threads_ratio" in c else ""
+        print(f"  [{'met' if c['met'] else 'MISSED'}] {c['target']}: {c['value']} ({c['best']}{extra})")
+
+
 def summary_markdown(results: dict) -> str:
     """README table: today's path vs the fastest variant, per model and mode (same baselines as the targets)."""
     default_t = max(results["threads"])
@@ -304,9 +315,10 @@ def summary_markdown(results: dict) -> str:
             base_key = f"fp32/nchw/t{default_t if mode == 'inference' else 1}"
             base = block["variants"][base_key]
             key, top = best(block)
+            same_t = block["variants"][f"fp32/nchw/{key.rsplit('/', 1)[1]}"]
             lines.append(f"| `{label}` | {mode} (batch {block['batch']}, {block['hr']}² HR) | {base['img_per_s']:.2f}"
                          f" ({base_key.rsplit('/', 1)[1]}) | {key} | {top['img_per_s']:.2f} | "
-                         f"{top['img_per_s'] / base['img_per_s']:.1f}× | {top['gflops']:.0f} | {top['frac_peak_bf16_cl']:.0%} |")
+                         f"{top['img_per_s'] / base['img_per_s']:.1f}× ({top['img_per_s'] / same_t['img_per_s']:.1f}× same threads) | {top['gflops']:.0f} | {top['frac_peak_bf16_cl']:.0%} |")
     conv = ", ".join(f"{k} {v['gflops']:.0f}" for k, v in results["conv_peak"]["variants"].items())
     lines.append("")
     lines.append(f"_Conv peak (3×3, 64 ch, batch 16, 64², GFLOP/s; fractions use the peak re-timed in each row's block): {conv}. {results['cpu']['model']}, "
@@ -350,7 +362,12 @@ def main() -> None:
     ap.add_argument("--write-readme", action="store_true", help="replace README.md's cpu-throughput block")
     args = ap.parse_args()
     if args.from_json:
-        table = summary_markdown(json.loads(args.from_json.read_text()))
+        saved = json.loads(args.from_json.read_text())
+        if set(saved["models"]) == set(MODELS):  # re-derive (never re-measure) the target checks
+            saved["targets"] = evaluate(saved, saved["threads"])
+            print_targets(saved["targets"])
+            write_text(args.from_json, json.dumps(saved, indent=2) + "\n")
+        table = summary_markdown(saved)
         print(table)
         if args.write_readme:
             write_readme(table, args.from_json)
@@ -399,9 +416,7 @@ def main() -> None:
     have_all = set(args.models) == set(MODELS)
     if have_all:
         results["targets"] = evaluate(results, threads)
-        print("\ntargets (issue 9):")
-        for c in results["targets"]:
-            print(f"  [{'met' if c['met'] else 'MISSED'}] {c['target']}: {c['value']} ({c['best']})")
+        print_targets(results["targets"])
         if not args.no_profile:
             results["profiles"] = {}
             for c in results["targets"]:
