@@ -275,3 +275,45 @@ def test_scface_protocol_end_to_end_on_an_official_layout_of_real_faces(tmp_path
     (sample,) = (out / "samples").iterdir()
     assert sample.name == "001_cam1_1" and (sample / "gallery.png").is_file()
     assert load_run(out).scale == 8
+
+
+# -- bob protocols driving a calibration split -----------------------------------------------------
+@pytest.mark.parametrize("protocol, n_cal_probes, n_eval_probes", [
+    ("combined", 44 * 5 * 3, 43 * 5 * 3),  # subjects x cameras 1-5 x distances
+    ("far", 44 * 5, 43 * 5),
+])
+def test_calibration_split_builds_disjoint_bob_sets(tree, protocol, n_cal_probes, n_eval_probes):
+    from fsr_bench.data.scface import calibration_split
+    from fsr_bench.metrics.operating_points import assert_disjoint_subjects, calibrate_thresholds, split_scores
+
+    split = calibration_split(protocol)
+    cal = SCfaceSet(tree, lr_size=None, **split.calibration)
+    ev = SCfaceSet(tree, lr_size=None, **split.evaluation)
+    assert (len(cal.gallery), len(cal.probes), len(ev.gallery), len(ev.probes)) == (44, n_cal_probes, 43, n_eval_probes)
+    assert_disjoint_subjects([g.subject for g in cal.gallery], [g.subject for g in ev.gallery])
+    # every calibration probe against every calibration mugshot: 1 genuine, 43 impostors each
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(-1, 1, size=(len(cal.probes), len(cal.gallery)))
+    genuine, impostor = split_scores(scores, [p.subject for p in cal.probes], [g.subject for g in cal.gallery])
+    assert (genuine.size, impostor.size) == (n_cal_probes, n_cal_probes * 43)
+    # FAR 1e-4 needs >= 10,000 impostors: combined dev has 28,380, one distance only 9,460
+    if n_cal_probes * 43 >= 10_000:
+        assert len(calibrate_thresholds(genuine, impostor, fars=[1e-4]).points) == 1
+    else:
+        with pytest.raises(ValueError, match="10000 impostor comparisons"):
+            calibrate_thresholds(genuine, impostor, fars=[1e-4])
+    d = split.describe()
+    assert d["calibration_group"] == "dev" and d["evaluation_subject_range"] == [88, 130]
+
+
+def test_calibration_split_refusals():
+    from fsr_bench.data.io import FsrBenchDataError
+    from fsr_bench.data.scface import bob_protocol, calibration_split
+
+    assert bob_protocol("close", "world") == {"subjects": "world", "distances": [3], "cameras": [1, 2, 3, 4, 5]}
+    with pytest.raises(FsrBenchDataError, match="both the 'eval' group"):
+        calibration_split("combined", "eval", "eval")
+    with pytest.raises(FsrBenchDataError, match="not one of bob's: combined, close, medium, far"):
+        calibration_split("near")
+    with pytest.raises(FsrBenchDataError, match="group 'test'"):
+        calibration_split("combined", "test")

@@ -277,8 +277,14 @@ class IdentityFolderSet(ListedSet):
         seed: seeds both draws; independent of ``run.seed``, which seeds the degradation.
         probe_degradation: see :func:`build_probe_degradation`.
         name: dataset name recorded in results (default: the root folder's name).
+        unmated_identities: for open-set identification, this many of the identities (drawn with
+            ``seed``, a draw of its own) are **not enrolled**: all their images become unmated
+            probes. ``None``: closed set, every probe's subject is enrolled.
+        single_image_distractors: enrol the identities with a single image (which cannot give a
+            probe) as distractors — gallery subjects no probe belongs to, as TinyFace's
+            Gallery_Distractor and NIST FRVT's large galleries.
 
-    Identities with a single image cannot give a probe and are left out (counted in
+    Identities with a single image cannot give a probe and are otherwise left out (counted in
     :meth:`describe`).
     """
 
@@ -290,14 +296,17 @@ class IdentityFolderSet(ListedSet):
     seed: int = 0
     probe_degradation: Any = None
     name: str | None = None
+    unmated_identities: int | None = None
+    single_image_distractors: bool = False
     _gallery: list[GalleryItem] = field(init=False, repr=False)
     _probes: list[ProbeItem] = field(init=False, repr=False)
     _n_single: int = field(init=False, repr=False, default=0)
+    _unmated: frozenset[str] = field(init=False, repr=False, default=frozenset())
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self.name = self.name or self.root.name
-        for key in ("max_identities", "max_probes_per_identity"):
+        for key in ("max_identities", "max_probes_per_identity", "unmated_identities"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise FsrBenchDataError(f"{key} must be a positive integer or null, got {value!r}")
@@ -314,11 +323,20 @@ class IdentityFolderSet(ListedSet):
         if self.max_identities is not None and self.max_identities < len(eligible):
             rng = np.random.default_rng(self.seed)
             eligible = sorted(rng.choice(eligible, size=self.max_identities, replace=False).tolist())
-        enrol = self._gallery_choice(by_identity, eligible)
+        if self.unmated_identities is not None:
+            if self.unmated_identities >= len(eligible):
+                raise FsrBenchDataError(
+                    f"unmated_identities = {self.unmated_identities} leaves none of the {len(eligible)} "
+                    "identities with probes enrolled; use fewer"
+                )
+            rng = np.random.default_rng([self.seed, 0x756E6D61])  # independent of the other draws
+            self._unmated = frozenset(rng.choice(eligible, size=self.unmated_identities, replace=False).tolist())
+        enrol = self._gallery_choice(by_identity, [i for i in eligible if i not in self._unmated])
         self._gallery, self._probes = [], []
         for identity in eligible:
-            g = enrol[identity]
-            self._gallery.append(GalleryItem(identity, g))
+            g = enrol.get(identity)  # None: not enrolled, every image probes
+            if g is not None:
+                self._gallery.append(GalleryItem(identity, g))
             rest = [p for p in by_identity[identity] if p != g]
             if self.max_probes_per_identity is not None and len(rest) > self.max_probes_per_identity:
                 rng = np.random.default_rng([self.seed, zlib.crc32(identity.encode())])
@@ -327,6 +345,8 @@ class IdentityFolderSet(ListedSet):
             for p in rest:
                 rel = p.relative_to(self.root).with_suffix("").as_posix()
                 self._probes.append(ProbeItem(name=rel, subject=identity, path=p, index=len(self._probes)))
+        if self.single_image_distractors:
+            self._gallery += [GalleryItem(k, imgs[0]) for k, imgs in sorted(by_identity.items()) if len(imgs) == 1]
 
     # -- construction helpers ------------------------------------------------------------------
     def _group(self, images: list[Path]) -> dict[str, list[Path]]:
@@ -384,12 +404,15 @@ class IdentityFolderSet(ListedSet):
             "list_file": str(self.list_file) if self.list_file else None,
             "gallery": "gallery_list" if self.gallery_list else "first image of each identity (sorted)",
             "gallery_list": str(self.gallery_list) if self.gallery_list else None,
-            "n_subjects": len(self._gallery),
+            "n_subjects": len(self._gallery) - (self._n_single if self.single_image_distractors else 0),
             "n_probes": len(self._probes),
             "max_identities": self.max_identities,
             "max_probes_per_identity": self.max_probes_per_identity,
             "selection_seed": self.seed,
-            "single_image_identities_left_out": self._n_single,
+            "single_image_identities_left_out": 0 if self.single_image_distractors else self._n_single,
+            "n_distractors": self._n_single if self.single_image_distractors else 0,
+            "n_unmated_identities": len(self._unmated),
+            "n_unmated_probes": sum(1 for p in self._probes if p.subject in self._unmated),
         }
 
     def describe_degradation(self) -> dict[str, Any]:

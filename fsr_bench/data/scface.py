@@ -50,6 +50,7 @@ from fsr_bench.data.identity_folders import GalleryItem, ListedSet, ProbeImages,
 from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError, read_image
 
 __all__ = [
+    "BOB_PROTOCOLS",
     "CAMERAS",
     "DISTANCES",
     "DISTANCE_METRES",
@@ -58,9 +59,12 @@ __all__ = [
     "N_SUBJECTS",
     "SUBJECT_GROUPS",
     "VISIBLE_CAMERAS",
+    "CalibrationSplit",
     "FaceCrop",
     "SCfaceLayoutError",
     "SCfaceSet",
+    "bob_protocol",
+    "calibration_split",
     "probe_dir",
     "subjects_of",
 ]
@@ -75,6 +79,9 @@ GALLERY_DIR = "mugshot_frontal_cropped_all"
 SUBJECT_GROUPS: dict[str, tuple[int, int]] = {
     "all": (1, 130), "world": (1, 43), "dev": (44, 87), "eval": (88, 130),
 }
+#: bob.db.scface protocols: which distances a protocol's probes come from (cameras 1-5 always).
+BOB_PROTOCOLS: dict[str, tuple[int, ...]] = {"combined": (1, 2, 3), "close": (3,), "medium": (2,), "far": (1,)}
+_BOB_GROUPS = ("world", "dev", "eval")
 _MAX_LISTED = 25
 _GALLERY_RE = re.compile(r"^(\d{3})_frontal$", re.IGNORECASE)
 _PROBE_RE = re.compile(r"^(\d{3})_cam(\d+)_(\d)$", re.IGNORECASE)
@@ -103,6 +110,62 @@ def subjects_of(selection: str | Iterable[int]) -> list[int]:
     if not ids or bad:
         raise FsrBenchDataError(f"subjects must be numbers 1-{N_SUBJECTS}; got {list(selection)!r}")
     return ids
+
+
+def bob_protocol(protocol: str, group: str) -> dict[str, Any]:
+    """:class:`SCfaceSet` keyword arguments of a bob.db.scface protocol and subject group.
+
+    ``protocol``: ``combined`` (distances 1-3), ``close`` (3, 1.00 m), ``medium`` (2, 2.60 m),
+    ``far`` (1, 4.20 m); ``group``: ``world`` (subjects 1-43, bob's training group), ``dev``
+    (44-87, for tuning thresholds), ``eval`` (88-130, for reporting). Visible cameras 1-5.
+    """
+    if protocol not in BOB_PROTOCOLS:
+        raise FsrBenchDataError(f"SCface protocol {protocol!r} is not one of bob's: {', '.join(BOB_PROTOCOLS)}")
+    if group not in _BOB_GROUPS:
+        raise FsrBenchDataError(f"SCface group {group!r} is not one of bob's: {', '.join(_BOB_GROUPS)}")
+    return {"subjects": group, "distances": list(BOB_PROTOCOLS[protocol]), "cameras": list(VISIBLE_CAMERAS)}
+
+
+@dataclass(frozen=True)
+class CalibrationSplit:
+    """Which SCface subjects set the decision thresholds and which are reported on.
+
+    ``calibration`` / ``evaluation`` are :class:`SCfaceSet` keyword arguments (add ``root``,
+    ``face_crop``, ``lr_size`` …). Calibration scores are the calibration group's probes through
+    the "HR probes" pipeline (native surveillance crop, no SR) against its mugshots — genuine =
+    own mugshot, impostor = every other subject's — so with bob's ``combined`` dev group there are
+    660 genuine and 660 × 43 = 28,380 impostor comparisons (FAR down to 1e-4 is measurable), with
+    one distance 220 and 9,460 (1e-4 is not). The groups' subjects are disjoint by construction.
+    """
+
+    protocol: str
+    calibration_group: str
+    evaluation_group: str
+    calibration: dict[str, Any]
+    evaluation: dict[str, Any]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": "bob.db.scface protocols (Idiap)",
+            "protocol": self.protocol,
+            "distances": list(BOB_PROTOCOLS[self.protocol]),
+            "calibration_group": self.calibration_group,
+            "calibration_subject_range": list(SUBJECT_GROUPS[self.calibration_group]),
+            "evaluation_group": self.evaluation_group,
+            "evaluation_subject_range": list(SUBJECT_GROUPS[self.evaluation_group]),
+            "calibration_scores": "calibration probes at native resolution (no SR) vs calibration mugshots",
+        }
+
+
+def calibration_split(protocol: str = "combined", calibration: str = "dev", evaluation: str = "eval") -> CalibrationSplit:
+    """bob's practice by default: thresholds on ``dev``, results on ``eval`` (``world`` may calibrate too)."""
+    if calibration == evaluation:
+        raise FsrBenchDataError(
+            f"calibration and evaluation are both the {calibration!r} group; a threshold must be set on "
+            "other subjects than it is tested on (bob: calibrate on dev, report on eval)"
+        )
+    return CalibrationSplit(protocol, calibration, evaluation,
+                            bob_protocol(protocol, calibration), bob_protocol(protocol, evaluation))
 
 
 def _sha256(path: Path) -> str:

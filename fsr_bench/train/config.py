@@ -85,8 +85,17 @@ class DataSection(_Section):
         return v
 
 
+class IdentitySection(_Section):
+    weight: float = Field(0.1, gt=0)  # L = pixel + weight * (1 - cos(phi(SR), phi(HR)))
+    recogniser: str = "mobilefacenet"  # frozen recogniser phi (fsr_bench.face registry; needs a PyTorch net)
+    weights: Optional[str] = None  # its weights file (default: the recogniser's own resolution)
+    landmarks_cache: Optional[str] = None  # folder for the HR landmark cache (default: $FSR_BENCH_HOME/landmarks)
+
+
 class LossSection(_Section):
     pixel: Literal["l1", "mse", "charbonnier"] = "l1"  # paper: L1
+    # identity-preserving term for any model, aligned by the HR face's landmarks (train/identity.py)
+    identity: Optional[IdentitySection] = None
     weights: dict[str, float] = Field(default_factory=dict)  # term -> weight; terms from model.training_loss
     # frozen face recogniser injected as model.identity_net (DIDnet's identity terms), e.g. mobilefacenet
     identity_net: Optional[str] = None

@@ -134,9 +134,12 @@ class TrainPairs(_Pairs):
         rot90: bool = True,
         seed: int = 0,
         global_batch: int = 1,
+        landmarks: Sequence[np.ndarray | None] | None = None,
     ):
         super().__init__(hr_set, scale, degradation, lr_folder)
         self.patch, self.seed, self.global_batch = patch, int(seed), int(global_batch)
+        # per-image HR face landmarks (identity loss): items then carry the face's alignment
+        self.landmarks = landmarks
         ops = [0, 1, 2, 3] if rot90 else [0]
         self.ops = ops + [o + 4 for o in ops] if hflip else ops
 
@@ -146,6 +149,7 @@ class TrainPairs(_Pairs):
         hr, name = self._hr(index)
         lr = self._read_lr(name, hr.shape) if self.lr_folder is not None else None
         s = self.scale
+        y = x = 0
         if self.patch is not None:
             ph, pw = self.patch
             H, W = hr.shape[-2:]
@@ -166,7 +170,15 @@ class TrainPairs(_Pairs):
             lr = self.degradation(hr, index=index, seed=words[3])
         else:
             lr = dihedral(lr, op).contiguous()
-        return {"lr": lr, "hr": hr, "index": index}
+        item = {"lr": lr, "hr": hr, "index": index}
+        if self.landmarks is not None:
+            from fsr_bench.train.identity import dihedral_points, face_affine
+
+            pts = self.landmarks[index]
+            if pts is not None:
+                pts = dihedral_points(np.asarray(pts, dtype=np.float64) - [x, y], op, h, w)
+            item["face_affine"] = torch.from_numpy(face_affine(pts))
+        return item
 
 
 class ValPairs(_Pairs):

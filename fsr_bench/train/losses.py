@@ -8,7 +8,9 @@ DDP's gradient hooks correct even for models trained through a method other than
   averaged over the steps;
 * a model with ``training_loss(sr, hr, lr) -> dict[str, Tensor]`` (DIDnet's identity terms) gets
   its terms added, each times ``loss.weights[name]`` (default 1.0). The pixel term is called
-  ``pixel`` and can be re-weighted the same way.
+  ``pixel`` and can be re-weighted the same way;
+* any model gets ``identity`` (``loss.identity``: a frozen recogniser on SR vs HR faces aligned by
+  the HR landmarks, :mod:`fsr_bench.train.identity`) when the batch carries ``face_affine``.
 """
 from __future__ import annotations
 
@@ -36,11 +38,15 @@ def pixel_loss(kind: str, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
 class TrainStep(nn.Module):
     """``forward(lr, hr) -> (total loss, {"total", "pixel", *extra terms} detached)``."""
 
-    def __init__(self, model: nn.Module, pixel: str = "l1", weights: Mapping[str, float] | None = None):
+    def __init__(self, model: nn.Module, pixel: str = "l1", weights: Mapping[str, float] | None = None,
+                 identity: nn.Module | None = None, identity_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.pixel = pixel
         self.weights = dict(weights or {})
+        self.identity = identity  # IdentityLoss (frozen recogniser inside) or None
+        if identity is not None:
+            self.weights.setdefault("identity", float(identity_weight))
 
     def _check_shape(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
         if sr.shape != hr.shape:
@@ -50,7 +56,8 @@ class TrainStep(nn.Module):
                 " does not fit the data (check data.degradation.scale / the LR folder)"
             )
 
-    def forward(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, lr: torch.Tensor, hr: torch.Tensor,
+                face_affine: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model = self.model
         if hasattr(model, "forward_steps"):
             outs = model.forward_steps(lr)
@@ -69,6 +76,10 @@ class TrainStep(nn.Module):
                 if name in terms or name == "total":
                     raise ValueError(f"{type(model).__name__}.training_loss returned reserved term name {name!r}")
                 terms[name] = value.float()
+        if self.identity is not None:
+            if face_affine is None:
+                raise ValueError("loss.identity needs the batch's face_affine (HR landmarks); the data has none")
+            terms["identity"] = self.identity(sr, hr, face_affine)
         total = sum(self.weights.get(n, 1.0) * v for n, v in terms.items())
         # the logged values are views of one new detached tensor: returning detached aliases of
         # `total` itself next to it makes torch.compile (2.14) hand back a loss without grad_fn

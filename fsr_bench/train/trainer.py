@@ -250,7 +250,14 @@ class Trainer:
             self.model.identity_net = _identity_module(cfg.loss.identity_net, cfg.loss.identity_weights, self.device)
 
         self._build_data()
-        self.step_module = TrainStep(self.model, cfg.loss.pixel, cfg.loss.weights)
+        identity = None
+        if cfg.loss.identity is not None:
+            from fsr_bench.train.identity import IdentityLoss
+
+            spec = cfg.loss.identity
+            identity = IdentityLoss(_identity_module(spec.recogniser, spec.weights, self.device, "loss.identity"))
+        self.step_module = TrainStep(self.model, cfg.loss.pixel, cfg.loss.weights, identity,
+                                     cfg.loss.identity.weight if cfg.loss.identity is not None else 0.0)
         wrapped: nn.Module = self.step_module
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -309,9 +316,21 @@ class Trainer:
         lr_folder = expand_path(d.lr_folder, "data.lr_folder", root) if d.lr_folder else None
         if lr_folder is not None and not lr_folder.is_dir():
             raise TrainError(f"data.lr_folder {lr_folder} is not a folder")
+        landmarks = None
+        if cfg.loss.identity is not None:
+            if self.patch is not None:
+                raise TrainError(
+                    f"loss.identity compares whole faces, but data.patch_size is {d.patch_size}: a patch is not a"
+                    " face. Set data.patch_size: null (whole aligned faces) to train with the identity loss")
+            from fsr_bench.train.identity import training_landmarks
+            from fsr_bench.weights import fsr_bench_home
+
+            cache = cfg.loss.identity.landmarks_cache or str(fsr_bench_home() / "landmarks")
+            landmarks = training_landmarks(self.train_hr, cache, echo=self.echo)
         self.train_pairs = TrainPairs(
             self.train_hr, self.scale, self.degradation, lr_folder, self.patch,
             hflip=d.augment.hflip, rot90=d.augment.rot90, seed=cfg.seed, global_batch=d.batch_size,
+            landmarks=landmarks,
         )
         self.sampler = EpochSampler(n, d.batch_size, self.rank, self.world, seed=cfg.seed)
         self.steps_per_epoch = self.sampler.steps_per_epoch
@@ -485,11 +504,13 @@ class Trainer:
         if self.cfg.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
             hr = hr.contiguous(memory_format=torch.channels_last)
+        # the identity loss's per-sample face alignment rides along (None without loss.identity)
+        self._face_affine = batch["face_affine"].to(self.device) if "face_affine" in batch else None
         return lr, hr
 
     def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         with self._autocast():
-            loss, terms = self.wrapped(lr, hr)
+            loss, terms = self.wrapped(lr, hr, getattr(self, "_face_affine", None))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip is not None:
@@ -870,7 +891,7 @@ class _FrozenEmbedder(nn.Module):
         return self.net((faces - self.mean.to(faces.dtype)) / self.std.to(faces.dtype))
 
 
-def _identity_module(name: str, weights: str | None, device: torch.device) -> nn.Module:
+def _identity_module(name: str, weights: str | None, device: torch.device, key: str = "loss.identity_net") -> nn.Module:
     """The recogniser ``name`` (fsr_bench.face registry) as a frozen, differentiable embedder.
 
     A recogniser's ``embed`` runs under ``no_grad``; an identity loss needs gradients through the
@@ -881,12 +902,12 @@ def _identity_module(name: str, weights: str | None, device: torch.device) -> nn
     try:
         rec = create_recogniser(name, weights=weights, device=str(device))
     except Exception as exc:
-        raise TrainError(f"loss.identity_net: cannot build recogniser {name!r}: {exc}") from None
+        raise TrainError(f"{key}: cannot build recogniser {name!r}: {exc}") from None
     net = getattr(rec, "net", None)
     mean, std = getattr(rec, "_mean", None), getattr(rec, "_std", None)
     if not isinstance(net, nn.Module) or mean is None or std is None:
         raise TrainError(
-            f"loss.identity_net: recogniser {name!r} has no PyTorch network to back-propagate through"
+            f"{key}: recogniser {name!r} has no PyTorch network to back-propagate through"
             " (an identity loss needs one; use mobilefacenet)"
         )
     return _FrozenEmbedder(net, mean, std).to(device)
