@@ -178,6 +178,7 @@ def model_block(label: str, mode: str, threads: list[int], reps: int, batch: int
         calls[key] = (t, fn)
     if compile_:  # the trainer's `compile: true` (whole TrainStep) / a compiled model for inference
         for t in threads:
+            torch._dynamo.reset()  # static shapes per model: no dynamic-shape recompiles across blocks
             model = build(label, "cl")
             x = lr.contiguous(memory_format=torch.channels_last)
             y = hr_t.contiguous(memory_format=torch.channels_last)
@@ -199,16 +200,21 @@ def model_block(label: str, mode: str, threads: list[int], reps: int, batch: int
                     opt.step()
             t0 = time.perf_counter()
             torch.set_num_threads(t)
-            fn()  # compilation happens here, outside the timed reps
-            extras[f"bf16/cl+compile/t{t}"] = round(time.perf_counter() - t0, 1)
-            calls[f"bf16/cl+compile/t{t}"] = (t, fn)
+            key = f"bf16/cl+compile/t{t}"
+            try:
+                fn()  # compilation happens here, outside the timed reps
+            except Exception as exc:  # recorded in the JSON: a compiler failure must not hide the eager figures
+                extras[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                continue
+            extras[key] = round(time.perf_counter() - t0, 1)
+            calls[key] = (t, fn)
     # the conv peak is re-timed inside the same round robin, so each fraction of peak compares
     # figures taken under the same load (on a shared machine, minutes apart can differ 2x)
     calls.update(conv_calls(threads))
     before = load()
     t0 = time.perf_counter()
     secs = round_robin(calls, reps)
-    rows = {}
+    rows = {key: {"error": msg} for key, msg in extras.items() if isinstance(msg, str)}
     for key, sec in secs.items():
         if key.startswith("peak:"):
             continue
@@ -223,6 +229,8 @@ def model_block(label: str, mode: str, threads: list[int], reps: int, batch: int
 def add_fractions(block: dict) -> None:
     peak = block["conv_peak"]
     for key, row in block["variants"].items():
+        if "error" in row:
+            continue
         prec, fmt, t = key.split("/")
         fmt = fmt.split("+")[0]
         row["frac_peak_same"] = round(row["gflops"] / peak[f"{prec}/{fmt}/{t}"]["gflops"], 3)
@@ -262,7 +270,7 @@ def profile_table(label: str, mode: str, batch: int, threads: int) -> str:
 
 # -- 3. targets -------------------------------------------------------------------------------
 def best(block: dict, prefix: str = "") -> tuple[str, dict]:
-    items = [(k, v) for k, v in block["variants"].items() if k.startswith(prefix)]
+    items = [(k, v) for k, v in block["variants"].items() if k.startswith(prefix) and "error" not in v]
     return max(items, key=lambda kv: kv[1]["img_per_s"])
 
 
@@ -283,7 +291,7 @@ def evaluate(results: dict, threads: list[int]) -> list[dict]:
                        "same_threads_ratio": round(top["img_per_s"] / same_t["img_per_s"], 2),
                        "met": top["img_per_s"] / base["img_per_s"] >= TARGETS["inference_speedup"]})
         # fraction of the bf16 peak: same threads as the variant, so "t" does not flatter it
-        bkey, btop = max(((k, v) for k, v in inf["variants"].items() if k.startswith("bf16")),
+        bkey, btop = max(((k, v) for k, v in inf["variants"].items() if k.startswith("bf16") and "error" not in v),
                          key=lambda kv: kv[1]["frac_peak_bf16_cl"])
         checks.append({"target": f"{label} inference >= {TARGETS['inference_frac_bf16_peak']:.0%} of the bf16 conv peak",
                        "best": bkey, "value": btop["frac_peak_bf16_cl"],
@@ -409,6 +417,9 @@ def main() -> None:
             print(f"{label} {mode} (batch {batch}, {block['gflop_per_img']:.1f} GFLOP/img, load "
                   f"{block['load_before']}->{block['load_after']}, {block['seconds']} s)", flush=True)
             for k, v in block["variants"].items():
+                if "error" in v:
+                    print(f"  {k:20s} failed: {v['error']}", flush=True)
+                    continue
                 print(f"  {k:20s} {v['img_per_s']:8.2f} img/s {v['gflops']:7.1f} GFLOP/s  "
                       f"{v['frac_peak_same']:6.1%} of same-mode peak  {v['frac_peak_bf16_cl']:6.1%} of bf16 peak",
                       flush=True)
