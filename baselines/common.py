@@ -37,14 +37,16 @@ class MeanShift(nn.Module):
     """``x + sign * rgb_range * mean`` per channel (EDSR ``MeanShift`` with std = 1).
 
     Kept as a 1x1 convolution with fixed weight/bias buffers so the arithmetic is exactly
-    upstream's; the buffers are non-persistent (see module docstring).
+    upstream's. ``persistent``: whether the buffers are in the state dict — False for the EDSR
+    family (see module docstring), True where upstream's checkpoints carry them under the names
+    ``weight``/``bias`` (SRFBN, SISN/CutBlur), so those load by name.
     """
 
-    def __init__(self, rgb_range: float, sign: int = -1, rgb_mean=DIV2K_RGB_MEAN):
+    def __init__(self, rgb_range: float, sign: int = -1, rgb_mean=DIV2K_RGB_MEAN, persistent: bool = False):
         super().__init__()
-        self.register_buffer("weight", torch.eye(3).view(3, 3, 1, 1), persistent=False)
+        self.register_buffer("weight", torch.eye(3).view(3, 3, 1, 1), persistent=persistent)
         bias = sign * float(rgb_range) * torch.tensor(rgb_mean, dtype=torch.float32)
-        self.register_buffer("bias", bias, persistent=False)
+        self.register_buffer("bias", bias, persistent=persistent)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype))  # (N, 3, H, W)

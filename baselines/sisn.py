@@ -66,10 +66,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.common import MeanShift  # persistent buffers: upstream checkpoints carry them
 from fsr_bench.models import register_model
 from fsr_bench.models.base import ModelInfo, SuperResolver, check_scale
 
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)  # upstream's mean shift (std 1)
 
 
 @dataclass
@@ -85,18 +85,6 @@ class SISNConfig:
 
 
 # -- blocks ----------------------------------------------------------------------------------------
-class MeanShift(nn.Module):
-    """Adds ``sign * rgb_range * mean`` per channel; buffers ``weight``/``bias`` (upstream keys)."""
-
-    def __init__(self, rgb_range: float, sign: int, rgb_mean=DIV2K_RGB_MEAN):
-        super().__init__()
-        self.register_buffer("weight", torch.eye(3).view(3, 3, 1, 1))
-        self.register_buffer("bias", sign * rgb_range * torch.tensor(rgb_mean))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, self.bias)
-
-
 class SpaceToDepth(nn.Module):
     """CutBlur's ``DownBlock``: (N, C, H, W) → (N, s²·C, H/s, W/s), channel ``(i·s + j)·C + c``.
 
@@ -214,7 +202,7 @@ class SISN(SuperResolver):
         super().__init__(config.scale, config)
         c = config
         isa = {"radix": c.radix, "reduction": c.attn_reduction, "min_channels": c.attn_min_channels}
-        self.sub_mean = MeanShift(c.rgb_range, sign=-1)
+        self.sub_mean = MeanShift(c.rgb_range, sign=-1, persistent=True)
         self.head = nn.Sequential(SpaceToDepth(c.scale),
                                   nn.Conv2d(3 * c.scale**2, c.num_channels, 3, 1, 1))
         self.body = nn.Sequential(*(ESAG(c.num_channels, c.num_blocks, **isa)
@@ -222,7 +210,7 @@ class SISN(SuperResolver):
                                   nn.Conv2d(c.num_channels, c.num_channels, 3, 1, 1))
         self.tail = nn.Sequential(upsampler(c.num_channels, c.scale),
                                   nn.Conv2d(c.num_channels, 3, 3, 1, 1))
-        self.add_mean = MeanShift(c.rgb_range, sign=1)
+        self.add_mean = MeanShift(c.rgb_range, sign=1, persistent=True)
 
     def embed(self, lr: torch.Tensor) -> torch.Tensor:
         """The input stage before the head conv: (N, 3, h, w) → (N, 3·s², h, w)."""

@@ -58,12 +58,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.common import MeanShift  # persistent buffers: upstream checkpoints carry them
 from fsr_bench.models import register_model
 from fsr_bench.models.base import ModelInfo, SuperResolver, check_scale
 
 # (kernel, stride, padding) of every projection (de)convolution, per scale (upstream srfbn_arch.py)
 PROJECTION = {2: (6, 2, 2), 3: (7, 3, 2), 4: (8, 4, 2), 8: (12, 8, 2)}
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)  # upstream's mean shift (std 1)
 
 
 @dataclass
@@ -92,22 +92,6 @@ def deconv_block(cin: int, cout: int, kernel: int, stride: int, padding: int,
     """Upstream ``DeconvBlock(norm_type=None)``: ``0`` = ConvTranspose2d (bias), ``1`` = PReLU."""
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, kernel, stride, padding),
                          nn.PReLU(num_parameters=1, init=act))
-
-
-class MeanShift(nn.Module):
-    """Adds ``sign * rgb_range * mean`` per channel: a fixed 1×1 conv kept as buffers.
-
-    The buffers are named ``weight`` (identity, (3, 3, 1, 1)) and ``bias`` (3,) like upstream's
-    frozen ``Conv2d`` so checkpoints load by name.
-    """
-
-    def __init__(self, rgb_range: float, sign: int, rgb_mean=DIV2K_RGB_MEAN):
-        super().__init__()
-        self.register_buffer("weight", torch.eye(3).view(3, 3, 1, 1))
-        self.register_buffer("bias", sign * rgb_range * torch.tensor(rgb_mean))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, self.bias)
 
 
 class FeedbackBlock(nn.Module):
@@ -165,13 +149,13 @@ class SRFBN(SuperResolver):
             raise ValueError("SRFBN needs num_steps >= 1 and num_groups >= 1")
         m, a = config.num_features, config.prelu_init
         k, s, p = PROJECTION[config.scale]
-        self.sub_mean = MeanShift(config.rgb_range, sign=-1)
+        self.sub_mean = MeanShift(config.rgb_range, sign=-1, persistent=True)
         self.conv_in = conv_block(3, 4 * m, 3, act=a)  # LR feature extraction: Conv(3, 4m)
         self.feat_in = conv_block(4 * m, m, 1, act=a)  # ... and Conv(1, m)
         self.block = FeedbackBlock(m, config.num_groups, config.scale, a)
         self.out = deconv_block(m, m, k, s, p, act=a)  # reconstruction: Deconv(k, m) ...
         self.conv_out = conv_block(m, 3, 3, act=None)  # ... and Conv(3, 3), no activation
-        self.add_mean = MeanShift(config.rgb_range, sign=1)
+        self.add_mean = MeanShift(config.rgb_range, sign=1, persistent=True)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

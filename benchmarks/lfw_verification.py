@@ -41,7 +41,7 @@ from fsr_bench.data.io import read_image
 from fsr_bench.data.resize import imresize
 from fsr_bench.face import create_recogniser
 from fsr_bench.face.detect import FaceAligner
-from fsr_bench.face.recognition import eer, tar_at_far, verification_accuracy_10fold
+from fsr_bench.metrics.recognition import eer, tar_at_far, verification_accuracy_10fold
 from fsr_bench.provenance import collect, stable_hash
 from fsr_bench.weights import fsr_bench_home
 

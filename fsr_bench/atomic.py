@@ -53,6 +53,26 @@ def sweep_stale_temp(folder: str | os.PathLike, names: Iterable[str]) -> list[Pa
     return removed
 
 
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike, chunk: int = 1 << 20) -> Path:
+    """Copy ``src`` to ``dst`` atomically (temp file in dst's folder, fsync, rename; removed on failure)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            for block in iter(lambda: inp.read(chunk), b""):
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, _default_mode())
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return dst
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 

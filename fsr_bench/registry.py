@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Callable, Generic, Iterable, TypeVar
 
+from fsr_bench.errors import FsrBenchError
+
 T = TypeVar("T", bound=Callable)
 
 
-class RegistryError(KeyError):
+class RegistryError(KeyError, FsrBenchError):
     """An unknown or duplicate registry name (a KeyError so ``except KeyError`` still works)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable

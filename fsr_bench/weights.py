@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterable
 
 from fsr_bench.atomic import sha256_file
+from fsr_bench.errors import FsrBenchError
 
 __all__ = [
     "ENV_HOME",
@@ -85,7 +86,7 @@ class WeightSpec:
             )
 
 
-class WeightsError(RuntimeError):
+class WeightsError(FsrBenchError, RuntimeError):
     """Base class of weight-resolution problems."""
 
 

@@ -6,11 +6,14 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 from typer.testing import CliRunner
 
 from fsr_bench.cli import app
 from fsr_bench.models import MODELS, create_model
 from fsr_bench.models.checkpoint import save_checkpoint
+
+QUICKSTART = REPO / "protocols" / "quickstart.yaml"  # tests run from any working directory
 
 runner = CliRunner()
 
@@ -71,14 +74,14 @@ def test_sr_example_face(tmp_path):
 def test_run_reports_bad_input_without_traceback(tmp_path):
     (tmp_path / "faces").mkdir()
     (tmp_path / "faces" / "broken.png").write_bytes(b"\x89PNG garbage")
-    result = runner.invoke(app, ["run", "protocols/quickstart.yaml", "-o", str(tmp_path / "out"), "-q",
+    result = runner.invoke(app, ["run", str(QUICKSTART), "-o", str(tmp_path / "out"), "-q",
                                  "--set", f"data.dataset={{type: folder, root: {tmp_path / 'faces'}}}"])
     assert result.exit_code == 2
     assert "broken.png" in result.output and "Traceback" not in result.output
 
 
 def test_run_unknown_key_is_located(tmp_path):
-    result = runner.invoke(app, ["run", "protocols/quickstart.yaml", "--set", "run.batchsize=2"])
+    result = runner.invoke(app, ["run", str(QUICKSTART), "--set", "run.batchsize=2"])
     assert result.exit_code == 2 and "run.batchsize: unknown key" in result.output
 
 
@@ -106,3 +109,61 @@ def test_sr_precision_options(tmp_path):
     bad = runner.invoke(app, ["sr", "--example", "--model", "bicubic_x4", "--out", str(tmp_path / "c"),
                               "--device", "cpu", "--precision", "fp16"])
     assert bad.exit_code != 0 and "fp16 is not supported on the CPU" in bad.output
+
+
+def test_sr_unknown_model_is_one_error_line():
+    result = runner.invoke(app, ["sr", "-m", "tanet_x44", "x.png"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("error:")] and "Traceback" not in result.output
+    assert "did you mean" in result.output.lower() and "tanet_x4" in result.output
+
+
+def _commands():
+    from fsr_bench.cli import list_cmd
+
+    top = [c.callback for c in app.registered_commands]
+    return top + [c.callback for c in list_cmd.app.registered_commands]
+
+
+@pytest.mark.parametrize("callback", _commands(), ids=lambda c: c.__name__)
+def test_every_command_catches_toolkit_errors(callback):
+    from fsr_bench.cli._common import catches_errors
+
+    assert getattr(callback, "__wrapped__", None) is not None, f"{callback.__name__} is not @catches_errors"
+    assert callback.__code__ is catches_errors(lambda: None).__code__
+
+
+def test_error_classes_share_one_root():
+    from fsr_bench.data.degradations import DegradationConfigError
+    from fsr_bench.data.folders import DatasetConfigError
+    from fsr_bench.data.io import FsrBenchDataError, ImageReadError
+    from fsr_bench.data.scface import SCfaceLayoutError
+    from fsr_bench.errors import FsrBenchError
+    from fsr_bench.metrics.lpips import MetricUnavailable
+    from fsr_bench.models.checkpoint import CheckpointError
+    from fsr_bench.protocol import ProtocolError
+    from fsr_bench.registry import RegistryError
+    from fsr_bench.reporting.load import ReportInputError
+    from fsr_bench.train.config import ConfigError
+    from fsr_bench.train.trainer import TrainError
+    from fsr_bench.weights import ChecksumMismatch, WeightsError, WeightsUnavailable
+
+    classes = [DegradationConfigError, DatasetConfigError, FsrBenchDataError, ImageReadError, SCfaceLayoutError,
+               MetricUnavailable, CheckpointError, ProtocolError, RegistryError, ReportInputError, ConfigError,
+               TrainError, ChecksumMismatch, WeightsError, WeightsUnavailable]
+    assert all(issubclass(c, FsrBenchError) for c in classes)
+    assert issubclass(RegistryError, KeyError) and issubclass(ProtocolError, ValueError)
+
+
+@pytest.mark.parametrize("args", [
+    ["sr", "--example", "-m", "bicubic_x4", "--device", "tpu"],
+    ["run", str(QUICKSTART), "-q", "--set", "run.device=tpu"],
+    ["train", str(QUICKSTART)],
+    ["run", str(REPO / "protocols" / "train_tanet_faces256_x4_cpu.yaml")],
+], ids=["sr-device", "run-device", "train-a-protocol", "run-a-training-config"])
+def test_bad_input_is_one_error_line(args, tmp_path):
+    result = runner.invoke(app, args + ["-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fsr_bench.face.recognition import (
+from fsr_bench.metrics.recognition import (
     average_similarity,
     bootstrap_ci,
     cmc,

@@ -249,3 +249,33 @@ def test_mean_metric():
     assert m.compute() == pytest.approx(3.0)
     m.reset()
     assert m.count == 0
+
+
+def test_one_rule_for_exact_reconstructions_in_runner_metrics_and_trainer():
+    """An image reproduced exactly (PSNR inf) is counted and left out of the mean PSNR — in the
+    runner's ReconstructionMetrics and in the trainer's validation sums alike."""
+    from torch import nn
+
+    from fsr_bench.train.trainer import score_pairs
+
+    sr, hr = (t.float() for t in _pair(shape=(2, 3, 32, 32)))  # float32, as a model outputs
+    sr[1] = hr[1]  # the second image is exact
+    metrics = ReconstructionMetrics(MetricConventions(crop_border=1))
+    metrics.update(sr, hr, names=["a", "b"])
+    out = metrics.compute()
+    expected = float(psnr(sr[:1], hr[:1], crop_border=1)[0])  # the finite one alone
+    assert out["n_infinite_psnr"] == 1 and out["psnr"] == pytest.approx(expected, abs=1e-12)
+    assert out["ssim"] == pytest.approx(float(ssim(sr, hr, crop_border=1).mean()), abs=1e-12)
+
+    class Identity(nn.Module):  # scale 1: the LR "input" is the SR output
+        scale = 1
+
+        def forward(self, x):
+            return x
+
+    pairs = [{"lr": sr[i], "hr": hr[i], "index": i, "name": str(i)} for i in range(2)]
+    total, ssim_sum, n, n_exact = score_pairs(Identity(), pairs, torch.device("cpu")).tolist()
+    assert (n, n_exact) == (2, 1) and total / (n - n_exact) == pytest.approx(expected, abs=1e-9)
+    metrics.reset()
+    metrics.update(hr, hr)
+    assert metrics.compute()["psnr"] is None  # every image exact: undefined, never a made-up number

@@ -193,7 +193,7 @@ def test_lfw_dev_verification_accuracy_small_sample(recogniser, shared_dir):
 
     from fsr_bench.data.io import read_image
     from fsr_bench.face.detect import FaceAligner
-    from fsr_bench.face.recognition import verification_accuracy_10fold
+    from fsr_bench.metrics.recognition import verification_accuracy_10fold
 
     lfw = shared_dir / "data" / "lfw"
     ids = [i for i in (shared_dir / "data" / "splits" / "lfw_dev.txt").read_text().split() if i]

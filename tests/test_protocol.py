@@ -77,3 +77,61 @@ def test_bundled_protocols_validate(monkeypatch):
         assert proto.name == path.stem
         checked += 1
     assert checked >= 5
+
+
+# -- one config reader (fsr_bench.config_io), shared with training ----------------------------------
+def test_empty_set_value_is_null_in_protocols_and_training(tmp_path):
+    from fsr_bench.train.config import load_config
+
+    p = load_protocol_dict({**BASE, "models": [{"name": "bicubic_x4", "checkpoint": "x.pt"}]},
+                           ["models.0.checkpoint="])
+    assert p.models[0].checkpoint is None
+    cfg = load_config(base={"model": {"name": "bicubic_x4", "checkpoint": "x.pt"},
+                            "data": {"train": {"type": "folder", "root": str(tmp_path)}}},
+                      overrides=["model.checkpoint="])
+    assert cfg.model.checkpoint is None
+
+
+def test_set_with_list_index_and_did_you_mean():
+    p = load_protocol_dict(BASE, ["models.0.overrides.kernel=bilinear"])
+    assert p.models[0].overrides == {"kernel": "bilinear"}
+    with pytest.raises(ProtocolError, match=r"models\.0\.chekpoint: unknown key \(from --set\); did you mean "
+                                            r"models\.0\.checkpoint\?"):
+        load_protocol_dict(BASE, ["models.0.chekpoint=x.pt"])
+    with pytest.raises(ProtocolError, match="list index '5' out of range"):
+        load_protocol_dict(BASE, ["models.5=x"])
+    with pytest.raises(ProtocolError, match=r"run is a value \(5\), not a section"):
+        load_protocol_dict(BASE, ["run=5", "run.batch_size=2"])
+
+
+def test_training_configs_declare_their_kind_and_are_pointed_at_train():
+    from pathlib import Path
+
+    from fsr_bench.train.config import ConfigError, load_config
+
+    root = Path(__file__).resolve().parents[1] / "protocols"
+    train_files = sorted(root.glob("train_*.yaml"))
+    assert train_files
+    for path in train_files:
+        with pytest.raises(ProtocolError, match=r"training config \(kind: train\); run it with `fsr-bench train"):
+            load_protocol(path)
+    with pytest.raises(ConfigError, match="reconstruction protocol, not a training config; run it with `fsr-bench run"):
+        load_config(root / "quickstart.yaml")
+
+
+def test_unknown_kind_lists_the_registered_ones():
+    with pytest.raises(ProtocolError, match=r"'nope' is not one of \['recognition', 'reconstruction', 'train'\]"):
+        load_protocol_dict({**BASE, "kind": "nope"})
+
+
+def test_every_registered_kind_has_a_runner_and_validates_its_fields():
+    from fsr_bench.protocol import PROTOCOL_KINDS, BaseProtocol
+    from fsr_bench.run import RUNNERS
+
+    kinds = PROTOCOL_KINDS.names()
+    assert {"reconstruction", "recognition"} <= set(kinds)
+    for kind in kinds:
+        cls = PROTOCOL_KINDS.get(kind).builder
+        assert issubclass(cls, BaseProtocol) and cls.model_fields["kind"].default == kind
+        assert {"name", "models", "run"} <= set(cls.model_fields)
+        assert kind in RUNNERS

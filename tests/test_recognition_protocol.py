@@ -11,14 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from PIL import Image
 
 from fsr_bench.data.identity_folders import IdentityFolderSet, build_probe_degradation
 from fsr_bench.data.io import FsrBenchDataError
-from fsr_bench.recognition_runner import PER_PROBE_COLUMNS, SUMMARY_COLUMNS, run_recognition, score_row
+from fsr_bench.metrics.recognition import score_row
 from fsr_bench.protocol import ProtocolError, load_protocol, load_protocol_dict
+from fsr_bench.results import COLUMNS
+from fsr_bench.run.recognition import run_recognition
 
-REPO = Path(__file__).resolve().parents[1]
+SUMMARY_COLUMNS, PER_PROBE_COLUMNS = (list(COLUMNS["recognition"][k]) for k in ("summary", "per_probe"))
 
 
 # -- scoring conventions (pure) --------------------------------------------------------------------

@@ -234,7 +234,7 @@ def test_scface_protocol_end_to_end_on_an_official_layout_of_real_faces(tmp_path
     face-cropped at 3:4, stored per distance/camera like SCface surveillance crops."""
     import csv
 
-    from fsr_bench.recognition_runner import run_recognition
+    from fsr_bench.run.recognition import run_recognition
     from fsr_bench.protocol import load_protocol_dict
     from fsr_bench.reporting.load import load_run
 

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import typer
 
+from fsr_bench.cli._common import catches_errors
+
 app = typer.Typer(help="List registered models, recognisers or bundled protocols.", no_args_is_help=True)
 
 
 @app.command("models")
+@catches_errors
 def models(
     pattern: str = typer.Argument("*", help="shell-style filter, e.g. 'tanet*'"),
     flops: bool = typer.Option(False, "--flops", help="add GFLOPs/image at 256x256 HR (64x64 LR at x4, 32x32 at x8)"),
@@ -27,6 +30,7 @@ def models(
 
 
 @app.command("recognisers")
+@catches_errors
 def recognisers() -> None:
     """Registered face recognisers (plus ``onnx:<path>`` for any ONNX model)."""
     from fsr_bench.face import list_recognisers
@@ -37,6 +41,7 @@ def recognisers() -> None:
 
 
 @app.command("protocols")
+@catches_errors
 def protocols() -> None:
     """Protocol YAML files in ./protocols."""
     from pathlib import Path

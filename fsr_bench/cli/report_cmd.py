@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
-from fsr_bench.cli._common import fail
+from fsr_bench.cli._common import catches_errors, fail
 
 
+@catches_errors
 def report(
     run_dirs: List[Path] = typer.Argument(
         ..., help="finished run folders (several are combined, e.g. an ×4 and an ×8 run)",
@@ -26,22 +27,19 @@ def report(
 ) -> None:
     """Write a markdown report (paper-layout tables, figures, visual grids) from run folders."""
     from fsr_bench.reporting.grids import parse_crop_box
-    from fsr_bench.reporting.load import ReportInputError, load_runs
+    from fsr_bench.reporting.load import load_runs
     from fsr_bench.reporting.report import write_report_for
     from fsr_bench.reporting.tables import tables_for_terminal
 
     choice = crop.strip().lower()
-    crop_box: object = "default" if choice == "default" else None
+    crop_box: Any = "default" if choice == "default" else None  # "default" | None | CropBox
     if choice not in ("default", "none"):
         try:
             crop_box = parse_crop_box(crop)
         except ValueError as exc:
             raise fail(f"--crop: {exc}") from None
-    try:
-        runs = load_runs(run_dirs)
-        typer.echo(tables_for_terminal(runs))
-        path = write_report_for(runs, out if out is not None else run_dirs[0] / "report",
-                                crop_box=crop_box, max_samples=samples)
-    except ReportInputError as exc:
-        raise fail(str(exc)) from None
+    runs = load_runs(run_dirs)
+    typer.echo(tables_for_terminal(runs))
+    path = write_report_for(runs, out if out is not None else run_dirs[0] / "report",
+                            crop_box=crop_box, max_samples=samples)
     typer.echo(f"report: {path}")

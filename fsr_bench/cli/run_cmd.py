@@ -6,9 +6,10 @@ from typing import List, Optional
 
 import typer
 
-from fsr_bench.cli._common import fail
+from fsr_bench.cli._common import catches_errors, fail
 
 
+@catches_errors
 def run(
     protocol: Path = typer.Argument(..., help="protocol YAML, e.g. protocols/quickstart.yaml"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: runs/<protocol name>)"),
@@ -20,28 +21,26 @@ def run(
 
     Precedence: --set > the YAML file > defaults. A rerun reuses models whose results are finished.
     """
-    from fsr_bench.protocol import ProtocolError, load_protocol
+    from fsr_bench.errors import FsrBenchError
+    from fsr_bench.protocol import load_protocol
 
-    try:
-        proto = load_protocol(protocol, overrides=set_)
-    except ProtocolError as exc:
-        raise fail(str(exc))
+    proto = load_protocol(protocol, overrides=set_)
     out_dir = out or Path("runs") / proto.name
-    from fsr_bench.data.io import FsrBenchDataError
-    from fsr_bench.runner import run_protocol
+    from fsr_bench.run import run_protocol
 
     try:
-        results = run_protocol(proto, out_dir, progress=not quiet, log=typer.echo, force=force)
-    except (ProtocolError, FsrBenchDataError) as exc:  # bad input: a clear message, no traceback
+        result = run_protocol(proto, out_dir, progress=not quiet, log=typer.echo, force=force)
+    except FsrBenchError as exc:  # bad input: a clear message, no traceback
         kept = out_dir / "models"
         note = f"\n(finished models are kept in {kept}; a rerun reuses them)" if kept.is_dir() else ""
-        raise fail(f"{exc}{note}")
+        raise fail(f"{exc}{note}") from None
     typer.echo(f"\nresults: {out_dir}/summary.csv, {out_dir}/results.json")
-    if proto.run.report:
-        from fsr_bench.reporting.report import write_report
+    if proto.run.report:  # the report reads the result in memory, not results.json back
+        from fsr_bench.reporting.load import load_run
+        from fsr_bench.reporting.report import write_report_for
         from fsr_bench.reporting.tables import tables_for_terminal
 
-        report = write_report([out_dir], out_dir / "report")
-        typer.echo(tables_for_terminal([out_dir]))
+        run_folder = load_run(out_dir, result=result)
+        report = write_report_for([run_folder], out_dir / "report")
+        typer.echo(tables_for_terminal([run_folder]))
         typer.echo(f"report: {report}")
-    del results

@@ -6,9 +6,10 @@ from typing import List, Optional
 
 import typer
 
-from fsr_bench.cli._common import fail
+from fsr_bench.cli._common import catches_errors, fail
 
 
+@catches_errors
 def sr(
     images: List[Path] = typer.Argument(None, help="image files and/or folders (searched recursively)"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="registered model name (see `fsr-bench list models`)"),
@@ -41,13 +42,9 @@ def sr(
             f"{net.name} has learned parameters but no --checkpoint was given; its output would come "
             "from random weights. Train one with `fsr-bench train` or pass --random-init to debug."
         )
-    from fsr_bench.protocol import ProtocolError
-    from fsr_bench.runner import resolve_device
+    from fsr_bench.devices import resolve_device
 
-    try:
-        dev = resolve_device(device)
-    except ProtocolError as exc:
-        raise fail(str(exc).replace("run.device=", "--device "))
+    dev = resolve_device(device, option="--device")
     try:
         precision = resolve_precision(precision, dev)
     except PrecisionError as exc:

@@ -15,9 +15,10 @@ from typing import List, Optional
 
 import typer
 
-from fsr_bench.cli._common import fail
+from fsr_bench.cli._common import catches_errors
 
 
+@catches_errors
 def train(
     config: Path = typer.Argument(..., help="training config YAML (e.g. protocols/train_tanet_ffhq_x4.yaml)"),
     set_: Optional[List[str]] = typer.Option(
@@ -38,30 +39,21 @@ def train(
     summary.json. Multi-GPU / multi-node: launch the same command under torchrun (--no-python);
     data.batch_size is the global batch.
     """
-    from fsr_bench.data.io import FsrBenchDataError
-    from fsr_bench.models.checkpoint import CheckpointError
-    from fsr_bench.registry import RegistryError
-    from fsr_bench.train.config import ConfigError, load_config
+    from fsr_bench.train.config import load_config
 
     overrides = list(set_ or [])
     if out is not None:
         overrides.append(f"out_dir={out}")
     if device is not None:
         overrides.append(f"device={device}")
-    try:
-        cfg = load_config(config, overrides)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
+    cfg = load_config(config, overrides)
 
     from fsr_bench.train import trainer as tr
 
-    try:
-        if dry_run:
-            info = tr.dry_run(cfg, estimate_steps=estimate_steps, echo=typer.echo)
-            typer.echo(tr.format_dry_run(info))
-            return
-        summary = tr.train(cfg, resume=resume)
-    except (tr.TrainError, ConfigError, FsrBenchDataError, CheckpointError, RegistryError) as exc:
-        raise fail(str(exc)) from None
+    if dry_run:
+        info = tr.dry_run(cfg, estimate_steps=estimate_steps, echo=typer.echo)
+        typer.echo(tr.format_dry_run(info))
+        return
+    summary = tr.train(cfg, resume=resume)
     if summary.get("stop_reason") == "interrupted":
         raise typer.Exit(130)

@@ -34,6 +34,7 @@ from PIL import Image
 
 from fsr_bench.data.io import FsrBenchDataError, to_uint8
 from fsr_bench.data.resize import KERNELS, resize
+from fsr_bench.registry import Registry
 
 __all__ = [
     "BicubicDown",
@@ -324,7 +325,11 @@ class SurveillanceChain:
 
 
 # -- config ---------------------------------------------------------------------------------------
-DEGRADATIONS: dict[str, type] = {"bicubic": BicubicDown, "surveillance": SurveillanceChain}
+#: ``type`` of a degradation block -> its dataclass (the registry idiom; plug-ins use the entry-point
+#: group ``fsr_bench.degradations`` and ``DEGRADATIONS.register("name")`` on their class).
+DEGRADATIONS: Registry[type] = Registry("degradation", "fsr_bench.degradations")
+DEGRADATIONS.register("bicubic")(BicubicDown)
+DEGRADATIONS.register("surveillance")(SurveillanceChain)
 
 
 def _fields(cls: type) -> list[str]:
@@ -354,12 +359,12 @@ def build_degradation(spec: Mapping[str, Any] | str | Degradation) -> Degradatio
         )
     kwargs = dict(spec)
     kind = kwargs.pop("type", None)
-    if kind not in DEGRADATIONS:
+    if kind is None or kind not in DEGRADATIONS:
         what = "has no 'type'" if kind is None else f"has unknown type {kind!r}"
         raise DegradationConfigError(
-            f"degradation spec {dict(spec)!r} {what}; valid types: {', '.join(DEGRADATIONS)}"
+            f"degradation spec {dict(spec)!r} {what}; valid types: {', '.join(DEGRADATIONS.names())}"
         )
-    cls = DEGRADATIONS[kind]
+    cls = DEGRADATIONS.get(kind).builder
     valid = _fields(cls)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:

@@ -32,16 +32,20 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
 from fsr_bench.data.io import FsrBenchDataError, ImageReadError, list_images, read_image, to_uint8
+from fsr_bench.registry import Registry
 
 __all__ = [
+    "DATASETS",
     "DATASET_PRESETS",
+    "DatasetType",
     "DATA_ROOT_ENV",
     "DatasetConfigError",
     "FaceFolder",
@@ -328,22 +332,60 @@ def make_split(
 
 
 # -- config blocks --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DatasetType:
+    """A dataset ``type``: the keys its block accepts and how it is built (``build(kwargs, where,
+    data_root)``). Registered in :data:`DATASETS`; plug-ins use the entry-point group
+    ``fsr_bench.datasets`` and ``DATASETS.register("name")(DatasetType(...))``."""
+
+    keys: tuple[str, ...]
+    build: Callable[[dict[str, Any], str, str | os.PathLike[str] | None], Dataset]
+    needs_root: bool = True
+
+
+DATASETS: Registry[DatasetType] = Registry("dataset type", "fsr_bench.datasets")  # type: ignore[type-var]
+
+
+def _folder_type(preset: Mapping[str, Any]) -> DatasetType:
+    def build(kwargs: dict[str, Any], where: str, data_root: str | os.PathLike[str] | None) -> Dataset:
+        kwargs = {**preset, **kwargs}
+        kwargs["root"] = expand_path(kwargs["root"], f"{where}.root", data_root)
+        if kwargs.get("list_file") is not None:
+            kwargs["list_file"] = expand_path(kwargs["list_file"], f"{where}.list_file", data_root)
+        return FaceFolder(**kwargs)
+
+    return DatasetType(_FOLDER_KEYS, build)
+
+
+def _package_faces(kwargs: dict[str, Any], where: str, data_root: str | os.PathLike[str] | None) -> Dataset:
+    from fsr_bench.data.package_faces import PackageFaces
+
+    if "names" in kwargs:
+        kwargs["names"] = tuple(kwargs["names"])
+    return PackageFaces(**kwargs)
+
+
+for _name, _preset in DATASET_PRESETS.items():
+    DATASETS.register(_name)(_folder_type(_preset))  # type: ignore[type-var]
+DATASETS.register("package_faces")(DatasetType(_PACKAGE_KEYS, _package_faces, needs_root=False))  # type: ignore[type-var]
+
+
 def check_dataset_spec(spec: Mapping[str, Any], where: str = "dataset") -> None:
     """Validate the keys and type of a dataset block without touching the disk."""
     if not isinstance(spec, Mapping):
         raise DatasetConfigError(f"{where} must be a mapping like {{type: ffhq, root: ...}}, got {spec!r}")
     kind = spec.get("type")
-    valid_types = sorted([*DATASET_PRESETS, "package_faces"])
-    if kind not in valid_types:
+    valid_types = DATASETS.names()
+    if not isinstance(kind, str) or kind not in DATASETS:
         what = "has no 'type'" if kind is None else f"has unknown type {kind!r}"
         raise DatasetConfigError(f"{where} {what}; valid types: {', '.join(valid_types)}")
-    allowed = _PACKAGE_KEYS if kind == "package_faces" else _FOLDER_KEYS
+    dtype: DatasetType = DATASETS.get(kind).builder  # type: ignore[assignment]
     for key in spec:
-        if key != "type" and key not in allowed:
+        if key != "type" and key not in dtype.keys:
             raise DatasetConfigError(
-                f"{where}.{key}: unknown key for a dataset of type {kind!r}; valid keys: type, {', '.join(allowed)}"
+                f"{where}.{key}: unknown key for a dataset of type {kind!r}; valid keys: type, {', '.join(dtype.keys)}"
             )
-    if kind != "package_faces" and "root" not in spec:
+    if dtype.needs_root and "root" not in spec:
         raise DatasetConfigError(f"{where}: a dataset of type {kind!r} needs 'root'")
     if "hr_size" in spec:
         _as_size(spec["hr_size"], f"{where}.hr_size")
@@ -354,23 +396,12 @@ def build_dataset(
     where: str = "dataset",
     data_root: str | os.PathLike[str] | None = None,
 ) -> Dataset:
-    """Build a dataset from ``{type: <preset>|folder|package_faces, **kwargs}``.
+    """Build a dataset from ``{type: <registered type>, **kwargs}`` (:data:`DATASETS`).
 
     For folder types, keys are :class:`FaceFolder` arguments; a preset supplies ``hr_size`` and
     ``hr_transform`` defaults that the block may override. ``root``/``list_file`` may use
     ``${FSR_BENCH_DATA}`` (see :func:`expand_path`).
     """
     check_dataset_spec(spec, where)
-    kwargs = {k: v for k, v in spec.items() if k != "type"}
-    kind = spec["type"]
-    if kind == "package_faces":
-        from fsr_bench.data.package_faces import PackageFaces
-
-        if "names" in kwargs:
-            kwargs["names"] = tuple(kwargs["names"])
-        return PackageFaces(**kwargs)
-    kwargs = {**DATASET_PRESETS[kind], **kwargs}
-    kwargs["root"] = expand_path(kwargs["root"], f"{where}.root", data_root)
-    if kwargs.get("list_file") is not None:
-        kwargs["list_file"] = expand_path(kwargs["list_file"], f"{where}.list_file", data_root)
-    return FaceFolder(**kwargs)
+    dtype: DatasetType = DATASETS.get(spec["type"]).builder  # type: ignore[assignment]
+    return dtype.build({k: v for k, v in spec.items() if k != "type"}, where, data_root)

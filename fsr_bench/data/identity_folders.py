@@ -42,8 +42,10 @@ import numpy as np
 import torch
 
 from fsr_bench.data.io import FsrBenchDataError, list_images, read_image, read_list_file, to_uint8
+from fsr_bench.registry import Registry
 
 __all__ = [
+    "RECOGNITION_SETS",
     "PROBE_PRESETS",
     "FaceProbeDegradation",
     "GalleryItem",
@@ -98,7 +100,7 @@ class ProbeImages:
 
 @runtime_checkable
 class RecognitionSet(Protocol):
-    """What :func:`fsr_bench.recognition_runner.run_recognition` needs from a dataset adapter."""
+    """What :func:`fsr_bench.run.recognition.run_recognition` needs from a dataset adapter."""
 
     name: str
     scale: int  # the SR factor the set's LR probes are made for
@@ -417,3 +419,21 @@ class IdentityFolderSet(ListedSet):
 
     def describe_degradation(self) -> dict[str, Any]:
         return self.degradation.describe()
+
+
+# -- the adapter registry --------------------------------------------------------------------------
+#: A recognition protocol's ``data.type`` -> ``builder(block: dict, *, cache_dir, device, progress)``
+#: returning a :class:`RecognitionSet`. Plug-ins: entry-point group ``fsr_bench.recognition_sets``.
+RECOGNITION_SETS: Registry[Any] = Registry("recognition set", "fsr_bench.recognition_sets",
+                                           builtin_modules=("fsr_bench.data.scface",))
+
+
+@RECOGNITION_SETS.register("identity_folder")
+def identity_folder(block: Mapping[str, Any], *, cache_dir: Path | None = None, device: str = "cpu",
+                    progress: bool = False) -> IdentityFolderSet:
+    """Any ``root/<identity>/<image>`` set (no cache or device needed)."""
+    return IdentityFolderSet(root=block["root"], list_file=block.get("list_file"),
+                             gallery_list=block.get("gallery_list"), max_identities=block.get("max_identities"),
+                             max_probes_per_identity=block.get("max_probes_per_identity"),
+                             seed=block.get("seed", 0), probe_degradation=block.get("probe_degradation"),
+                             name=block.get("name"))

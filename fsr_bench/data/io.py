@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps
 
+from fsr_bench.errors import FsrBenchError
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "FsrBenchDataError",
@@ -61,7 +63,7 @@ _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _MAX_LISTED_PROBLEMS = 20
 
 
-class FsrBenchDataError(ValueError):
+class FsrBenchDataError(FsrBenchError, ValueError):
     """Base class for data problems a user must fix (bad file, bad list, bad config)."""
 
 

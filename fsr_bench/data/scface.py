@@ -36,17 +36,17 @@ Probes (what :meth:`SCfaceSet.read_probe` returns):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from fsr_bench.data.identity_folders import GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
+from fsr_bench.atomic import sha256_file
+from fsr_bench.data.identity_folders import RECOGNITION_SETS, GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
 from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError, read_image
 
 __all__ = [
@@ -229,7 +229,7 @@ class FaceCrop:
         """Face box (x1, y1, x2, y2) per file, or None where MTCNN found no face."""
         from tqdm import tqdm
 
-        shas = {p: _sha256(p) for p in paths}
+        shas = {p: sha256_file(p) for p in paths}
         todo = [p for p in paths if shas[p] not in self._boxes]
         if todo:
             if self._aligner is None:
@@ -476,3 +476,12 @@ class SCfaceSet(ListedSet):
             "lr_resize": "MATLAB bicubic (antialiased), 8-bit rounding" if self.lr_size else None,
             "scale": self.scale,
         }
+
+
+@RECOGNITION_SETS.register("scface")
+def scface(block: Mapping[str, Any], *, cache_dir: Path | None = None, device: str = "cpu",
+           progress: bool = False) -> SCfaceSet:
+    """The official SCface layout; MTCNN face crops are cached in ``cache_dir`` on ``device``."""
+    return SCfaceSet(root=block["root"], subjects=block["subjects"], distances=block["distances"],
+                     cameras=block["cameras"], face_crop=block["face_crop"], lr_size=block["lr_size"],
+                     scale=block["scale"], cache_dir=cache_dir, device=device, progress=progress)

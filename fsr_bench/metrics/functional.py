@@ -178,15 +178,16 @@ class MetricConventions:
         }
 
     def psnr(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        return psnr(sr, hr, self.crop_border, self.y_channel, self.data_range, self.quantize)
+        return psnr(sr, hr, crop_border=self.crop_border, y_channel=self.y_channel,
+                    data_range=self.data_range, quantize=self.quantize)
 
     def ssim(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return ssim(
             sr,
             hr,
-            self.crop_border,
-            self.y_channel,
-            self.quantize,
+            crop_border=self.crop_border,
+            y_channel=self.y_channel,
+            quantize=self.quantize,
             window_size=self.ssim_window,
             sigma=self.ssim_sigma,
             data_range=self.data_range,

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from fsr_bench.data.io import to_uint8
+from fsr_bench.errors import FsrBenchError
 
 __all__ = [
     "LPIPSMetric",
@@ -49,7 +50,7 @@ _VERSIONS = ("0.0", "0.1")
 _DOWNLOAD_TIMEOUT_S = 60
 
 
-class MetricUnavailable(RuntimeError):
+class MetricUnavailable(FsrBenchError, RuntimeError):
     """A metric that cannot be computed correctly here (e.g. missing pretrained weights)."""
 
 

@@ -125,22 +125,29 @@ class ReconstructionMetrics:
     def compute(self) -> dict[str, Any]:
         """Means over all images; LPIPS/MPS None (with ``lpips_status``) when unavailable.
 
-        PSNR is ``inf`` if any image was reproduced exactly (see ``functional.psnr``).
+        **The one rule for exact reconstructions**: an image reproduced exactly has PSNR ``inf``
+        (see ``functional.psnr``); it is kept per image, counted in ``n_infinite_psnr`` and left out
+        of the mean PSNR, which is None when every image was exact. SSIM/LPIPS include every image.
+        MPS is computed from the mean SSIM and mean LPIPS (eq. 18 is linear, so this is the mean of
+        per-image MPS up to rounding).
         """
 
-        def mean(key: str) -> float | None:
-            values = [r[key] for r in self._rows]
-            if not values or any(v is None for v in values):
-                return None
-            return math.fsum(values) / len(values)
+        def mean(values: list[float]) -> float | None:
+            return sum(values) / len(values) if values else None
 
+        psnr_all = [r["psnr"] for r in self._rows]
+        finite = [v for v in psnr_all if math.isfinite(v)]
+        ssim_mean = mean([r["ssim"] for r in self._rows])
+        lp = [r["lpips"] for r in self._rows]
+        lpips_mean = mean(lp) if lp and all(v is not None for v in lp) else None
         status = "ok" if self.lpips is not None else f"unavailable: {self.lpips_unavailable_reason}"
         return {
             "n": len(self._rows),
-            "psnr": mean("psnr"),
-            "ssim": mean("ssim"),
-            "lpips": mean("lpips"),
-            "mps": mean("mps"),
+            "psnr": mean(finite),
+            "n_infinite_psnr": len(psnr_all) - len(finite),
+            "ssim": ssim_mean,
+            "lpips": lpips_mean,
+            "mps": None if lpips_mean is None or ssim_mean is None else mps(ssim_mean, lpips_mean),
             "lpips_status": status,
             "conventions": self.conventions.describe(),
         }

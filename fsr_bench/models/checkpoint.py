@@ -20,12 +20,13 @@ from typing import Any
 import torch
 
 from fsr_bench.atomic import sha256_file, write_bytes  # noqa: F401  (sha256_file re-exported)
+from fsr_bench.errors import FsrBenchError
 
 FORMAT = "fsr-bench"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(FsrBenchError, RuntimeError):
     pass
 
 

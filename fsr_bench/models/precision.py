@@ -28,6 +28,8 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from fsr_bench.errors import FsrBenchError
+
 __all__ = [
     "Precision",
     "PrecisionError",
@@ -47,7 +49,7 @@ _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-class PrecisionError(ValueError):
+class PrecisionError(FsrBenchError, ValueError):
     """A precision that is unknown or that this device cannot run; the message says what to use."""
 
 

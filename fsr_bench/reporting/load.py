@@ -6,12 +6,15 @@ with a silently missing or wrong value ("raise rather than warn wherever a numbe
 
 What is required and what is optional in ``RUN/`` (the runner's format):
 
-* ``results.json`` — required; the single source of every number in the report.
+* ``results.json`` — required; the single source of every number in the report, read and
+  validated by :func:`fsr_bench.results.read_run` (the schema the runners write with).
 * ``summary.csv`` — optional; when present it must parse, have the runner's columns and list the
   same labels as ``results.json`` (a mismatch means the folder was modified or half-written).
 * ``per_image.csv`` (reconstruction) / ``per_probe.csv`` (recognition) — optional; used only to
   annotate the visual grids. When present they must parse.
 * ``samples/<stem>/lr.png``, ``hr.png`` or ``gallery.png``, ``<label>.png`` — optional; the grids.
+  ``results.json["samples"]`` (the manifest) says which folder holds which image and row; folders
+  written before the manifest existed are scanned.
 
 Combining: runs are grouped by kind and by everything that makes numbers comparable (dataset and
 scoring conventions, but not the scale), so an ×4 and an ×8 run of one protocol become one table
@@ -20,15 +23,16 @@ never bolded against each other.
 """
 from __future__ import annotations
 
-from fsr_bench.naming import safe_filename
-
 import csv
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
+
+from fsr_bench import results
+from fsr_bench.errors import FsrBenchError
+from fsr_bench.naming import safe_filename
 
 __all__ = [
     "RECOGNITION",
@@ -42,7 +46,6 @@ __all__ = [
     "Sample",
     "group_runs",
     "file_forms",
-    "label_filename",
     "load_run",
     "load_runs",
 ]
@@ -51,20 +54,14 @@ RECONSTRUCTION = "reconstruction"
 RECOGNITION = "recognition"
 Kind = Literal["reconstruction", "recognition"]
 
-SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {
-    RECONSTRUCTION: ("model", "scale", "label", "psnr", "ssim", "lpips", "mps", "n_images",
-                     "params", "gflops", "images_per_s"),
-    RECOGNITION: ("model", "scale", "label", "matching_accuracy", "average_similarity",
-                  "detection_rate", "rank1", "tar_at_far_1e-3", "eer", "n_probes"),
-}
-PER_IMAGE_COLUMNS = ("model", "label", "image", "psnr", "ssim", "lpips")
-PER_PROBE_COLUMNS = ("label", "probe", "subject", "similarity", "detected")
+# The columns the report requires, taken from the one declaration (fsr_bench.results.COLUMNS); of
+# per_probe.csv the grids read only these (distance, camera, matched and rank are for other readers).
+SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {k: v["summary"] for k, v in results.COLUMNS.items()}
+PER_IMAGE_COLUMNS = results.COLUMNS[RECONSTRUCTION]["per_image"]
+PER_PROBE_COLUMNS = tuple(c for c in results.COLUMNS[RECOGNITION]["per_probe"]
+                          if c in {"label", "probe", "subject", "similarity", "detected"})
 
-# Metrics each model entry must carry as numbers; the rest may be null or absent.
-_REQUIRED_METRICS: dict[str, tuple[str, ...]] = {
-    RECONSTRUCTION: ("ssim",),
-    RECOGNITION: ("matching_accuracy", "detection_rate"),
-}
+# Metrics a table may show; absent ones read as None (unavailable).
 _OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {
     RECONSTRUCTION: ("psnr", "lpips", "mps"),  # psnr is null when every image was identical to HR
     RECOGNITION: ("average_similarity", "rank1", "rank5", "tar_at_far_1e-2", "tar_at_far_1e-3",
@@ -76,7 +73,7 @@ _VOLATILE_DATASET_KEYS = frozenset({"root", "n_images", "skipped", "n_scored"})
 _AVAILABILITY_KEYS = frozenset({"lpips", "lpips_unavailable"})
 
 
-class ReportInputError(ValueError):
+class ReportInputError(FsrBenchError, ValueError):
     """A run folder (or one of its files) that cannot be reported on; the message names it."""
 
 
@@ -93,6 +90,7 @@ class ModelRow:
     name: str
     scale: int | None
     metrics: Mapping[str, float | None]
+    role: results.Role = "model"
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
     params: int | None = None
@@ -173,13 +171,15 @@ class Run:
 
     @property
     def references(self) -> Mapping[str, str]:
-        """Rows the runner declares as references, not methods (``conventions.references``, e.g.
-        "HR probes": the upper bound; "LR image": no SR). Label -> description."""
+        """Rows that are references, not methods (``role: reference``, e.g. "HR probes": the upper
+        bound; "LR image": no SR), and any label ``conventions.references`` declares. Label ->
+        description (from ``conventions.references``)."""
         refs = self.conventions.get("references")
+        refs = refs if isinstance(refs, Mapping) else {}
         labels = {r.label for r in self.rows}
-        if not isinstance(refs, Mapping):
-            return {}
-        return {str(k): str(v) for k, v in refs.items() if k in labels}
+        out = {str(k): str(v) for k, v in refs.items() if k in labels}
+        out.update({r.label: "reference" for r in self.rows if r.role == "reference" and r.label not in out})
+        return out
 
     def image_scores(self, label: str, stem: str) -> ImageScores | None:
         """Per-image scores of ``label`` on the sample folder ``stem`` (None if unknown/ambiguous)."""
@@ -203,131 +203,20 @@ class RunGroup:
         return [(run.scale, row, run) for run in self.runs for row in run.rows]
 
 
-# -- small validators ------------------------------------------------------------------------------
-def _where(file: Path, key: str) -> str:
-    return f"{file}: {key}" if key else str(file)
-
-
-def _get(obj: Mapping[str, Any], key: str, file: Path, ctx: str, required: bool = True) -> Any:
-    if not isinstance(obj, Mapping):
-        raise ReportInputError(f"{_where(file, ctx)} must be a JSON object, got {type(obj).__name__}")
-    if key not in obj:
-        if required:
-            path = f"{ctx}.{key}" if ctx else key
-            raise ReportInputError(
-                f"{file}: missing field {path!r}; the run folder is incomplete or from an"
-                " incompatible fsr-bench version — re-run the protocol"
-            )
-        return None
-    return obj[key]
-
-
-def _number(value: Any, file: Path, ctx: str, *, nullable: bool) -> float | None:
-    if value is None:
-        if nullable:
-            return None
-        raise ReportInputError(f"{file}: {ctx} is null but a number is required")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ReportInputError(f"{file}: {ctx} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ReportInputError(
-            f"{file}: {ctx} is {value!r}; a non-finite score means the run is broken (refusing to"
-            " report it as a number)"
-        )
-    return float(value)
-
-
-def _int(value: Any, file: Path, ctx: str, *, nullable: bool = True) -> int | None:
-    number = _number(value, file, ctx, nullable=nullable)
-    if number is None:
-        return None
-    if number != int(number):
-        raise ReportInputError(f"{file}: {ctx} must be an integer, got {value!r}")
-    return int(number)
-
-
-def _str(value: Any, file: Path, ctx: str, *, nullable: bool = False) -> str | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str) or (not nullable and not value):
-        raise ReportInputError(f"{file}: {ctx} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _mapping(value: Any, file: Path, ctx: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ReportInputError(f"{file}: {ctx} must be an object, got {type(value).__name__}")
-    return value
-
-
-def _numbers(value: Any, file: Path, ctx: str) -> tuple[float, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ReportInputError(f"{file}: {ctx} must be a list of numbers")
-    return tuple(_number(v, file, f"{ctx}[{i}]", nullable=False) for i, v in enumerate(value))  # type: ignore[misc]
-
-
 # -- results.json ----------------------------------------------------------------------------------
-def _parse_row(entry: Any, kind: Kind, file: Path, ctx: str) -> ModelRow:
-    label = _str(_get(entry, "label", file, ctx), file, f"{ctx}.label")
-    ctx = f"{ctx} ({label!r})"
-    metrics_obj = _mapping(_get(entry, "metrics", file, ctx), file, f"{ctx}.metrics")
-    metrics: dict[str, float | None] = {}
-    for key in _REQUIRED_METRICS[kind]:
-        metrics[key] = _number(_get(metrics_obj, key, file, f"{ctx}.metrics"), file,
-                               f"{ctx}.metrics.{key}", nullable=False)
-    for key in _OPTIONAL_METRICS[kind]:
-        metrics[key] = _number(metrics_obj.get(key), file, f"{ctx}.metrics.{key}", nullable=True)
-    unavailable = {
-        str(k): str(v) for k, v in _mapping(entry.get("unavailable"), file, f"{ctx}.unavailable").items()
-        if v is not None
-    }
+def _row(entry: results.ResultRow, kind: Kind) -> ModelRow:
+    metrics = {k: entry.metrics.get(k) for k in (*results.REQUIRED_METRICS[kind], *_OPTIONAL_METRICS[kind])}
     common: dict[str, Any] = dict(
-        label=label,
-        name=_str(_get(entry, "name", file, ctx), file, f"{ctx}.name"),
-        scale=_int(entry.get("scale"), file, f"{ctx}.scale"),
-        metrics=metrics,
-        checkpoint=_str(entry.get("checkpoint"), file, f"{ctx}.checkpoint", nullable=True),
-        checkpoint_sha256=_str(entry.get("checkpoint_sha256"), file, f"{ctx}.checkpoint_sha256",
-                               nullable=True),
-        unavailable=unavailable,
+        label=entry.label, name=entry.name, role=entry.role, scale=entry.scale, metrics=metrics,
+        checkpoint=entry.checkpoint, checkpoint_sha256=entry.checkpoint_sha256,
+        unavailable={str(k): str(v) for k, v in entry.unavailable.items() if v is not None},
     )
     if kind == RECONSTRUCTION:
-        return ModelRow(
-            **common,
-            params=_int(entry.get("params"), file, f"{ctx}.params"),
-            gflops=_number(entry.get("gflops"), file, f"{ctx}.gflops", nullable=True),
-            images_per_s=_number(entry.get("images_per_s"), file, f"{ctx}.images_per_s", nullable=True),
-            n_images=_int(entry.get("n_images"), file, f"{ctx}.n_images"),
-            n_infinite_psnr=_int(entry.get("n_infinite_psnr"), file, f"{ctx}.n_infinite_psnr"),
-        )
-    ci95: dict[str, tuple[float, float]] = {}
-    for key, pair in _mapping(entry.get("ci95"), file, f"{ctx}.ci95").items():
-        lo_hi = _numbers(pair, file, f"{ctx}.ci95.{key}")
-        if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
-            raise ReportInputError(f"{file}: {ctx}.ci95.{key} must be [lo, hi] with lo <= hi, got {pair!r}")
-        ci95[str(key)] = (lo_hi[0], lo_hi[1])
-    per_distance: dict[str, dict[str, float | None]] = {}
-    for dist, values in _mapping(entry.get("per_distance"), file, f"{ctx}.per_distance").items():
-        values = _mapping(values, file, f"{ctx}.per_distance.{dist}")
-        per_distance[str(dist)] = {
-            str(k): _number(v, file, f"{ctx}.per_distance.{dist}.{k}", nullable=True)
-            for k, v in values.items()
-        }
-    roc = _mapping(entry.get("roc"), file, f"{ctx}.roc")
-    far = _numbers(roc.get("far"), file, f"{ctx}.roc.far")
-    tar = _numbers(roc.get("tar"), file, f"{ctx}.roc.tar")
-    if len(far) != len(tar):
-        raise ReportInputError(
-            f"{file}: {ctx}.roc.far and .tar have different lengths ({len(far)} vs {len(tar)})"
-        )
-    return ModelRow(
-        **common, ci95=ci95, per_distance=per_distance, roc_far=far, roc_tar=tar,
-        cmc=_numbers(entry.get("cmc"), file, f"{ctx}.cmc"),
-    )
+        return ModelRow(**common, params=entry.params, gflops=entry.gflops, images_per_s=entry.images_per_s,
+                        n_images=entry.n_images, n_infinite_psnr=entry.n_infinite_psnr)
+    return ModelRow(**common, ci95={k: (lo, hi) for k, (lo, hi) in entry.ci95.items()},
+                    per_distance=entry.per_distance, roc_far=tuple(entry.roc.far), roc_tar=tuple(entry.roc.tar),
+                    cmc=tuple(entry.cmc))
 
 
 def _run_scale(conventions: Mapping[str, Any], rows: Sequence[ModelRow], file: Path) -> int:
@@ -336,7 +225,10 @@ def _run_scale(conventions: Mapping[str, Any], rows: Sequence[ModelRow], file: P
     for section in ("degradation", "dataset"):
         block = conventions.get(section)
         if isinstance(block, Mapping) and block.get("scale") is not None:
-            return _int(block["scale"], file, f"conventions.{section}.scale")  # type: ignore[return-value]
+            scale = block["scale"]
+            if isinstance(scale, bool) or not isinstance(scale, int):
+                raise ReportInputError(f"{file}: conventions.{section}.scale must be an integer, got {scale!r}")
+            return scale
     scales = {r.scale for r in rows if r.scale not in (None, 1)}
     if len(scales) != 1:
         raise ReportInputError(
@@ -344,27 +236,6 @@ def _run_scale(conventions: Mapping[str, Any], rows: Sequence[ModelRow], file: P
             f" {sorted(scales)} do not name one scale for the run"
         )
     return scales.pop()
-
-
-def _read_json(file: Path) -> Mapping[str, Any]:
-    if not file.is_file():
-        raise ReportInputError(
-            f"{file} not found: {file.parent} is not a finished fsr-bench run folder (expected"
-            " results.json written by `fsr-bench run`; is the run still going, or is this the"
-            " wrong folder?)"
-        )
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReportInputError(
-            f"{file} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); the file"
-            " is corrupt or was cut off — re-run the protocol"
-        ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportInputError(f"cannot read {file}: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise ReportInputError(f"{file} must hold a JSON object, got {type(data).__name__}")
-    return data
 
 
 # -- CSV files -------------------------------------------------------------------------------------
@@ -466,17 +337,27 @@ def _check_summary(file: Path, kind: Kind, rows: Sequence[ModelRow]) -> None:
 
 
 # -- samples ---------------------------------------------------------------------------------------
-label_filename = safe_filename  # the runners' rule (fsr_bench.naming)
-
-
 def file_forms(name: str) -> set[str]:
     """File names a runner may have made of ``name``: as is, or through :func:`safe_filename`."""
     return {name, safe_filename(name)}
 
 
-def _read_samples(folder: Path, kind: Kind, labels: Sequence[str]) -> tuple[Sample, ...]:
+def _read_samples(folder: Path, kind: Kind, labels: Sequence[str],
+                  manifest: Sequence[results.Sample] | None) -> tuple[Sample, ...]:
+    """The saved samples: from the manifest when the run wrote one, else by scanning the folder."""
     if not folder.is_dir():
         return ()
+    if manifest is not None:
+        def existing(sub: Path, name: str | None) -> Path | None:
+            return sub / name if name is not None and (sub / name).is_file() else None
+
+        return tuple(Sample(
+            stem=entry.folder,
+            lr=existing(folder / entry.folder, entry.lr),
+            reference=existing(folder / entry.folder, entry.reference),
+            outputs={label: folder / entry.folder / name for label, name in entry.outputs.items()
+                     if label in labels and (folder / entry.folder / name).is_file()},
+        ) for entry in manifest if (folder / entry.folder).is_dir())
     reference_name = "hr.png" if kind == RECONSTRUCTION else "gallery.png"
     samples = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -497,27 +378,25 @@ def _read_samples(folder: Path, kind: Kind, labels: Sequence[str]) -> tuple[Samp
 
 
 # -- public ----------------------------------------------------------------------------------------
-def load_run(run_dir: str | Path) -> Run:
-    """Read and validate one run folder; raises :class:`ReportInputError` naming the bad file/field."""
+def load_run(run_dir: str | Path, result: results.RunResult | None = None) -> Run:
+    """Read and validate one run folder; raises :class:`ReportInputError` naming the bad file/field.
+
+    ``result``: the run's :class:`~fsr_bench.results.RunResult` when the caller already holds it
+    (``fsr-bench run`` hands over what it just wrote), so results.json is not read back.
+    """
     path = Path(run_dir)
     if not path.is_dir():
         raise ReportInputError(f"run folder {path} does not exist or is not a folder")
     file = path / "results.json"
-    data = _read_json(file)
-    kind = _get(data, "kind", file, "")
-    if kind not in (RECONSTRUCTION, RECOGNITION):
-        raise ReportInputError(
-            f"{file}: kind must be {RECONSTRUCTION!r} or {RECOGNITION!r}, got {kind!r}"
-        )
-    models = _get(data, "models", file, "")
-    if not isinstance(models, list) or not models:
-        raise ReportInputError(f"{file}: 'models' must be a non-empty list")
-    rows = tuple(_parse_row(m, kind, file, f"models[{i}]") for i, m in enumerate(models))
+    if result is None:
+        try:
+            result = results.read_run(file)
+        except results.ResultsError as exc:
+            raise ReportInputError(str(exc)) from None
+    kind = result.kind
+    rows = tuple(_row(m, kind) for m in result.models)
     labels = [r.label for r in rows]
-    duplicates = sorted({x for x in labels if labels.count(x) > 1})
-    if duplicates:
-        raise ReportInputError(f"{file}: duplicate model labels {duplicates}")
-    conventions = _mapping(_get(data, "conventions", file, ""), file, "conventions")
+    conventions = result.conventions
     absent = []
     summary = path / "summary.csv"
     if summary.is_file():
@@ -534,17 +413,17 @@ def load_run(run_dir: str | Path) -> Run:
             per_probe = _read_per_probe(detail)
     else:
         absent.append(detail.name)
-    samples = _read_samples(path / "samples", kind, labels)
+    samples = _read_samples(path / "samples", kind, labels, result.samples)
     if not samples:
         absent.append("samples/")
     return Run(
         path=path,
         kind=kind,
-        protocol_name=str(data.get("protocol_name") or path.name),
-        protocol_hash=str(data.get("protocol_hash") or ""),
-        protocol=_mapping(data.get("protocol"), file, "protocol"),
+        protocol_name=result.protocol_name or path.name,
+        protocol_hash=result.protocol_hash,
+        protocol=result.protocol,
         conventions=conventions,
-        provenance=_mapping(data.get("provenance"), file, "provenance"),
+        provenance=result.provenance,
         scale=_run_scale(conventions, rows, file),
         rows=rows,
         per_image=per_image,

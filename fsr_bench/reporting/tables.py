@@ -1,4 +1,7 @@
-"""Markdown tables in the paper's layouts; pure functions of loaded runs (no I/O).
+"""Markdown tables in the paper's layouts, from loaded runs (:func:`tables_for_terminal` also accepts
+run folders and loads them; every other function is pure).
+
+Metric semantics (direction, decimals, aggregation) come from :mod:`fsr_bench.metrics.specs`.
 
 Why these choices:
 
@@ -14,13 +17,13 @@ Why these choices:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from pathlib import Path
-
+from fsr_bench.metrics.specs import Metric, metric
 from fsr_bench.reporting.load import RECONSTRUCTION, ModelRow, Run, RunGroup, group_runs, load_run
 
 __all__ = [
@@ -49,60 +52,20 @@ NA = "n/a"
 UNDETECTED = "-"
 
 
-@dataclass(frozen=True)
-class Metric:
-    """How one metric is named, compared and printed (shared by tables and plots)."""
-
-    key: str
-    name: str
-    higher_is_better: bool
-    decimals: int
-    percent: bool = False  # stored as a fraction 0-1, shown as a percentage
-    unit: str = ""
-
-    @property
-    def arrow(self) -> str:
-        return "↑" if self.higher_is_better else "↓"
-
-    @property
-    def heading(self) -> str:
-        return f"{self.name} {self.arrow}"
-
-    def display(self, value: float) -> float:
-        """The value as printed (percent-scaled, rounded): what "best" is decided on."""
-        return round(value * 100.0 if self.percent else value, self.decimals)
-
-    def format(self, value: float | None) -> str:
-        if value is None:
-            return NA
-        return f"{self.display(value):.{self.decimals}f}{'%' if self.percent else ''}"
-
-    def format_ci(self, lo_hi: tuple[float, float]) -> str:
-        lo, hi = (v * 100.0 if self.percent else v for v in lo_hi)
-        decimals = 2 if self.percent else self.decimals
-        return f"({lo:.{decimals}f}–{hi:.{decimals}f})"
-
-
-RECONSTRUCTION_METRICS: tuple[Metric, ...] = (
-    Metric("psnr", "PSNR", True, 2, unit="dB"),
-    Metric("ssim", "SSIM", True, 4),
-    Metric("lpips", "LPIPS", False, 4),
-    Metric("mps", "MPS", True, 4),
-)
-MATCHING_ACCURACY = Metric("matching_accuracy", "Matching Accuracy", True, 4, percent=True)
-AVERAGE_SIMILARITY = Metric("average_similarity", "Average Similarity", True, 6)
+# Semantics (direction, precision, aggregation) come from the metric registry; the tables choose
+# which metrics to show, in which order, and the short names of the compact per-distance table.
+RECONSTRUCTION_METRICS: tuple[Metric, ...] = tuple(metric(k) for k in ("psnr", "ssim", "lpips", "mps"))
+MATCHING_ACCURACY = metric("matching_accuracy")
+AVERAGE_SIMILARITY = metric("average_similarity")
 RECOGNITION_METRICS: tuple[Metric, ...] = (
     MATCHING_ACCURACY,
     AVERAGE_SIMILARITY,
-    Metric("detection_rate", "Detection rate", True, 2, percent=True),
-    Metric("rank1", "Rank-1", True, 2, percent=True),
-    Metric("tar_at_far_1e-3", "TAR@FAR=1e-3", True, 2, percent=True),
-    Metric("eer", "EER", False, 2, percent=True),
+    *(metric(k) for k in ("detection_rate", "rank1", "tar_at_far_1e-3", "eer")),
 )
 DISTANCE_METRICS: tuple[Metric, ...] = (
-    Metric("matching_accuracy", "MA", True, 2, percent=True),
-    Metric("average_similarity", "Sim", True, 4),
-    Metric("detection_rate", "Det", True, 2, percent=True),
+    dataclasses.replace(MATCHING_ACCURACY, name="MA", decimals=2),
+    dataclasses.replace(AVERAGE_SIMILARITY, name="Sim", decimals=4),
+    dataclasses.replace(metric("detection_rate"), name="Det"),
 )
 
 
@@ -552,16 +515,16 @@ def per_distance_table(runs: Sequence[Run]) -> str | None:
         for i, (row, _) in enumerate(pairs):
             cells = [row.label] + ([scale_label(scale) if i == 0 else ""] if several else [])
             for d in distances:
-                dist = row.per_distance.get(d)
-                if dist is not None and dist.get("n_probes") is not None:
-                    counts[d].add(int(dist["n_probes"]))  # type: ignore[arg-type]
+                entry = row.per_distance.get(d)
+                if entry is not None and entry.get("n_probes") is not None:
+                    counts[d].add(int(entry["n_probes"]))  # type: ignore[arg-type]
                 for m in DISTANCE_METRICS:
-                    if dist is None:
+                    if entry is None:
                         cells.append(NA)
-                    elif no_face(dist) and m.key != "detection_rate":
+                    elif no_face(entry) and m.key != "detection_rate":
                         cells.append(UNDETECTED)
                     else:
-                        cells.append(_bold(m.format(dist.get(m.key)), columns[(d, m.key)][i]))
+                        cells.append(_bold(m.format(entry.get(m.key)), columns[(d, m.key)][i]))
             body.append(cells)
     header = (["Methods"] + (["Scale"] if several else [])
               + [f"{d} {m.heading}" for d in distances for m in DISTANCE_METRICS])

@@ -13,7 +13,6 @@ files) are whole faces (``patch_size: null``), a global batch of 16 and 300 epoc
 """
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
@@ -21,10 +20,12 @@ from typing import Any, Literal, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fsr_bench.config_io import ConfigInputError, apply_sets, format_validation_error, parse_set, read_yaml_mapping
+
 __all__ = ["ConfigError", "TrainConfig", "apply_overrides", "load_config", "parse_override"]
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigInputError):
     """A training config that cannot be used; the message names the key and the fix."""
 
 
@@ -127,6 +128,7 @@ class LogSection(_Section):
 
 
 class TrainConfig(_Section):
+    kind: Literal["train"] = "train"  # what `fsr-bench run` reads to point at `fsr-bench train`
     model: ModelSection
     data: DataSection
     loss: LossSection = Field(default_factory=LossSection)
@@ -159,80 +161,19 @@ class TrainConfig(_Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-# -- loading --------------------------------------------------------------------------------------
+# -- loading (fsr_bench.config_io: the reader protocols use too) ------------------------------------
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``"a.b=c"`` -> (["a", "b"], yaml.safe_load("c")); an empty value is ``None``."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: write KEY=VALUE with a dotted key, e.g. --set data.batch_size=8")
-    key, _, raw = item.partition("=")
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set {item!r}: bad key {key!r} (dotted, e.g. optim.lr)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
-    return key.split("."), value
+    return parse_set(item, ConfigError)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``--set`` items to a nested dict (in place; returns it). Later items win."""
-    for item in overrides or ():
-        parts, value = parse_override(item)
-        node = raw
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"--set {item!r}: {where} is a value ({child!r}), not a section")
-            node = child
-        node[parts[-1]] = value
+    apply_sets(raw, overrides, ConfigError)
     return raw
 
 
-def _known_fields(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
-    """Field names at a location of the schema (for "did you mean" suggestions)."""
-    cls: Any = model
-    for part in loc[:-1]:
-        field = getattr(cls, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        ann = field.annotation
-        for cand in (ann, *getattr(ann, "__args__", ())):
-            if isinstance(cand, type) and issubclass(cand, BaseModel):
-                cls = cand
-                break
-        else:
-            return []
-    return list(getattr(cls, "model_fields", {}))
-
-
-def _format_errors(exc: ValidationError, source: str, overridden: set[str]) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = list(err["loc"])
-        dotted = ".".join(str(p) for p in loc)
-        origin = " (from --set)" if dotted in overridden or any(
-            dotted.startswith(o + ".") for o in overridden
-        ) else ""
-        if err["type"] == "extra_forbidden":
-            known = _known_fields(TrainConfig, loc)
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            hint = f"; did you mean {'.'.join(map(str, loc[:-1] + [close[0]]))}?" if close else (
-                f"; valid keys here: {', '.join(known)}" if known else ""
-            )
-            lines.append(f"{dotted}: unknown key{origin}{hint}")
-        elif err["type"] == "missing":
-            lines.append(f"{dotted}: required but missing{origin}")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            if msg.startswith(dotted):  # the message already names its location
-                lines.append(f"{msg}{origin}")
-            else:
-                lines.append(f"{dotted}: {msg} (got {err.get('input')!r}){origin}")
-    return f"invalid training config {source}:\n  " + "\n  ".join(lines)
+PROTOCOL_KINDS = ("reconstruction", "recognition")
 
 
 def load_config(
@@ -248,28 +189,24 @@ def load_config(
     source = "(from --set)"
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"training config {p} not found")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p} must contain a mapping at the top level, got {type(loaded).__name__}")
-        raw.update(loaded)
+        raw.update(read_yaml_mapping(p, ConfigError, "training config"))
         source = str(p)
+        if raw.get("kind") in PROTOCOL_KINDS:
+            raise ConfigError(f"{p} is a {raw['kind']} protocol, not a training config; run it with "
+                              f"`fsr-bench run {p}`")
         if raw.get("out_dir") is None:
             raw["out_dir"] = str(Path("runs") / p.stem)
-    apply_overrides(raw, overrides)
-    overridden = {".".join(parse_override(o)[0]) for o in overrides or ()}
+    overridden = apply_sets(raw, overrides, ConfigError)
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source, overridden)) from None
+        raise ConfigError(format_validation_error(exc, TrainConfig, f"invalid training config {source}:",
+                                                  overridden)) from None
 
 
 #: Config paths that may differ between a run and its ``--resume`` (they do not change the maths).
 RESUMABLE_CHANGES = (
+    "kind",  # configs written before training files declared `kind: train`
     "schedule.",
     "log.",
     "out_dir",

@@ -46,76 +46,24 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fsr_bench.atomic import sweep_stale_temp, write_bytes
+from fsr_bench import atomic
+from fsr_bench.errors import FsrBenchError
 from fsr_bench.models.precision import PrecisionError, autocast, infer, resolve_precision
+from fsr_bench.train.checkpointing import plain, rng_state, set_rng_state
 from fsr_bench.train.config import TrainConfig, recipe_differences
 from fsr_bench.train.data import EpochSampler, TrainPairs, ValPairs, as_patch, check_sizes
+from fsr_bench.train.distributed import dist_env, resolve_device
 from fsr_bench.train.losses import TrainStep
+from fsr_bench.train.validation import collate_val, score_pairs
 
 __all__ = ["TrainError", "Trainer", "dry_run", "score_pairs", "train"]
 
 
-class TrainError(RuntimeError):
+class TrainError(FsrBenchError, RuntimeError):
     """A training problem the user can fix; the message says how."""
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _dist_env() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment (1 process without it)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    return rank, local, world
-
-
-def _resolve_device(name: str, local_rank: int, world: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu")
-        if world > 1 or name == "cuda":
-            name = f"cuda:{local_rank if world > 1 else torch.cuda.current_device()}"
-    elif name != "cpu":
-        raise TrainError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    return torch.device(name)
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    """This process's RNG states as tensors/ints (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, pstate, gauss_next = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "state": torch.tensor(pstate, dtype=torch.int64),
-                   "gauss_next": gauss_next},
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _plain(x: Any) -> Any:
-    """Tuples -> lists recursively (configs compare equal after a YAML/JSON round trip)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
-
-
 def _fmt_duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 90:
@@ -175,7 +123,7 @@ class Trainer:
         self.cfg = cfg
         self.resume = resume
         self.callbacks = list(callbacks)
-        self.rank, self.local_rank, self.world = _dist_env()
+        self.rank, self.local_rank, self.world = dist_env()
         self.is_main = self.rank == 0
         self._echo = echo or (lambda s: print(s, file=sys.stderr, flush=True))
         self.write_outputs = write_outputs
@@ -196,12 +144,12 @@ class Trainer:
     def _setup(self) -> None:
         cfg = self.cfg
         if self.world > 1 and not dist.is_initialized():
-            dev = _resolve_device(cfg.device, self.local_rank, self.world)
+            dev = resolve_device(cfg.device, self.local_rank, self.world)
             if dev.type == "cuda":
                 torch.cuda.set_device(dev)
             dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
             self._owns_pg = True
-        self.device = _resolve_device(cfg.device, self.local_rank, self.world)
+        self.device = resolve_device(cfg.device, self.local_rank, self.world)
         if cfg.cpu_threads is not None:
             torch.set_num_threads(cfg.cpu_threads)
         if self.device.type == "cuda":
@@ -374,8 +322,8 @@ class Trainer:
                 f"--resume: {path} is a checkpoint of model {ck.get('model')!r}, but the config trains {name!r};"
                 " use the run's config or another --out"
             )
-        if _plain(ck.get("config")) != _plain(self.model.config_dict()):
-            a, b = _plain(ck.get("config") or {}), _plain(self.model.config_dict())
+        if plain(ck.get("config")) != plain(self.model.config_dict()):
+            a, b = plain(ck.get("config") or {}), plain(self.model.config_dict())
             diff = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
             raise TrainError(f"--resume: {path} holds a {name} with another architecture config ({'; '.join(diff)})")
         diffs = recipe_differences(ck.get("train_config", {}), self.cfg.to_dict())
@@ -396,7 +344,7 @@ class Trainer:
             self.scaler.load_state_dict(ck["scaler"])
         rngs = ck.get("rng") or []
         if len(rngs) == self.world:
-            _set_rng_state(rngs[self.rank], self.device)
+            set_rng_state(rngs[self.rank], self.device)
         elif rngs:
             self.echo(f"note: {path} was written by {len(rngs)} process(es), now {self.world}: RNG states re-seeded")
         self.epoch, self.epoch_step, self.step = int(ck["epoch"]), int(ck["epoch_step"]), int(ck["step"])
@@ -418,7 +366,7 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
-        state = _rng_state(self.device)
+        state = rng_state(self.device)
         if self.world > 1:
             states: list[Any] = [None] * self.world
             dist.all_gather_object(states, state)
@@ -449,7 +397,7 @@ class Trainer:
             # records a best newer than best.pt holds (resume re-reads best.pt's own record)
             if best:
                 written = save_checkpoint(self.model, self.out_dir / "best.pt", **payload)
-                write_bytes(self.out_dir / "last.pt", written.read_bytes())
+                atomic.copy_file(written, self.out_dir / "last.pt")
             else:
                 save_checkpoint(self.model, self.out_dir / "last.pt", **payload)
         self._last_ckpt_time = time.monotonic()
@@ -467,9 +415,12 @@ class Trainer:
             raise TrainError(f"the model produced NaN/inf on the validation set at step {self.step}")
         if self.world > 1:
             dist.all_reduce(sums)
-        total, ssim_sum, n = sums.tolist()
+        total, ssim_sum, n, n_exact = sums.tolist()
+        # every image exact: the mean PSNR is undefined (null in results); for ranking it is the best
+        psnr = total / (n - n_exact) if n > n_exact else math.inf
         result = {"step": self.step, "epoch": self.epoch + self.epoch_step / max(1, self.steps_per_epoch),
-                  "psnr": total / n, "ssim": ssim_sum / n, "n": int(n), "seconds": time.monotonic() - t0}
+                  "psnr": psnr, "ssim": ssim_sum / n, "n": int(n), "n_exact": int(n_exact),
+                  "seconds": time.monotonic() - t0}
         self.last_val = result
         return result
 
@@ -601,7 +552,7 @@ class Trainer:
         if not (self.is_main and self.write_outputs):
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in sweep_stale_temp(self.out_dir, ["last.pt", "best.pt", "config.yaml", "summary.json"]):
+        for stale in atomic.sweep_stale_temp(self.out_dir, ["last.pt", "best.pt", "config.yaml", "summary.json"]):
             self.echo(f"removed a temp file a killed run left behind: {stale.name}")
         (self.out_dir / "config.yaml").write_text(self.cfg.to_yaml(), encoding="utf-8")
         resume_step = self.step if self.resume else None
@@ -815,7 +766,7 @@ class Trainer:
             if self.val_pairs is not None:
                 self.model.eval()
                 b = [self.val_pairs[i] for i in range(min(self.val_batch, len(self.val_pairs)))]
-                x = _collate_val(b)["lr"].to(self.device)
+                x = collate_val(b)["lr"].to(self.device)
                 t0 = time.perf_counter()
                 infer(self.model, x, cfg.precision, cfg.channels_last).sum().item()
                 val_s = (time.perf_counter() - t0) * len(self.val_pairs) / (len(b) * self.world)
@@ -836,43 +787,6 @@ class Trainer:
             info.update({"s_per_step": per_step, "img_per_s": cfg.data.batch_size / per_step,
                          "val_s": val_s, "validations": n_val, "estimated_steps": steps, "estimate_s": est})
         return info
-
-
-@torch.no_grad()
-def score_pairs(model: nn.Module, pairs, device: torch.device, batch_size: int = 8, indices=None,
-                workers: int = 0, channels_last: bool = False, precision: str = "fp32") -> torch.Tensor:
-    """Sums ``[PSNR, SSIM, n]`` (float64, on ``device``) of ``model`` on (LR, HR) ``pairs``.
-
-    ``precision``/``channels_last``: how the model runs (``fsr_bench.models.precision``); training
-    validates in its own training precision, so ``best.pt`` is chosen by what was trained.
-
-    The benchmark's conventions: outputs clamped and rounded to 8 bits, Y channel (BT.601, MATLAB),
-    border crop = scale, SSIM 11x11 Gaussian σ 1.5 (``fsr_bench.metrics.functional``). Used for
-    validation during training and for scoring baselines (e.g. bicubic) on the same split.
-    """
-    from fsr_bench.metrics.functional import psnr, ssim
-
-    was_training = model.training
-    model.eval()
-    subset = pairs if indices is None else torch.utils.data.Subset(pairs, list(indices))
-    loader = torch.utils.data.DataLoader(
-        subset, batch_size=batch_size, num_workers=workers, collate_fn=_collate_val,
-        generator=torch.Generator(),  # leaves the global RNG untouched (exact resume)
-    )
-    scale = model.scale
-    sums = torch.zeros(3, dtype=torch.float64, device=device)
-    for batch in loader:
-        lr = batch["lr"].to(device, non_blocking=True)
-        hr = batch["hr"].to(device, non_blocking=True)
-        sr = infer(model, lr, precision, channels_last)
-        if not torch.isfinite(sr).all():
-            sums[0] = float("nan")
-            break
-        p = psnr(sr, hr, crop_border=scale, y_channel=True)
-        s = ssim(sr, hr, crop_border=scale, y_channel=True)
-        sums += torch.stack([p.sum(), s.sum(), torch.tensor(float(len(p)), dtype=torch.float64, device=device)])
-    model.train(was_training)
-    return sums
 
 
 class _FrozenEmbedder(nn.Module):
@@ -911,15 +825,6 @@ def _identity_module(name: str, weights: str | None, device: torch.device, key: 
             " (an identity loss needs one; use mobilefacenet)"
         )
     return _FrozenEmbedder(net, mean, std).to(device)
-
-
-def _collate_val(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "lr": torch.stack([it["lr"] for it in items]),
-        "hr": torch.stack([it["hr"] for it in items]),
-        "index": [it["index"] for it in items],
-        "name": [it["name"] for it in items],
-    }
 
 
 # -- functional entry points ----------------------------------------------------------------------

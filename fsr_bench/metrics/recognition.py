@@ -1,4 +1,4 @@
-"""Recognition scores — pure NumPy functions, no I/O, no models.
+"""Recognition scores — pure NumPy functions (ROC from scikit-learn), no I/O, no models.
 
 Conventions, chosen once here so every report agrees:
 
@@ -17,8 +17,9 @@ CMC / ROC / EER as in ISO/IEC 19795-1; subject-level bootstrap as in e.g. Bolle,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, NamedTuple
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -36,7 +37,12 @@ __all__ = [
     "bootstrap_ci",
     "VerificationResult",
     "verification_accuracy_10fold",
+    "RowScores",
+    "score_row",
 ]
+
+CMC_RANKS = 10
+ROC_POINTS = 200
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -169,22 +175,30 @@ class ROC(NamedTuple):
 
 
 def roc(genuine: ArrayLike, impostor: ArrayLike) -> ROC:
-    """Exact empirical ROC: one point per distinct score (no binning, no interpolation)."""
+    """Exact empirical ROC: one point per distinct score (no binning, no interpolation).
+
+    ``sklearn.metrics.roc_curve`` with every threshold kept (``drop_intermediate=False``); a score
+    is accepted when ``>= threshold``. scikit-learn refuses infinite scores, so ``-inf`` (an
+    undetected face: rejected at every threshold) enters as a finite value below every other score
+    and its threshold is reported as ``-inf`` again — the operating points are unchanged.
+    """
+    from sklearn.metrics import roc_curve
+
     g, im = _vector(genuine, "genuine"), _vector(impostor, "impostor")
     if g.size == 0 or im.size == 0:
         raise ValueError("roc needs at least one genuine and one impostor score")
     if np.isnan(g).any() or np.isnan(im).any():
         raise ValueError("scores contain NaN; mask undetected faces before building a ROC")
-    thr = np.unique(np.concatenate([g, im]))[::-1]  # descending
-    g_sorted, i_sorted = np.sort(g), np.sort(im)
-    # count of scores >= t = n - (number strictly below t)
-    tar = (g.size - np.searchsorted(g_sorted, thr, side="left")) / g.size
-    far = (im.size - np.searchsorted(i_sorted, thr, side="left")) / im.size
-    return ROC(
-        far=np.concatenate([[0.0], far]),
-        tar=np.concatenate([[0.0], tar]),
-        thresholds=np.concatenate([[np.inf], thr]),
-    )
+    scores = np.concatenate([g, im])
+    finite = scores[np.isfinite(scores)]
+    lo = (finite.min() if finite.size else 0.0) - 1.0
+    hi = (finite.max() if finite.size else 0.0) + 1.0
+    ranked = np.where(scores == -np.inf, lo, np.where(scores == np.inf, hi, scores))
+    truth = np.concatenate([np.ones(g.size, dtype=bool), np.zeros(im.size, dtype=bool)])
+    far, tar, thr = roc_curve(truth, ranked, drop_intermediate=False)
+    thr = np.where(thr == lo, -np.inf, np.where(thr == hi, np.inf, thr))
+    thr[0] = np.inf  # the 'reject all' point
+    return ROC(far=far.astype(np.float64), tar=tar.astype(np.float64), thresholds=thr.astype(np.float64))
 
 
 def tar_at_far(genuine: ArrayLike, impostor: ArrayLike, far: float) -> float:
@@ -306,3 +320,137 @@ def verification_accuracy_10fold(
         thrs.append(t)
     a = np.array(accs)
     return VerificationResult(float(a.mean()), float(a.std()), a, np.array(thrs))
+
+
+# -- one row of a recognition run (probes x gallery) --------------------------------------------------------------------------------
+@dataclass
+class RowScores:
+    """Everything scored for one row; ``similarity``/``rank`` are None where not scorable."""
+
+    metrics: dict[str, Any]
+    ci95: dict[str, list[float]]
+    per_distance: dict[str, dict[str, Any]]
+    per_camera: dict[str, dict[str, Any]]
+    roc: dict[str, list[float]]
+    cmc: list[float]
+    similarity: list[float | None]
+    matched: list[bool]
+    rank: list[int | None]
+    unavailable: dict[str, str] = field(default_factory=dict)
+    n_impostor_pairs: int = 0
+
+
+def _group_scores(mask: np.ndarray, matched: np.ndarray, scored: np.ndarray, own: np.ndarray,
+                  detected: np.ndarray) -> dict[str, Any]:
+    n = int(mask.sum())
+    s = mask & scored
+    return {
+        "matching_accuracy": float(matched[mask].sum() / n) if n else None,
+        "average_similarity": float(own[s].mean()) if s.any() else None,
+        "detection_rate": float(detected[mask].mean()) if n else None,
+        "n_probes": n,
+    }
+
+
+def _roc_points(genuine: np.ndarray, impostor: np.ndarray) -> dict[str, list[float]]:
+    """≤ ROC_POINTS achievable (FAR, TAR) points on a log-spaced FAR grid (for log-x ROC plots)."""
+    curve = roc(genuine, impostor)
+    lowest = min(1.0, 1.0 / impostor.size)
+    grid = np.concatenate([[0.0], np.logspace(math.log10(lowest), 0.0, ROC_POINTS - 1)])
+    tar = [float(curve.tar[curve.far <= f + 1e-15].max()) for f in grid]
+    return {"far": [float(f) for f in grid], "tar": tar}
+
+
+def score_row(emb_p: np.ndarray, det_p: np.ndarray, emb_g: np.ndarray, det_g: np.ndarray,
+              subject_index: np.ndarray, threshold: float = 0.4, *, distances: Sequence[str] | None = None,
+              cameras: Sequence[str] | None = None, bootstrap_n: int = 1000,
+              bootstrap_seed: int = 0) -> RowScores:
+    """Score P probes against S gallery subjects (one gallery embedding each). Pure NumPy.
+
+    ``subject_index[i]`` is the gallery row of probe i's subject. See the module docstring for how
+    undetected probes and gallery faces enter each number.
+    """
+    det_p, det_g = np.asarray(det_p, bool), np.asarray(det_g, bool)
+    subj = np.asarray(subject_index, dtype=np.int64)
+    n_p, n_g = det_p.size, det_g.size
+    if n_p == 0:
+        raise ValueError("no probes to score")
+    sims = np.full((n_p, n_g), -np.inf)
+    rows, cols = np.flatnonzero(det_p), np.flatnonzero(det_g)
+    if rows.size and cols.size:
+        sims[np.ix_(rows, cols)] = cosine_similarity_matrix(np.asarray(emb_p)[rows], np.asarray(emb_g)[cols])
+    arange = np.arange(n_p)
+    own = sims[arange, subj]
+    scored = det_p & det_g[subj]
+    genuine_nan = np.where(scored, own, np.nan)
+    ma = matching_accuracy(genuine_nan, scored, threshold)
+    avg = average_similarity(genuine_nan, scored)
+    matched = scored & (own >= threshold)
+    # rank of the own identity: 1 + other identities at least as similar (pessimistic ties)
+    ge = sims >= own[:, None]
+    ge[arange, subj] = False
+    rank = np.where(scored, 1 + ge.sum(axis=1), 0)
+    cmc_curve = cmc(sims, subj, np.arange(n_g), max_rank=CMC_RANKS, detected_mask=scored)
+    unavailable: dict[str, str] = {}
+    if avg is None:
+        unavailable["average_similarity"] = "no probe face reached the recogniser (the paper prints '-')"
+    genuine = np.where(scored, own, -np.inf)
+    other = np.ones((n_p, n_g), dtype=bool)
+    other[arange, subj] = False
+    impostor = sims[other]
+    tar2 = tar3 = eer_value = None
+    roc_pts: dict[str, list[float]] = {"far": [], "tar": []}
+    if impostor.size:
+        tar2 = tar_at_far(genuine, impostor, 1e-2)
+        tar3 = tar_at_far(genuine, impostor, 1e-3)
+        eer_value = eer(genuine, impostor)
+        roc_pts = _roc_points(genuine, impostor)
+    else:
+        for key in ("tar_at_far_1e-2", "tar_at_far_1e-3", "eer"):
+            unavailable[key] = "one gallery subject: there are no impostor pairs"
+    metrics = {
+        "matching_accuracy": ma,
+        "average_similarity": avg,
+        "detection_rate": float(det_p.mean()),
+        "rank1": float(cmc_curve[0]),
+        "rank5": float(cmc_curve[min(5, CMC_RANKS) - 1]),
+        "tar_at_far_1e-2": tar2,
+        "tar_at_far_1e-3": tar3,
+        "eer": eer_value,
+        "n_probes": int(n_p),
+        "n_matched": int(matched.sum()),
+    }
+    # subject-level bootstrap: ratio of sums over resampled subjects
+    ci95: dict[str, list[float]] = {}
+    if bootstrap_n > 0:
+        uniq, inv = np.unique(subj, return_inverse=True)
+        count = np.bincount(inv, minlength=uniq.size).astype(float)
+        hits = np.bincount(inv, weights=matched.astype(float), minlength=uniq.size)
+        top1 = np.bincount(inv, weights=(scored & (rank == 1)).astype(float), minlength=uniq.size)
+        n_sc = np.bincount(inv, weights=scored.astype(float), minlength=uniq.size)
+        s_sum = np.bincount(inv, weights=np.where(scored, own, 0.0), minlength=uniq.size)
+
+        def ratio(num: np.ndarray, den: np.ndarray) -> Callable[[np.ndarray], float]:
+            return lambda idx: float(num[idx].sum() / den[idx].sum()) if den[idx].sum() > 0 else math.nan
+
+        for key, stat in (("matching_accuracy", ratio(hits, count)), ("rank1", ratio(top1, count)),
+                          ("average_similarity", ratio(s_sum, n_sc))):
+            if metrics[key] is None:
+                continue
+            ci = bootstrap_ci(np.arange(uniq.size), stat, n=bootstrap_n, seed=bootstrap_seed)
+            if math.isfinite(ci.low) and math.isfinite(ci.high):
+                ci95[key] = [ci.low, ci.high]
+            else:
+                unavailable[f"ci95.{key}"] = "some bootstrap resamples had no detected probe"
+
+    def groups(labels: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+        lab = np.asarray(labels if labels is not None else ["all"] * n_p)
+        return {g: _group_scores(lab == g, matched, scored, own, det_p) for g in sorted(set(lab.tolist()))}
+
+    return RowScores(
+        metrics=metrics, ci95=ci95, per_distance=groups(distances), per_camera=groups(cameras),
+        roc=roc_pts, cmc=[float(v) for v in cmc_curve],
+        similarity=[float(own[i]) if scored[i] else None for i in range(n_p)],
+        matched=[bool(v) for v in matched], rank=[int(r) if scored[i] else None for i, r in enumerate(rank)],
+        unavailable=unavailable, n_impostor_pairs=int(impostor.size),
+    )

@@ -39,338 +39,41 @@ all cached is never even built.
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import math
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
-import yaml
 
-from fsr_bench import __version__, atomic
+from fsr_bench import results
 from fsr_bench.data.identity_folders import ProbeItem, RecognitionSet
-from fsr_bench.recognition_protocol import HR_PROBES, LR_IMAGE, RecognitionProtocol
+from fsr_bench.metrics.recognition import RowScores, score_row
 from fsr_bench.protocol import ModelSpec, ProtocolError
-from fsr_bench.provenance import collect, stable_hash
-from fsr_bench.runner import checkpoint_sha, load_model, resolve_device, safe_name
+from fsr_bench.protocol.recognition import HR_PROBES, LR_IMAGE, RecognitionProtocol
+from fsr_bench.provenance import collect
+from fsr_bench.run.caches import FaceStore, SRStore, content_key
+from fsr_bench.run.common import Log, checkpoint_sha, load_model, resolve_device, safe_filename, write_protocol
 
-__all__ = [
-    "PER_PROBE_COLUMNS",
-    "SUMMARY_COLUMNS",
-    "FaceStore",
-    "RowScores",
-    "build_recognition_set",
-    "content_key",
-    "run_recognition",
-    "score_row",
-]
+__all__ = ["build_recognition_set", "run_recognition"]
 
-SUMMARY_COLUMNS = ["model", "scale", "label", "matching_accuracy", "average_similarity", "detection_rate",
-                   "rank1", "tar_at_far_1e-3", "eer", "n_probes"]
-PER_PROBE_COLUMNS = ["label", "probe", "subject", "distance", "camera", "similarity", "detected", "matched",
-                     "rank"]
-CMC_RANKS = 10
-ROC_POINTS = 200
-CACHE_VERSION = 1
 SAVE_EVERY_BATCHES = 64  # SR cache checkpoints during long model rows
-Log = Callable[[str], None]
 
 
 # -- data ------------------------------------------------------------------------------------------
 def build_recognition_set(protocol: RecognitionProtocol, cache_dir: Path, device: str = "cpu",
                           progress: bool = False) -> RecognitionSet:
     """The dataset adapter of ``protocol.data``; data problems become ProtocolErrors naming the block."""
+    from fsr_bench.data.identity_folders import RECOGNITION_SETS
     from fsr_bench.data.io import FsrBenchDataError
 
     spec = protocol.data
     try:
-        if spec.type == "scface":
-            from fsr_bench.data.scface import SCfaceSet
-
-            return SCfaceSet(root=spec.root, subjects=spec.subjects, distances=spec.distances,
-                             cameras=spec.cameras, face_crop=spec.face_crop.model_dump(),
-                             lr_size=spec.lr_size, scale=spec.scale, cache_dir=cache_dir, device=device,
-                             progress=progress)
-        from fsr_bench.data.identity_folders import IdentityFolderSet
-
-        return IdentityFolderSet(root=spec.root, list_file=spec.list_file, gallery_list=spec.gallery_list,
-                                 max_identities=spec.max_identities,
-                                 max_probes_per_identity=spec.max_probes_per_identity, seed=spec.seed,
-                                 probe_degradation=spec.probe_degradation.model_dump(), name=spec.name)
+        return RECOGNITION_SETS.get(spec.type).builder(spec.model_dump(), cache_dir=cache_dir, device=device,
+                                                       progress=progress)
     except FsrBenchDataError as exc:
         raise ProtocolError(f"data ({spec.type}): {exc}") from None
-
-
-def content_key(image: torch.Tensor) -> str:
-    """sha256 of an image's 8-bit pixels and shape: equal pixels, equal key (the cache key)."""
-    from fsr_bench.data.io import to_uint8
-
-    pixels = to_uint8(image.detach().cpu()).contiguous()
-    h = hashlib.sha256(str(tuple(pixels.shape)).encode())
-    h.update(pixels.numpy().tobytes())
-    return h.hexdigest()
-
-
-def _torch_bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def _torch_load(path: Path) -> dict[str, Any] | None:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        return None
-    except Exception:  # a damaged cache costs a recomputation, never a wrong number
-        return None
-    return obj if isinstance(obj, dict) and obj.get("version") == CACHE_VERSION else None
-
-
-# -- the face cache --------------------------------------------------------------------------------
-class FaceStore:
-    """Detection + alignment + embedding of images, cached by 8-bit content for one face pipeline.
-
-    ``embed(images)`` returns ``(keys, embeddings (N, D) float32 — zero rows where undetected,
-    detected (N,) bool)``; ``None`` images (probes that could not be made) are undetected.
-    """
-
-    def __init__(self, folder: Path, aligner, recogniser, max_side: int | None, fresh: bool = False):
-        self.aligner, self.recogniser, self.max_side = aligner, recogniser, max_side
-        self.pipeline = {
-            "version": CACHE_VERSION,
-            "detector": aligner.describe(),
-            "max_side": max_side,
-            "recogniser": {k: v for k, v in recogniser.describe().items() if k not in ("device", "weights_path")},
-        }
-        self.path = folder / f"faces_{stable_hash(self.pipeline)[:16]}.pt"
-        self.dim = int(recogniser.embedding_dim)
-        self.entries: dict[str, tuple[bool, torch.Tensor]] = {}
-        cached = None if fresh else _torch_load(self.path)
-        if cached is not None:
-            for k, d, e in zip(cached["keys"], cached["detected"].tolist(), cached["embeddings"]):
-                self.entries[k] = (bool(d), e)
-        self.computed = 0
-        self.reused = 0
-        self._dirty = False
-
-    def _prepare(self, image: torch.Tensor) -> torch.Tensor:
-        """Downscale images whose longer side exceeds ``max_side`` (alignment output is 112×112)."""
-        from fsr_bench.data.identity_folders import quantize
-        from fsr_bench.data.resize import imresize
-
-        side = max(image.shape[-2:])
-        if self.max_side is None or side <= self.max_side:
-            return image
-        return quantize(imresize(image, scale=self.max_side / side))
-
-    def embed(self, images: Sequence[torch.Tensor | None]) -> tuple[list[str | None], torch.Tensor, torch.Tensor]:
-        keys = [None if im is None else content_key(im) for im in images]
-        todo: dict[str, torch.Tensor] = {}
-        for k, im in zip(keys, images):
-            if k is not None and k not in self.entries and k not in todo:
-                todo[k] = im
-        if todo:
-            todo_keys = list(todo)
-            found = self.aligner.align([self._prepare(todo[k].float()) for k in todo_keys])
-            emb = torch.zeros(len(todo_keys), self.dim)
-            if bool(found.detected.any()):
-                emb[found.detected] = self.recogniser.embed(found.faces[found.detected]).float()
-            for i, k in enumerate(todo_keys):
-                self.entries[k] = (bool(found.detected[i]), emb[i].clone())
-            self.computed += len(todo_keys)
-            self._dirty = True
-        n_keys = sum(1 for k in keys if k is not None)
-        self.reused += n_keys - len(todo)
-        out = torch.zeros(len(images), self.dim)
-        det = torch.zeros(len(images), dtype=torch.bool)
-        for i, k in enumerate(keys):
-            if k is not None:
-                d, e = self.entries[k]
-                det[i] = d
-                out[i] = e
-        return keys, out, det
-
-    def save(self) -> None:
-        if not self._dirty:
-            return
-        keys = list(self.entries)
-        atomic.write_bytes(self.path, _torch_bytes({
-            "version": CACHE_VERSION,
-            "pipeline": stable_hash(self.pipeline),
-            "keys": keys,
-            "detected": torch.tensor([self.entries[k][0] for k in keys], dtype=torch.bool),
-            "embeddings": torch.stack([self.entries[k][1] for k in keys]) if keys else torch.zeros(0, self.dim),
-        }))
-        self._dirty = False
-
-
-class _SRStore:
-    """SR outputs (uint8) of one model, keyed by the LR probe's content."""
-
-    def __init__(self, folder: Path, spec: ModelSpec, sha: str | None, fresh: bool):
-        self.meta = {"version": CACHE_VERSION, "fsr_bench": __version__, "name": spec.name,
-                     "checkpoint_sha256": sha, "overrides": spec.overrides}
-        self.path = folder / f"{safe_name(spec.display)}_{stable_hash(self.meta)[:16]}.pt"
-        cached = None if fresh else _torch_load(self.path)
-        self.scale: int | None = cached.get("scale") if cached else None
-        self.outputs: dict[str, torch.Tensor] = dict(zip(cached["keys"], cached["outputs"])) if cached else {}
-        self._dirty = False
-
-    def put(self, key: str, sr: torch.Tensor) -> None:
-        self.outputs[key] = sr
-        self._dirty = True
-
-    def save(self) -> None:
-        if self._dirty:
-            keys = list(self.outputs)
-            atomic.write_bytes(self.path, _torch_bytes({
-                "version": CACHE_VERSION, "scale": self.scale, "meta_hash": stable_hash(self.meta),
-                "keys": keys, "outputs": [self.outputs[k] for k in keys]}))
-            self._dirty = False
-
-
-# -- scoring (pure) --------------------------------------------------------------------------------
-@dataclass
-class RowScores:
-    """Everything scored for one row; ``similarity``/``rank`` are None where not scorable."""
-
-    metrics: dict[str, Any]
-    ci95: dict[str, list[float]]
-    per_distance: dict[str, dict[str, Any]]
-    per_camera: dict[str, dict[str, Any]]
-    roc: dict[str, list[float]]
-    cmc: list[float]
-    similarity: list[float | None]
-    matched: list[bool]
-    rank: list[int | None]
-    unavailable: dict[str, str] = field(default_factory=dict)
-    n_impostor_pairs: int = 0
-
-
-def _group_scores(mask: np.ndarray, matched: np.ndarray, scored: np.ndarray, own: np.ndarray,
-                  detected: np.ndarray) -> dict[str, Any]:
-    n = int(mask.sum())
-    s = mask & scored
-    return {
-        "matching_accuracy": float(matched[mask].sum() / n) if n else None,
-        "average_similarity": float(own[s].mean()) if s.any() else None,
-        "detection_rate": float(detected[mask].mean()) if n else None,
-        "n_probes": n,
-    }
-
-
-def _roc_points(genuine: np.ndarray, impostor: np.ndarray) -> dict[str, list[float]]:
-    """≤ ROC_POINTS achievable (FAR, TAR) points on a log-spaced FAR grid (for log-x ROC plots)."""
-    from fsr_bench.face.recognition import roc
-
-    curve = roc(genuine, impostor)
-    lowest = min(1.0, 1.0 / impostor.size)
-    grid = np.concatenate([[0.0], np.logspace(math.log10(lowest), 0.0, ROC_POINTS - 1)])
-    tar = [float(curve.tar[curve.far <= f + 1e-15].max()) for f in grid]
-    return {"far": [float(f) for f in grid], "tar": tar}
-
-
-def score_row(emb_p: np.ndarray, det_p: np.ndarray, emb_g: np.ndarray, det_g: np.ndarray,
-              subject_index: np.ndarray, threshold: float = 0.4, *, distances: Sequence[str] | None = None,
-              cameras: Sequence[str] | None = None, bootstrap_n: int = 1000,
-              bootstrap_seed: int = 0) -> RowScores:
-    """Score P probes against S gallery subjects (one gallery embedding each). Pure NumPy.
-
-    ``subject_index[i]`` is the gallery row of probe i's subject. See the module docstring for how
-    undetected probes and gallery faces enter each number.
-    """
-    from fsr_bench.face import recognition as R
-
-    det_p, det_g = np.asarray(det_p, bool), np.asarray(det_g, bool)
-    subj = np.asarray(subject_index, dtype=np.int64)
-    n_p, n_g = det_p.size, det_g.size
-    if n_p == 0:
-        raise ValueError("no probes to score")
-    sims = np.full((n_p, n_g), -np.inf)
-    rows, cols = np.flatnonzero(det_p), np.flatnonzero(det_g)
-    if rows.size and cols.size:
-        sims[np.ix_(rows, cols)] = R.cosine_similarity_matrix(np.asarray(emb_p)[rows], np.asarray(emb_g)[cols])
-    arange = np.arange(n_p)
-    own = sims[arange, subj]
-    scored = det_p & det_g[subj]
-    genuine_nan = np.where(scored, own, np.nan)
-    ma = R.matching_accuracy(genuine_nan, scored, threshold)
-    avg = R.average_similarity(genuine_nan, scored)
-    matched = scored & (own >= threshold)
-    # rank of the own identity: 1 + other identities at least as similar (pessimistic ties)
-    ge = sims >= own[:, None]
-    ge[arange, subj] = False
-    rank = np.where(scored, 1 + ge.sum(axis=1), 0)
-    cmc = R.cmc(sims, subj, np.arange(n_g), max_rank=CMC_RANKS, detected_mask=scored)
-    unavailable: dict[str, str] = {}
-    if avg is None:
-        unavailable["average_similarity"] = "no probe face reached the recogniser (the paper prints '-')"
-    genuine = np.where(scored, own, -np.inf)
-    other = np.ones((n_p, n_g), dtype=bool)
-    other[arange, subj] = False
-    impostor = sims[other]
-    tar2 = tar3 = eer = None
-    roc_pts: dict[str, list[float]] = {"far": [], "tar": []}
-    if impostor.size:
-        tar2 = R.tar_at_far(genuine, impostor, 1e-2)
-        tar3 = R.tar_at_far(genuine, impostor, 1e-3)
-        eer = R.eer(genuine, impostor)
-        roc_pts = _roc_points(genuine, impostor)
-    else:
-        for key in ("tar_at_far_1e-2", "tar_at_far_1e-3", "eer"):
-            unavailable[key] = "one gallery subject: there are no impostor pairs"
-    metrics = {
-        "matching_accuracy": ma,
-        "average_similarity": avg,
-        "detection_rate": float(det_p.mean()),
-        "rank1": float(cmc[0]),
-        "rank5": float(cmc[min(5, CMC_RANKS) - 1]),
-        "tar_at_far_1e-2": tar2,
-        "tar_at_far_1e-3": tar3,
-        "eer": eer,
-        "n_probes": int(n_p),
-        "n_matched": int(matched.sum()),
-    }
-    # subject-level bootstrap: ratio of sums over resampled subjects
-    ci95: dict[str, list[float]] = {}
-    if bootstrap_n > 0:
-        uniq, inv = np.unique(subj, return_inverse=True)
-        count = np.bincount(inv, minlength=uniq.size).astype(float)
-        hits = np.bincount(inv, weights=matched.astype(float), minlength=uniq.size)
-        top1 = np.bincount(inv, weights=(scored & (rank == 1)).astype(float), minlength=uniq.size)
-        n_sc = np.bincount(inv, weights=scored.astype(float), minlength=uniq.size)
-        s_sum = np.bincount(inv, weights=np.where(scored, own, 0.0), minlength=uniq.size)
-
-        def ratio(num: np.ndarray, den: np.ndarray) -> Callable[[np.ndarray], float]:
-            return lambda idx: float(num[idx].sum() / den[idx].sum()) if den[idx].sum() > 0 else math.nan
-
-        for key, stat in (("matching_accuracy", ratio(hits, count)), ("rank1", ratio(top1, count)),
-                          ("average_similarity", ratio(s_sum, n_sc))):
-            if metrics[key] is None:
-                continue
-            ci = R.bootstrap_ci(np.arange(uniq.size), stat, n=bootstrap_n, seed=bootstrap_seed)
-            if math.isfinite(ci.low) and math.isfinite(ci.high):
-                ci95[key] = [ci.low, ci.high]
-            else:
-                unavailable[f"ci95.{key}"] = "some bootstrap resamples had no detected probe"
-
-    def groups(labels: Sequence[str] | None) -> dict[str, dict[str, Any]]:
-        lab = np.asarray(labels if labels is not None else ["all"] * n_p)
-        return {g: _group_scores(lab == g, matched, scored, own, det_p) for g in sorted(set(lab.tolist()))}
-
-    return RowScores(
-        metrics=metrics, ci95=ci95, per_distance=groups(distances), per_camera=groups(cameras),
-        roc=roc_pts, cmc=[float(v) for v in cmc],
-        similarity=[float(own[i]) if scored[i] else None for i in range(n_p)],
-        matched=[bool(v) for v in matched], rank=[int(r) if scored[i] else None for i, r in enumerate(rank)],
-        unavailable=unavailable, n_impostor_pairs=int(impostor.size),
-    )
 
 
 # -- rows ------------------------------------------------------------------------------------------
@@ -378,11 +81,12 @@ def score_row(emb_p: np.ndarray, det_p: np.ndarray, emb_g: np.ndarray, det_g: np
 class _Row:
     label: str
     name: str
+    role: str = "model"  # fsr_bench.results.Role
     spec: ModelSpec | None = None
     scale: int | None = None
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
-    sr_store: _SRStore | None = None
+    sr_store: SRStore | None = None
     work: dict[str, Any] = field(default_factory=dict)
 
 
@@ -404,7 +108,8 @@ class _ProbeReader:
             items = self.probes[start : start + self.batch_size]
             idx = range(start, start + len(items))
             if want == "lr" and all(i in self._lr for i in idx):
-                yield start, items, [None if self._lr[i] is None else self._lr[i].float() / 255.0 for i in idx]
+                kept = [self._lr[i] for i in idx]
+                yield start, items, [None if lr is None else lr.float() / 255.0 for lr in kept]
                 continue
             read = [self.dataset.read_probe(p, seed=self.seed) for p in items]
             for i, im in zip(idx, read):
@@ -423,8 +128,8 @@ def _super_resolve(row: _Row, lrs: list[torch.Tensor | None], state: dict[str, A
     keys = [None if lr is None else content_key(lr) for lr in lrs]
     missing: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
     for k, lr in zip(keys, lrs):
-        if k is not None and k not in store.outputs:
-            missing.setdefault(tuple(lr.shape[-2:]), {})[k] = lr
+        if k is not None and lr is not None and k not in store.outputs:
+            missing.setdefault((int(lr.shape[-2]), int(lr.shape[-1])), {})[k] = lr
     for group in missing.values():
         if state.get("model") is None:
             state["model"] = _build_model(row.spec, device, state["scale"])
@@ -440,37 +145,26 @@ def _super_resolve(row: _Row, lrs: list[torch.Tensor | None], state: dict[str, A
 
 
 def _build_model(spec: ModelSpec, device: str, scale: int):
-    model = load_model(spec, device)
-    if model.scale != scale:
-        raise ProtocolError(
-            f"model {spec.display!r} ({spec.name}) is x{model.scale} but this protocol's probes are made "
-            f"for x{scale}; use the _x{scale} variant of the model (or change the data block's scale)"
-        )
-    return model
+    return load_model(spec, device, scale, f"this protocol's probes are made for x{scale}; use the _x{scale} "
+                      "variant of the model (or change the data block's scale)")
 
 
 def _model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bool) -> _Row:
-    try:
-        sha = checkpoint_sha(spec)
-    except OSError as exc:
-        raise ProtocolError(f"model {spec.display!r}: cannot read checkpoint {spec.checkpoint!r} ({exc})") from None
-    store = _SRStore(sr_dir, spec, sha, fresh=force)
+    sha = checkpoint_sha(spec)
+    store = SRStore(sr_dir, spec, sha, fresh=force)
     if store.scale is None:  # never run: build it now so a bad model fails before the long work
         model = _build_model(spec, device, scale)
         store.scale = model.scale
         del model
-    return _Row(label=spec.display, name=spec.name, spec=spec, scale=store.scale, checkpoint=spec.checkpoint,
+    return _Row(label=spec.display, name=spec.name, role="model", spec=spec, scale=store.scale, checkpoint=spec.checkpoint,
                 checkpoint_sha256=sha, sr_store=store)
-
-
-from fsr_bench.naming import safe_filename as label_filename  # noqa: E402  (one rule, shared with reports)
 
 
 def _sample_folders(samples: Path, probes: list[ProbeItem], chosen: set[int]) -> dict[int, Path]:
     """``samples/<probe stem>``; the flattened relative name where stems repeat across identities."""
     stems = [Path(p.name).name for p in probes]
     unique = len(set(stems)) == len(stems)
-    return {i: samples / label_filename(stems[i] if unique else probes[i].name.replace("/", "_"))
+    return {i: samples / safe_filename(stems[i] if unique else probes[i].name.replace("/", "_"))
             for i in chosen}
 
 
@@ -488,8 +182,9 @@ def _write_sample(folder: Path, name: str, image: torch.Tensor | None, max_side:
 
 # -- the run ---------------------------------------------------------------------------------------
 def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progress: bool = True,
-                    log: Log = print, force: bool = False) -> dict[str, Any]:
-    """Run every row of ``protocol``; returns the results dict also written to results.json.
+                    log: Log = print, force: bool = False) -> results.RunResult:
+    """Run every row of ``protocol``; returns the :class:`~fsr_bench.results.RunResult` written to
+    results.json.
 
     ``force`` recomputes every SR output, detection and embedding, rewriting those caches (SCface
     face-crop boxes, which depend only on the file and the crop settings, are kept).
@@ -503,7 +198,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache"
-    atomic.write_text(out / "protocol.yaml", yaml.safe_dump(protocol.model_dump(mode="json"), sort_keys=False))
+    write_protocol(out, protocol)
     device = resolve_device(protocol.run.device)
     rec, run = protocol.recognition, protocol.run
 
@@ -518,11 +213,11 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     # rows: fail fast on a bad model before any detection work
     rows: list[_Row] = []
     if protocol.references.lr_image:
-        rows.append(_Row(LR_IMAGE, "reference"))
+        rows.append(_Row(LR_IMAGE, "reference", role="reference"))
     for spec in protocol.models:
         rows.append(_model_row(spec, cache / "sr", dataset.scale, device, force))
     if protocol.references.hr_probes:
-        rows.append(_Row(HR_PROBES, "reference"))
+        rows.append(_Row(HR_PROBES, "reference", role="reference"))
 
     det = rec.detector
     aligner = FaceAligner(min_face_size=det.min_face_size, thresholds=det.thresholds, factor=det.factor,
@@ -545,13 +240,13 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     det_g = torch.zeros(len(gallery), dtype=torch.bool)
     bar = tqdm(total=len(gallery), desc="gallery", unit="img", disable=not progress, leave=False)
     for start in range(0, len(gallery), det.batch_size):
-        images = [dataset.read_gallery(g) for g in gallery[start : start + det.batch_size]]
-        _, e, d = store.embed(images)
+        enrolled = [dataset.read_gallery(g) for g in gallery[start : start + det.batch_size]]
+        _, e, d = store.embed(enrolled)
         emb_g[start : start + len(e)], det_g[start : start + len(d)] = e, d
-        for k, image in enumerate(images):
+        for k, image in enumerate(enrolled):
             for folder in gallery_samples.get(start + k, []):
                 _write_sample(folder, "gallery.png", image)
-        bar.update(len(images))
+        bar.update(len(enrolled))
     bar.close()
     store.save()
     undetected_gallery = [g.subject for g, d in zip(gallery, det_g.tolist()) if not d]
@@ -571,19 +266,18 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         det_p = torch.zeros(len(probes), dtype=torch.bool)
         state: dict[str, Any] = {"model": None, "scale": dataset.scale}
         bar = tqdm(total=len(probes), desc=row.label, unit="probe", disable=not progress, leave=False)
-        want = "hr" if row.label == HR_PROBES else "lr"
-        for batch_no, (pos, items, images) in enumerate(reader.batches(want)):
-            lrs = images if want == "lr" else None
-            if row.sr_store is not None:
-                images = _super_resolve(row, images, state, device)
-                if (batch_no + 1) % SAVE_EVERY_BATCHES == 0:
-                    row.sr_store.save()
+        want = "hr" if row.label == HR_PROBES else "lr"  # the one reference that reads HR probes
+        for batch_no, (pos, items, read) in enumerate(reader.batches(want)):
+            lrs = read if want == "lr" else None
+            images = read if row.sr_store is None else _super_resolve(row, read, state, device)
+            if row.sr_store is not None and (batch_no + 1) % SAVE_EVERY_BATCHES == 0:
+                row.sr_store.save()
             _, e, d = store.embed(images)
             emb_p[pos : pos + len(items)], det_p[pos : pos + len(items)] = e, d
             for k in range(len(items)):
                 if pos + k in sample_idx:
                     folder = folders[pos + k]
-                    _write_sample(folder, f"{label_filename(row.label)}.png", images[k])
+                    _write_sample(folder, f"{safe_filename(row.label)}.png", images[k])
                     if lrs is not None and not (folder / "lr.png").exists():
                         _write_sample(folder, "lr.png", lrs[k])
             bar.update(len(items))
@@ -604,7 +298,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
                        bool(det_p[i]), scores.matched[i], scores.rank[i]] for i, p in enumerate(probes)]
         log(_summary_line(row, scores))
 
-    results = {
+    run_result = results.RunResult.model_validate({
         "kind": "recognition",
         "protocol_name": protocol.name,
         "protocol_hash": protocol.hash(),
@@ -614,19 +308,34 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         "gallery": {"n_subjects": len(gallery), "n_detected": int(det_g.sum()),
                     "undetected_subjects": undetected_gallery},
         "models": results_rows,
-    }
-    atomic.write_csv(out / "summary.csv", SUMMARY_COLUMNS, (
-        [r["name"], r["scale"], r["label"]] + [r["metrics"][k] for k in SUMMARY_COLUMNS[3:]]
-        for r in results_rows))
-    atomic.write_csv(out / "per_probe.csv", PER_PROBE_COLUMNS, per_probe)
-    atomic.write_json(out / "results.json", results)
-    return results
+        "samples": _samples_manifest(folders, probes, [r.label for r in rows]),
+    })
+    results.write_csv(out / "summary.csv", results.summary_frame(run_result))
+    results.write_csv(out / "per_probe.csv", results.frame(per_probe, results.COLUMNS["recognition"]["per_probe"]))
+    results.write_run(out, run_result)
+    return run_result
+
+
+def _samples_manifest(folders: dict[int, Path], probes: list[ProbeItem], labels: list[str]) -> list[dict[str, Any]]:
+    """Which sample folder holds which probe and which row's view of it (only files that exist)."""
+    out = []
+    for i in sorted(folders):
+        sub = folders[i]
+        if not sub.is_dir():
+            continue
+        outputs = {label: f"{safe_filename(label)}.png" for label in labels
+                   if (sub / f"{safe_filename(label)}.png").is_file()}
+        out.append({"folder": sub.name, "image": probes[i].name,
+                    "lr": "lr.png" if (sub / "lr.png").is_file() else None,
+                    "reference": "gallery.png" if (sub / "gallery.png").is_file() else None, "outputs": outputs})
+    return out
 
 
 def _entry(row: _Row, s: RowScores, n_gallery: int) -> dict[str, Any]:
     return {
         "label": row.label,
         "name": row.name,
+        "role": row.role,
         "scale": row.scale,
         "checkpoint": row.checkpoint,
         "checkpoint_sha256": row.checkpoint_sha256,

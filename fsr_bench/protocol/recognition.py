@@ -34,10 +34,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from fsr_bench.protocol import ModelSpec, RunSpec, _Strict
-from fsr_bench.provenance import stable_hash
+from fsr_bench.protocol.base import BaseProtocol, ModelSpec, RunSpec, _Strict, register_protocol
 
 __all__ = [
     "HR_PROBES",
@@ -78,7 +77,7 @@ class SCfaceData(_Strict):
     type: Literal["scface"]
     root: str  # folder holding mugshot_frontal_cropped_all/ and surveillance_cameras_distance_*/
     subjects: Union[Literal["all", "world", "dev", "eval"], list[Annotated[int, Field(ge=1, le=130)]]] = "all"
-    distances: list[Literal[1, 2, 3]] = Field(default_factory=lambda: [1, 2, 3])  # 1 = 4.20 m (far)
+    distances: list[Literal[1, 2, 3]] = [1, 2, 3]  # 1 = 4.20 m (far)
     cameras: list[Annotated[int, Field(ge=1, le=7)]] = Field(default_factory=lambda: [1, 2, 3, 4, 5])  # 6-7 IR
     face_crop: FaceCropSpec = Field(default_factory=FaceCropSpec)
     lr_size: Size | None = (28, 21)  # (H, W) of the LR probe; null = native crop size
@@ -144,33 +143,20 @@ class ReferencesSpec(_Strict):
 
 
 # -- the protocol ----------------------------------------------------------------------------------
-class RecognitionProtocol(_Strict):
+@register_protocol
+class RecognitionProtocol(BaseProtocol):
+    reserved_labels = REFERENCE_LABELS
+    requires_models = False  # the reference rows alone are a valid run
+
     kind: Literal["recognition"] = "recognition"
-    name: str
-    description: str = ""
     data: DataSpec
     models: list[ModelSpec] = Field(default_factory=list)
     references: ReferencesSpec = Field(default_factory=ReferencesSpec)
     recognition: RecognitionSpec = Field(default_factory=RecognitionSpec)
     run: RunSpec = Field(default_factory=RunSpec)
 
-    @field_validator("models")
-    @classmethod
-    def _unique_labels(cls, models: list[ModelSpec]) -> list[ModelSpec]:
-        seen: set[str] = set()
-        for m in models:
-            if m.display in REFERENCE_LABELS:
-                raise ValueError(f"label {m.display!r} is reserved for a reference row; choose another `label`")
-            if m.display in seen:
-                raise ValueError(f"two models are labelled {m.display!r}; give one a distinct `label`")
-            seen.add(m.display)
-        return models
-
     @model_validator(mode="after")
     def _has_rows(self) -> "RecognitionProtocol":
         if not self.models and not (self.references.hr_probes or self.references.lr_image):
             raise ValueError("nothing to run: list a model or enable a reference (references.hr_probes)")
         return self
-
-    def hash(self) -> str:
-        return stable_hash(self.model_dump(mode="json"))

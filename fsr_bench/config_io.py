@@ -1,0 +1,211 @@
+"""The one config reader behind protocols (``fsr-bench run``) and training configs (``fsr-bench train``).
+
+One dialect for both:
+
+* a YAML file holds a mapping; ``--set a.b.0.c=value`` overrides any key (YAML-typed value; list
+  indices address items, the index one past the end appends one). **An empty value is null**
+  (``--set model.checkpoint=`` unsets the key), as an empty YAML value is;
+* precedence: ``--set`` > YAML > the schema's defaults;
+* ``${VAR}`` / ``${VAR:-default}`` expand environment variables; an unset variable without a
+  default is an error naming the key;
+* validation errors name the dotted key, say when it came from ``--set``, and suggest the closest
+  valid key ("did you mean ...?").
+
+Every function takes the error class to raise, so a protocol says ``ProtocolError`` and a training
+config ``ConfigError`` (both are :class:`ConfigInputError`).
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any, Collection, Sequence
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from fsr_bench.errors import FsrBenchError
+
+__all__ = [
+    "ConfigInputError",
+    "apply_set",
+    "apply_sets",
+    "expand_env",
+    "format_validation_error",
+    "parse_set",
+    "read_yaml_mapping",
+]
+
+
+class ConfigInputError(FsrBenchError, ValueError):
+    """A config file or ``--set`` item that cannot be used; the message names the key."""
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, where: str = "", error: type[Exception] = ConfigInputError) -> Any:
+    """Expand ``${VAR}`` / ``${VAR:-default}`` in every string; an unset VAR is a clear error."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, f"{where}.{k}" if where else str(k), error) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{where}.{i}", error) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            var, default = m.group(1), m.group(2)
+            if var in os.environ:
+                return os.environ[var]
+            if default is not None:
+                return default
+            raise error(
+                f"{where}: environment variable {var} is not set; export {var}=/path/to/data "
+                f"(or override the key with --set {where}=...)"
+            )
+
+        return _ENV.sub(sub, value)
+    return value
+
+
+def parse_set(item: str, error: type[Exception] = ConfigInputError) -> tuple[list[str], Any]:
+    """``"a.b.0.c=value"`` -> (["a", "b", "0", "c"], yaml-typed value); an empty value is None."""
+    if "=" not in item:
+        raise error(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. --set run.batch_size=4")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise error(f"--set {item!r}: bad key {key!r} (dotted, e.g. run.batch_size)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise error(f"--set {item!r}: value is not valid YAML ({exc})") from None
+    return key.split("."), value
+
+
+def apply_set(doc: dict[str, Any], path: Sequence[str], value: Any,
+              error: type[Exception] = ConfigInputError) -> None:
+    """Set ``doc[path] = value`` in place, creating sections (and appending list items) on the way."""
+    dotted = ".".join(path)
+    node: Any = doc
+    for depth, part in enumerate(path[:-1]):
+        nxt = path[depth + 1]
+        if isinstance(node, list):
+            if part.isdigit() and int(part) == len(node):  # models.N.name=… appends a new item
+                node.append([] if nxt.isdigit() else {})
+            try:
+                node = node[int(part)]
+            except (ValueError, IndexError):
+                raise error(f"--set {dotted}: no list item {part!r}") from None
+        else:
+            if node.get(part) is None:
+                node[part] = [] if nxt.isdigit() else {}
+            node = node[part]
+        if not isinstance(node, (dict, list)):
+            where = ".".join(path[: depth + 1])
+            raise error(f"--set {dotted}: {where} is a value ({node!r}), not a section")
+    last = path[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) > len(node):
+            raise error(f"--set {dotted}: list index {last!r} out of range (0..{len(node)})")
+        if int(last) == len(node):
+            node.append(value)
+        else:
+            node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def apply_sets(doc: dict[str, Any], items: Sequence[str], error: type[Exception] = ConfigInputError
+               ) -> set[str]:
+    """Apply ``--set`` items in order (later ones win); returns the dotted keys they set."""
+    keys = set()
+    for item in items or ():
+        path, value = parse_set(item, error)
+        apply_set(doc, path, value, error)
+        keys.add(".".join(path))
+    return keys
+
+
+def read_yaml_mapping(path: str | os.PathLike[str], error: type[Exception] = ConfigInputError,
+                      what: str = "config") -> dict[str, Any]:
+    """A YAML file holding a mapping; anything else is an error naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{what} file not found: {p}")
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise error(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise error(f"{p}: a {what} is a mapping of keys, got {type(doc).__name__}")
+    return doc
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through list/Optional/Union/Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        out += _models_in(arg)
+    return out
+
+
+def _known_fields(schema: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """Field names at a location of the schema (for "did you mean" suggestions)."""
+    candidates: list[type[BaseModel]] = [schema]
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # a list index: same element type
+        nxt: list[type[BaseModel]] = []
+        for cls in candidates:
+            field = cls.model_fields.get(str(part))
+            if field is not None:
+                nxt += _models_in(field.annotation)
+        if not nxt:  # a discriminated union's tag in the location: keep the member it names
+            tagged = [c for c in candidates if _tag_of(c) == part]
+            if not tagged:
+                return []
+            nxt = tagged
+        candidates = nxt
+    fields: list[str] = []
+    for cls in candidates:
+        fields += [f for f in cls.model_fields if f not in fields]
+    return fields
+
+
+def _tag_of(cls: type[BaseModel]) -> Any:
+    for name in ("type", "kind"):
+        field = cls.model_fields.get(name)
+        if field is not None and typing.get_origin(field.annotation) is typing.Literal:
+            args = typing.get_args(field.annotation)
+            if len(args) == 1:
+                return args[0]
+    return None
+
+
+def format_validation_error(exc: ValidationError, schema: type[BaseModel], header: str,
+                            overridden: Collection[str] = (), drop_loc_prefix: int = 0) -> str:
+    """One line per error: dotted key, what is wrong, ``(from --set)``, "did you mean"."""
+    lines = [header]
+    for err in exc.errors():
+        loc = list(err["loc"])[drop_loc_prefix:]
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        origin = " (from --set)" if dotted in overridden or any(
+            dotted.startswith(o + ".") for o in overridden) else ""
+        if err["type"] == "extra_forbidden":
+            known = _known_fields(schema, loc)
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f"; did you mean {'.'.join(map(str, loc[:-1] + [close[0]]))}?" if close else (
+                f"; valid keys here: {', '.join(known)}" if known else "")
+            lines.append(f"  {dotted}: unknown key{origin}{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"  {dotted}: required but missing{origin}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            got = repr(err.get("input"))
+            tail = f" (got {got})" if "input" in err and len(got) <= 80 else ""
+            lines.append(f"  {msg}{origin}" if msg.startswith(dotted) else f"  {dotted}: {msg}{tail}{origin}")
+    return "\n".join(lines)
+

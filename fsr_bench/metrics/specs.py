@@ -1,0 +1,91 @@
+"""What each reported metric means: direction, printed precision, how per-item values aggregate.
+
+Every metric a results file carries is registered here once (:data:`METRICS`, the registry idiom of
+models and recognisers); tables and plots read ``higher_is_better``/``decimals``/``percent`` from the
+registry instead of owning them, and results conventions can quote ``aggregation``. A plug-in
+metric registers with :func:`register_metric`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from fsr_bench.registry import Registry
+
+__all__ = ["METRICS", "Metric", "metric", "register_metric"]
+
+NA = "n/a"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one metric is named, compared, aggregated and printed."""
+
+    key: str
+    name: str
+    higher_is_better: bool
+    decimals: int
+    percent: bool = False  # stored as a fraction 0-1, shown as a percentage
+    unit: str = ""
+    kind: Literal["reconstruction", "recognition"] = "reconstruction"
+    aggregation: str = ""  # how the run-level number comes from per-image / per-probe values
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    @property
+    def heading(self) -> str:
+        return f"{self.name} {self.arrow}"
+
+    def display(self, value: float) -> float:
+        """The value as printed (percent-scaled, rounded): what "best" is decided on."""
+        return round(value * 100.0 if self.percent else value, self.decimals)
+
+    def format(self, value: float | None) -> str:
+        if value is None:
+            return NA
+        return f"{self.display(value):.{self.decimals}f}{'%' if self.percent else ''}"
+
+    def format_ci(self, lo_hi: tuple[float, float]) -> str:
+        lo, hi = (v * 100.0 if self.percent else v for v in lo_hi)
+        decimals = 2 if self.percent else self.decimals
+        return f"({lo:.{decimals}f}–{hi:.{decimals}f})"
+
+
+METRICS: Registry[Metric] = Registry("metric", "fsr_bench.metrics")  # type: ignore[type-var]
+
+
+def register_metric(m: Metric) -> Metric:
+    METRICS.register(m.key)(m)  # type: ignore[type-var]
+    return m
+
+
+def metric(key: str) -> Metric:
+    """The registered metric ``key`` (an unknown key is an error listing close matches)."""
+    return METRICS.get(key).builder  # type: ignore[return-value]
+
+
+_R: Literal["reconstruction"] = "reconstruction"
+_Q: Literal["recognition"] = "recognition"
+for _m in (
+    Metric("psnr", "PSNR", True, 2, unit="dB", kind=_R,
+           aggregation="mean of per-image PSNR over the images not reproduced exactly (those have PSNR inf, "
+                       "are counted in n_infinite_psnr; null when every image was exact)"),
+    Metric("ssim", "SSIM", True, 4, kind=_R, aggregation="mean of per-image SSIM"),
+    Metric("lpips", "LPIPS", False, 4, kind=_R, aggregation="mean of per-image LPIPS"),
+    Metric("mps", "MPS", True, 4, kind=_R, aggregation="0.5 * (mean SSIM + 1 - mean LPIPS)"),
+    Metric("matching_accuracy", "Matching Accuracy", True, 4, percent=True, kind=_Q,
+           aggregation="share of all probes with own-gallery similarity >= threshold"),
+    Metric("average_similarity", "Average Similarity", True, 6, kind=_Q,
+           aggregation="mean own-gallery similarity over detected probes"),
+    Metric("detection_rate", "Detection rate", True, 2, percent=True, kind=_Q, aggregation="share of all probes"),
+    Metric("rank1", "Rank-1", True, 2, percent=True, kind=_Q, aggregation="share of all probes identified at rank 1"),
+    Metric("rank5", "Rank-5", True, 2, percent=True, kind=_Q, aggregation="share of all probes within rank 5"),
+    Metric("tar_at_far_1e-2", "TAR@FAR=1e-2", True, 2, percent=True, kind=_Q,
+           aggregation="TAR at the largest achievable FAR <= 1e-2 over all pairs"),
+    Metric("tar_at_far_1e-3", "TAR@FAR=1e-3", True, 2, percent=True, kind=_Q,
+           aggregation="TAR at the largest achievable FAR <= 1e-3 over all pairs"),
+    Metric("eer", "EER", False, 2, percent=True, kind=_Q, aggregation="FAR = FRR on the empirical ROC"),
+):
+    register_metric(_m)

@@ -1,0 +1,95 @@
+"""What every protocol kind shares: the model and run blocks, the hash, the label check, errors.
+
+A protocol kind is a pydantic model with a literal ``kind`` field, registered with
+:func:`register_protocol`; :mod:`fsr_bench.protocol` validates a file against the union of the
+registered kinds (discriminated on ``kind``). Unknown keys are errors that name their dotted
+location (``models.1.chekpoint``), because a typo that silently falls back to a default changes a
+benchmark number.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fsr_bench.config_io import ConfigInputError
+from fsr_bench.provenance import stable_hash
+from fsr_bench.registry import Registry
+
+__all__ = ["PROTOCOL_KINDS", "BaseProtocol", "ModelSpec", "ProtocolError", "RunSpec", "register_protocol"]
+
+
+class ProtocolError(ConfigInputError):
+    """A protocol file or override that cannot be used; the message says where and what to do."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ModelSpec(_Strict):
+    name: str  # registered model name (`fsr-bench list models`)
+    checkpoint: str | None = None  # weights; required for any model with learned parameters
+    label: str | None = None  # display name in tables; defaults to the registered name
+    overrides: dict[str, Any] = Field(default_factory=dict)  # config fields, e.g. {kernel: bilinear}
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class RunSpec(_Strict):
+    device: str = "auto"  # cpu | cuda | cuda:N | auto
+    batch_size: int = Field(8, ge=1)
+    num_samples: int = Field(4, ge=0)  # images whose LR/SR/HR are saved for the visual grid
+    seed: int = 0  # seeds the degradation (noise, JPEG, blur draws)
+    limit: int | None = Field(None, ge=1)  # score only the first N images (smoke runs)
+    flops: bool = True  # count GFLOPs/image with torch's FlopCounterMode (reconstruction only)
+    report: bool = True  # write report.md + figures at the end of the run
+
+
+class BaseProtocol(_Strict):
+    """Fields and checks of every kind. ``reserved_labels``: row labels a kind uses itself.
+
+    Each kind declares its own ``models: list[ModelSpec]`` and ``run: RunSpec`` fields, in the order
+    its files list them (pydantic puts inherited fields first, which would reorder protocol.yaml).
+    """
+
+    reserved_labels: ClassVar[tuple[str, ...]] = ()
+    requires_models: ClassVar[bool] = True
+
+    kind: str
+    name: str
+    description: str = ""
+
+    @field_validator("models", check_fields=False)
+    @classmethod
+    def _unique_labels(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        if cls.requires_models and not models:
+            raise ValueError("list at least one model")
+        seen: set[str] = set()
+        for m in models:
+            if m.display in cls.reserved_labels:
+                raise ValueError(f"label {m.display!r} is reserved for a reference row; choose another `label`")
+            if m.display in seen:
+                raise ValueError(f"two models are labelled {m.display!r}; give one a distinct `label`")
+            seen.add(m.display)
+        return models
+
+    def hash(self) -> str:
+        return stable_hash(self.model_dump(mode="json"))
+
+
+PROTOCOL_KINDS: Registry[type[BaseProtocol]] = Registry(
+    "protocol kind", "fsr_bench.protocols",
+    builtin_modules=("fsr_bench.protocol.reconstruction", "fsr_bench.protocol.recognition"),
+)
+
+
+def register_protocol(cls: type[BaseProtocol]) -> type[BaseProtocol]:
+    """Class decorator: register a protocol kind under the literal default of its ``kind`` field."""
+    kind = cls.model_fields["kind"].default
+    if not isinstance(kind, str):
+        raise TypeError(f"{cls.__name__}.kind needs a literal default, e.g. kind: Literal['x'] = 'x'")
+    PROTOCOL_KINDS.register(kind)(cls)
+    return cls

@@ -1,0 +1,84 @@
+"""What every runner shares: the device, the model on it, checkpoint hashes, FLOPs, the output folder.
+
+:func:`load_model` is the one place where a protocol's model is built, checked and put on the
+device (a precision or memory-format option belongs there, nowhere else).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from fsr_bench import atomic, devices
+from fsr_bench.naming import safe_filename
+from fsr_bench.protocol import ModelSpec, ProtocolError
+
+if TYPE_CHECKING:
+    from fsr_bench.models.base import SuperResolver
+
+__all__ = ["Log", "checkpoint_sha", "count_gflops", "load_model", "read_json", "resolve_device",
+           "safe_filename", "write_protocol"]
+
+Log = Callable[[str], None]
+
+
+def resolve_device(device: str) -> str:
+    """``run.device`` resolved by the one resolver (:func:`fsr_bench.devices.resolve_device`)."""
+    return devices.resolve_device(device, option="--set run.device")
+
+
+def load_model(spec: ModelSpec, device: str, scale: int | None = None, scale_hint: str = "") -> "SuperResolver":
+    """Build a protocol's model on ``device`` in eval mode; a learned model without weights is
+    refused (never benchmarked), and so is one whose scale is not ``scale``."""
+    from fsr_bench.models import RegistryError, create_model
+    from fsr_bench.models.checkpoint import CheckpointError
+
+    try:
+        model = create_model(spec.name, checkpoint=spec.checkpoint, **spec.overrides)
+    except (CheckpointError, RegistryError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"model {spec.display!r}: {exc}") from exc
+    if spec.checkpoint is None and model.num_parameters() > 0:
+        raise ProtocolError(
+            f"model {spec.display!r} ({spec.name}) has {model.num_parameters():,} learned parameters "
+            "but no checkpoint; random weights are never benchmarked. Set its `checkpoint:` "
+            "(train one with `fsr-bench train`) or remove it from the protocol."
+        )
+    if scale is not None and model.scale != scale:
+        raise ProtocolError(f"model {spec.display!r} ({spec.name}) is x{model.scale} but {scale_hint or f'the protocol is x{scale}'}")
+    return model.to(device).eval()
+
+
+def checkpoint_sha(spec: ModelSpec) -> str | None:
+    if spec.checkpoint is None:
+        return None
+    try:
+        return atomic.sha256_file(spec.checkpoint)
+    except OSError as exc:  # missing file, a folder, unreadable: name the key, not a traceback
+        raise ProtocolError(f"model {spec.display!r}: cannot read checkpoint {spec.checkpoint!r} ({exc})") from None
+
+
+def count_gflops(model: "SuperResolver", lr: torch.Tensor) -> float | None:
+    """Forward GFLOPs per image of ``lr``'s size (:func:`fsr_bench.models.count_gflops`), or None
+    for a model with an op FlopCounterMode cannot trace: that must not cost the benchmark."""
+    from fsr_bench.models import count_gflops as count
+
+    try:
+        return count(model, (int(lr.shape[-2]), int(lr.shape[-1])))
+    except Exception:
+        return None
+
+
+def write_protocol(out: Path, protocol: Any) -> None:
+    import yaml
+
+    atomic.write_text(out / "protocol.yaml", yaml.safe_dump(protocol.model_dump(mode="json"), sort_keys=False))
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

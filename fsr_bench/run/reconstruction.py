@@ -1,0 +1,233 @@
+"""Run a reconstruction protocol: build → infer → score → write, with reuse of finished work.
+
+Output folder layout (read by ``fsr_bench.reporting``)::
+
+    OUT/protocol.yaml             the validated protocol, as run (after --set overrides)
+    OUT/results.json              conventions + provenance + one row per model + the samples manifest
+                                  (schema: fsr_bench.results.RunResult)
+    OUT/summary.csv               fsr_bench.results.COLUMNS["reconstruction"]["summary"]
+    OUT/per_image.csv             model, label, image, psnr, ssim, lpips
+    OUT/models/<label>/…          per-model result.json + per_image.csv (the unit of reuse)
+    OUT/samples/<image>/…         lr.png, hr.png, <label>.png for the first ``run.num_samples`` images
+
+Scoring goes through :class:`fsr_bench.metrics.ReconstructionMetrics` (its ``compute`` states the
+rule for exact reconstructions). A model's finished result is reused by a rerun when its *work
+key* — model spec, checkpoint sha256, dataset, degradation, metric conventions, seed, limit — is
+unchanged; so adding one model to a protocol costs only that model. Every file is written atomically.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from fsr_bench import __version__, atomic, results
+from fsr_bench.metrics import MetricConventions, ReconstructionMetrics
+from fsr_bench.protocol import ModelSpec, ProtocolError, ReconstructionProtocol
+from fsr_bench.provenance import collect, stable_hash
+from fsr_bench.run.common import (
+    Log,
+    checkpoint_sha,
+    count_gflops,
+    load_model,
+    read_json,
+    resolve_device,
+    safe_filename,
+    write_protocol,
+)
+
+__all__ = ["batches", "build_dataset", "metric_conventions", "run_model", "run_reconstruction"]
+
+
+def build_dataset(spec: dict[str, Any]):
+    """Dataset from a "type + kwargs" block (``package_faces`` or an image-folder type)."""
+    from fsr_bench.data.folders import build_dataset as build
+
+    return build(spec, where="data.dataset")
+
+
+def describe_dataset(dataset) -> dict[str, Any]:
+    if hasattr(dataset, "describe"):
+        return dataset.describe()
+    return {"type": type(dataset).__name__, "n_images": len(dataset)}
+
+
+def batches(dataset, indices: list[int], batch_size: int) -> Iterator[list[dict]]:
+    """Consecutive items of equal HR size, at most ``batch_size`` at a time."""
+    pending: list[dict] = []
+    for i in indices:
+        item = dataset[i]
+        if pending and (len(pending) == batch_size or item["hr"].shape != pending[0]["hr"].shape):
+            yield pending
+            pending = []
+        pending.append(item)
+    if pending:
+        yield pending
+
+
+def metric_conventions(protocol: ReconstructionProtocol, scale: int) -> MetricConventions:
+    m = protocol.metrics
+    return MetricConventions(y_channel=m.y_channel, crop_border=scale if m.crop_border is None else m.crop_border,
+                             quantize=m.quantize, lpips_net=m.lpips_net, lpips_version=m.lpips_version)
+
+
+def _metrics(protocol: ReconstructionProtocol, conv: MetricConventions, device: str, log: Log) -> ReconstructionMetrics:
+    """Scores under ``conv``; LPIPS when the protocol asks and its weights are there (else n/a, said once)."""
+    if not protocol.metrics.lpips:
+        return ReconstructionMetrics(conv, None, "disabled in the protocol (metrics.lpips: false)")
+    metrics = ReconstructionMetrics.create(conv, device=device)
+    if metrics.lpips is None:
+        log(f"LPIPS unavailable — LPIPS and MPS will be reported as n/a.\n  {metrics.lpips_unavailable_reason}")
+    return metrics
+
+
+def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degradation, scoring: ReconstructionMetrics,
+              device: str, indices: list[int], samples_dir: Path, progress: bool) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from fsr_bench.data.degradations import mod_crop, needs_mod_crop
+    from fsr_bench.data.io import write_image
+
+    model = load_model(spec, device, degradation.scale,
+                       f"the degradation is x{degradation.scale}; use the _x{degradation.scale} variant or "
+                       "change data.degradation.scale")
+    scorer = ReconstructionMetrics(scoring.conventions, scoring.lpips, scoring.lpips_unavailable_reason)
+    forward_seconds, timed_images, gflops, cropped = 0.0, 0, None, 0
+    seed = protocol.run.seed
+    bar = tqdm(total=len(indices), desc=f"{spec.display}", unit="img", disable=not progress, leave=False)
+    for batch_no, items in enumerate(batches(dataset, indices, protocol.run.batch_size)):
+        cropped += sum(needs_mod_crop(it["hr"], model.scale) for it in items)
+        hr_cpu = torch.stack([mod_crop(it["hr"], model.scale) for it in items])
+        lr = degradation(hr_cpu, index=[it["index"] for it in items], seed=seed).to(device)
+        hr = hr_cpu.to(device)
+        if gflops is None and protocol.run.flops and batch_no == 0:
+            gflops = count_gflops(model, lr)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            sr = model(lr).clamp(0, 1)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if batch_no > 0 or len(indices) <= len(items):  # first batch is warm-up when there are more
+            forward_seconds += time.perf_counter() - t0
+            timed_images += len(items)
+        scorer.update(sr, hr, names=[str(it["name"]) for it in items])
+        for k, it in enumerate(items):
+            if it["index"] < protocol.run.num_samples:
+                folder = samples_dir / safe_filename(str(it["name"]))
+                write_image(sr[k].cpu(), folder / f"{safe_filename(spec.display)}.png")
+                if not (folder / "hr.png").exists():
+                    write_image(hr[k].cpu(), folder / "hr.png")
+                    write_image(lr[k].clamp(0, 1).cpu(), folder / "lr.png")
+        bar.update(len(items))
+    bar.close()
+    means = scorer.compute()
+    lpips_on = scorer.lpips is not None
+    rows = [{"image": r["name"], "psnr": r["psnr"], "ssim": r["ssim"], **({"lpips": r["lpips"]} if lpips_on else {})}
+            for r in scorer.rows]
+    return {
+        "label": spec.display,
+        "name": spec.name,
+        "role": "floor" if spec.checkpoint is None and model.num_parameters() == 0 else "model",
+        "scale": model.scale,
+        "overrides": spec.overrides,
+        "checkpoint": spec.checkpoint,
+        "checkpoint_sha256": checkpoint_sha(spec),
+        "params": model.num_parameters(),
+        "gflops": gflops,
+        "images_per_s": (timed_images / forward_seconds) if forward_seconds > 0 else None,
+        "n_images": means["n"],
+        "n_infinite_psnr": means["n_infinite_psnr"],
+        "n_mod_cropped": cropped,
+        "metrics": {k: means[k] for k in ("psnr", "ssim", "lpips", "mps")},
+        "unavailable": {} if lpips_on else {"lpips": scorer.lpips_unavailable_reason, "mps": "needs LPIPS"},
+        "per_image": rows,
+    }
+
+
+def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *, progress: bool = True,
+                       log: Log = print, force: bool = False) -> results.RunResult:
+    """Run every model of ``protocol``; returns the :class:`~fsr_bench.results.RunResult` written to
+    results.json."""
+    from fsr_bench.data.degradations import build_degradation
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_protocol(out, protocol)
+    device = resolve_device(protocol.run.device)
+    dataset = build_dataset(protocol.data.dataset)
+    if len(dataset) == 0:
+        raise ProtocolError(f"data.dataset {protocol.data.dataset} holds no images")
+    degradation = build_degradation(protocol.data.degradation)
+    n = len(dataset) if protocol.run.limit is None else min(len(dataset), protocol.run.limit)
+    indices = list(range(n))
+    scoring = _metrics(protocol, metric_conventions(protocol, degradation.scale), device, log)
+    conventions = {
+        "metrics": {**scoring.conventions.describe(), "lpips": protocol.metrics.lpips,
+                    "lpips_unavailable": None if scoring.lpips is not None else scoring.lpips_unavailable_reason},
+        "degradation": degradation.describe(),
+        "dataset": {**describe_dataset(dataset), "n_scored": n},
+        "seed": protocol.run.seed,
+        "hr_mod_crop": "HR sizes not divisible by the scale are cropped to the next multiple, top-left"
+                       " anchored (models[].n_mod_cropped counts them)",
+    }
+    rows = []
+    for spec in protocol.models:
+        folder = out / "models" / safe_filename(spec.display)
+        key = stable_hash({"spec": spec.model_dump(mode="json"), "checkpoint_sha256": checkpoint_sha(spec),
+                           "conventions": conventions, "limit": protocol.run.limit, "version": __version__,
+                           "lpips_available": scoring.lpips is not None})
+        cached = read_json(folder / "result.json")
+        if cached and cached.get("work_key") == key and not force:
+            log(f"{spec.display}: reusing finished result ({folder / 'result.json'})")
+            rows.append(cached)
+            continue
+        result = run_model(spec, protocol, dataset, degradation, scoring, device, indices, out / "samples", progress)
+        result["work_key"] = key
+        atomic.write_csv(folder / "per_image.csv", ["image", "psnr", "ssim", "lpips"],
+                         ([r["image"], r["psnr"], r["ssim"], r.get("lpips")] for r in result["per_image"]))
+        atomic.write_json(folder / "result.json", result)
+        m = result["metrics"]
+        psnr = "n/a (every image exact)" if m["psnr"] is None else f"{m['psnr']:.2f}"
+        log(f"{spec.display}: PSNR {psnr}  SSIM {m['ssim']:.4f}" +
+            (f"  LPIPS {m['lpips']:.4f}  MPS {m['mps']:.4f}" if m["lpips"] is not None else "  LPIPS n/a"))
+        rows.append(result)
+
+    samples = _samples_manifest(out / "samples", dataset, indices[: protocol.run.num_samples],
+                                [r["label"] for r in rows])
+    run = results.RunResult.model_validate({
+        "kind": "reconstruction",
+        "protocol_name": protocol.name,
+        "protocol_hash": protocol.hash(),
+        "protocol": protocol.model_dump(mode="json"),
+        "conventions": conventions,
+        "provenance": collect(device),
+        "models": [{k: v for k, v in r.items() if k != "per_image"} for r in rows],
+        "samples": samples,
+    })
+    cols = results.COLUMNS["reconstruction"]
+    results.write_csv(out / "summary.csv", results.summary_frame(run))
+    results.write_csv(out / "per_image.csv", results.frame(
+        ([r["name"], r["label"], p["image"], p["psnr"], p["ssim"], p.get("lpips")] for r in rows for p in r["per_image"]),
+        cols["per_image"]))
+    results.write_run(out, run)
+    return run
+
+
+def _samples_manifest(folder: Path, dataset, indices: list[int], labels: list[str]) -> list[dict[str, Any]]:
+    """Which sample folder holds which image and which row's output (only files that exist)."""
+    out = []
+    for i in indices:
+        name = str(dataset[i]["name"])  # a handful of images: reading them again is cheap
+        sub = folder / safe_filename(name)
+        if not sub.is_dir():
+            continue
+        outputs = {label: f"{safe_filename(label)}.png" for label in labels
+                   if (sub / f"{safe_filename(label)}.png").is_file()}
+        out.append({"folder": sub.name, "image": name,
+                    "lr": "lr.png" if (sub / "lr.png").is_file() else None,
+                    "reference": "hr.png" if (sub / "hr.png").is_file() else None, "outputs": outputs})
+    return out
