@@ -92,6 +92,25 @@ def test_list_models_with_flops():
     assert float(row.split()[3]) > 1.0  # GFLOPs at 32x32 -> 256x256
 
 
+def test_sr_precision_options(tmp_path):
+    from fsr_bench.data.io import read_image
+
+    ok = runner.invoke(app, ["sr", "--example", "--model", "bicubic_x4", "--out", str(tmp_path / "a"),
+                             "--device", "cpu", "--precision", "fp32", "--no-channels-last"])
+    assert ok.exit_code == 0, ok.output
+    assert "fp32, NCHW" in ok.output
+    bf = runner.invoke(app, ["sr", "--example", "--model", "bicubic_x4", "--out", str(tmp_path / "b"),
+                             "--device", "cpu", "--precision", "bf16"])
+    assert bf.exit_code == 0, bf.output
+    assert "bf16 autocast (fp32 weights), channels-last" in bf.output
+    # bicubic has no autocast ops: the two precisions must write the same image
+    a, b = (read_image(tmp_path / d / "astronaut_bicubic_x4.png") for d in "ab")
+    assert torch.equal(a, b)
+    bad = runner.invoke(app, ["sr", "--example", "--model", "bicubic_x4", "--out", str(tmp_path / "c"),
+                              "--device", "cpu", "--precision", "fp16"])
+    assert bad.exit_code != 0 and "fp16 is not supported on the CPU" in bad.output
+
+
 def test_sr_unknown_model_is_one_error_line():
     result = runner.invoke(app, ["sr", "-m", "tanet_x44", "x.png"])
     assert result.exit_code == 2, result.output

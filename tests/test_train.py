@@ -449,6 +449,38 @@ def test_compile_trains_like_eager(tmp_path, data):
     assert not torch.equal(wc["shallow.weight"], init["shallow.weight"])
 
 
+def test_bf16_channels_last_cpu_training_keeps_fp32_weights_and_validates_in_bf16(tmp_path, data, monkeypatch):
+    """CPU bf16 autocast: fp32 master weights, steps close to fp32's, validation in the training precision."""
+    import fsr_bench.models.precision as precision_mod
+
+    seen = []
+    real_infer = precision_mod.infer
+
+    def spy(model, lr, precision, channels_last):
+        seen.append((precision, channels_last))
+        return real_infer(model, lr, precision, channels_last)
+
+    monkeypatch.setattr(precision_mod, "infer", spy)  # validation looks it up when it runs
+    for sub, sets in (("f", ()), ("b", ("precision=bf16", "channels_last=true"))):
+        (tmp_path / sub).mkdir()
+        train(_cfg(tmp_path / sub, data, "schedule.max_steps=2", "val_every=0", *sets), **quiet)
+    assert ("fp32", False) in seen and ("bf16", True) in seen
+    torch.manual_seed(0)
+    init = create_model("tanet_x4", **TINY).state_dict()
+    wf, wb = _weights(tmp_path / "f" / "run" / "last.pt"), _weights(tmp_path / "b" / "run" / "last.pt")
+    assert all(v.dtype == torch.float32 for v in wb.values() if v.is_floating_point())
+    step_f = wf["shallow.weight"] - init["shallow.weight"]
+    step_b = wb["shallow.weight"] - init["shallow.weight"]
+    assert step_b.abs().max() > 0  # it trained
+    # Adam's first steps are ~lr * sign(grad): bf16 gradients must point the same way as fp32's
+    assert torch.nn.functional.cosine_similarity(step_f.flatten(), step_b.flatten(), dim=0) > 0.9
+
+
+def test_fp16_on_cpu_is_refused(tmp_path, data):
+    with pytest.raises(TrainError, match="fp16 is not supported on the CPU"):
+        train(_cfg(tmp_path, data, "precision=fp16", "device=cpu"), **quiet)
+
+
 # -- crash safety of best.pt / last.pt (issue 11, items 4 and 10) -------------------------------
 def _checkpoint_replaces(monkeypatch, fail_at: int | None = None) -> list[str]:
     """Record (and optionally fail, like ENOSPC) the atomic renames that publish checkpoints."""

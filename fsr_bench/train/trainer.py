@@ -48,6 +48,7 @@ from torch import nn
 
 from fsr_bench import atomic
 from fsr_bench.errors import FsrBenchError
+from fsr_bench.models.precision import PrecisionError, autocast, infer, resolve_precision
 from fsr_bench.train.checkpointing import plain, rng_state, set_rng_state
 from fsr_bench.train.config import TrainConfig, recipe_differences
 from fsr_bench.train.data import EpochSampler, TrainPairs, ValPairs, as_patch, check_sizes
@@ -160,8 +161,10 @@ class Trainer:
             torch.backends.cudnn.deterministic = True
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        if cfg.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise TrainError("precision bf16 needs a GPU with bfloat16 support; use --set precision=fp16")
+        try:  # one rule for what each device runs (fp16 on the CPU, bf16 on old GPUs: refused)
+            resolve_precision(cfg.precision, self.device)
+        except PrecisionError as exc:
+            raise TrainError(f"precision: {exc} (--set precision=...)") from None
         if cfg.data.batch_size % self.world:
             raise TrainError(
                 f"data.batch_size {cfg.data.batch_size} (global) is not divisible by the {self.world}"
@@ -220,7 +223,6 @@ class Trainer:
             self.optimizer, step_size=cfg.optim.step_epochs, gamma=cfg.optim.gamma
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
-        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
 
         # counters (overwritten by resume)
         self.epoch = 0  # epochs completed
@@ -408,7 +410,7 @@ class Trainer:
         t0 = time.monotonic()
         sums = score_pairs(self.model, self.val_pairs, self.device, self.val_batch, indices=range(
             self.rank, len(self.val_pairs), self.world), workers=min(self.cfg.data.workers, 2),
-            channels_last=self.cfg.channels_last)
+            channels_last=self.cfg.channels_last, precision=self.cfg.precision)
         if not math.isfinite(float(sums[0])):
             raise TrainError(f"the model produced NaN/inf on the validation set at step {self.step}")
         if self.world > 1:
@@ -444,9 +446,8 @@ class Trainer:
 
     # -- the step -------------------------------------------------------------------------------
     def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        # autocast keeps fp32 master weights: Adam updates fp32 parameters, only the maths is bf16
+        return autocast(self.device, self.cfg.precision)
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         lr = batch["lr"].to(self.device, non_blocking=True)
@@ -764,12 +765,11 @@ class Trainer:
             n_val = 0
             if self.val_pairs is not None:
                 self.model.eval()
-                with torch.no_grad():
-                    b = [self.val_pairs[i] for i in range(min(self.val_batch, len(self.val_pairs)))]
-                    x = collate_val(b)["lr"].to(self.device)
-                    t0 = time.perf_counter()
-                    self.model(x).float().sum().item()
-                    val_s = (time.perf_counter() - t0) * len(self.val_pairs) / (len(b) * self.world)
+                b = [self.val_pairs[i] for i in range(min(self.val_batch, len(self.val_pairs)))]
+                x = collate_val(b)["lr"].to(self.device)
+                t0 = time.perf_counter()
+                infer(self.model, x, cfg.precision, cfg.channels_last).sum().item()
+                val_s = (time.perf_counter() - t0) * len(self.val_pairs) / (len(b) * self.world)
                 self.model.train()
             val_per_step = 0.0  # validation seconds per training step
             if self.val_pairs is not None:

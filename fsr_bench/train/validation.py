@@ -14,8 +14,11 @@ __all__ = ["collate_val", "score_pairs"]
 
 @torch.no_grad()
 def score_pairs(model: nn.Module, pairs, device: torch.device, batch_size: int = 8, indices=None,
-                workers: int = 0, channels_last: bool = False) -> torch.Tensor:
+                workers: int = 0, channels_last: bool = False, precision: str = "fp32") -> torch.Tensor:
     """Sums ``[PSNR, SSIM, n, n_exact]`` (float64, on ``device``) of ``model`` on (LR, HR) ``pairs``.
+
+    ``precision``/``channels_last``: how the model runs (``fsr_bench.models.precision``); training
+    validates in its own training precision, so ``best.pt`` is chosen by what was trained.
 
     The benchmark's conventions: outputs clamped and rounded to 8 bits, Y channel (BT.601, MATLAB),
     border crop = scale, SSIM 11x11 Gaussian σ 1.5 (``fsr_bench.metrics.functional``), and its rule
@@ -24,6 +27,7 @@ def score_pairs(model: nn.Module, pairs, device: torch.device, batch_size: int =
     scoring baselines (e.g. bicubic) on the same split. A non-finite model output makes the PSNR sum NaN.
     """
     from fsr_bench.metrics import MetricConventions
+    from fsr_bench.models.precision import infer
 
     was_training = model.training
     model.eval()
@@ -37,9 +41,7 @@ def score_pairs(model: nn.Module, pairs, device: torch.device, batch_size: int =
     for batch in loader:
         lr = batch["lr"].to(device, non_blocking=True)
         hr = batch["hr"].to(device, non_blocking=True)
-        if channels_last:
-            lr = lr.contiguous(memory_format=torch.channels_last)
-        sr = model(lr).float()
+        sr = infer(model, lr, precision, channels_last)
         if not torch.isfinite(sr).all():
             sums[0] = float("nan")
             break
