@@ -12,8 +12,10 @@ from fsr_bench.cli._common import catches_errors, fail
 @catches_errors
 def sr(
     images: List[Path] = typer.Argument(None, help="image files and/or folders (searched recursively)"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="registered model name (see `fsr-bench list models`)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="registered model name (see `fsr-bench list models`); default: the shipped TANet-S at --scale"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="weights; an fsr-bench checkpoint also names its model"),
+    pretrained: bool = typer.Option(False, "--pretrained", help="the model's registered pretrained weights (shipped or downloaded once, sha256-checked)"),
+    scale: int = typer.Option(4, "--scale", "-s", help="with no --model/--checkpoint: 4 or 8 (the shipped tanet_s_x4 / tanet_s_x8)"),
     out: Path = typer.Option(Path("sr_out"), "--out", "-o", help="output folder"),
     device: str = typer.Option("auto", help="cpu | cuda | auto"),
     precision: str = typer.Option(
@@ -33,14 +35,19 @@ def sr(
     from fsr_bench.data.io import list_images, read_image, write_image
     from fsr_bench.models import create_model
     from fsr_bench.models.precision import PrecisionError, describe, infer, prepare, resolve_precision
+    from fsr_bench.models.pretrained import list_pretrained
 
-    if model is None and checkpoint is None:
-        raise fail("give --model NAME (e.g. bicubic_x4) and/or --checkpoint PATH")
-    net = create_model(model, checkpoint=checkpoint)
-    if checkpoint is None and net.num_parameters() > 0 and not random_init:
+    if model is None and checkpoint is None:  # the embedded default: a trained TANet, no argument needed
+        model, pretrained = f"tanet_s_x{scale}", True
+        if model not in list_pretrained():
+            raise fail(f"no shipped weights for --scale {scale}; shipped: {', '.join(list_pretrained()) or 'none'}")
+    net = create_model(model, checkpoint=checkpoint, pretrained=pretrained)
+    if checkpoint is None and not pretrained and net.num_parameters() > 0 and not random_init:
+        hint = (" Pass --pretrained for its shipped weights." if net.name in list_pretrained()
+                else " Train one with `fsr-bench train`.")
         raise fail(
             f"{net.name} has learned parameters but no --checkpoint was given; its output would come "
-            "from random weights. Train one with `fsr-bench train` or pass --random-init to debug."
+            f"from random weights.{hint} (--random-init to debug.)"
         )
     from fsr_bench.devices import resolve_device
 
@@ -48,8 +55,8 @@ def sr(
     try:
         precision = resolve_precision(precision, dev)
     except PrecisionError as exc:
-        raise fail(f"--precision: {exc}")
-    net = prepare(net, dev, channels_last)
+        raise fail(f"--precision: {exc}") from None
+    net = prepare(net, dev, channels_last)  # type: ignore[assignment]  # same module, moved and in eval mode
 
     sources: list[tuple[str, Path | None]] = []
     if example:

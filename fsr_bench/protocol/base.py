@@ -8,9 +8,9 @@ benchmark number.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fsr_bench.config_io import ConfigInputError
 from fsr_bench.provenance import stable_hash
@@ -30,8 +30,15 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     name: str  # registered model name (`fsr-bench list models`)
     checkpoint: str | None = None  # weights; required for any model with learned parameters
+    pretrained: bool = False  # instead of a checkpoint: the model's registered weights (shipped or downloaded)
     label: str | None = None  # display name in tables; defaults to the registered name
     overrides: dict[str, Any] = Field(default_factory=dict)  # config fields, e.g. {kernel: bilinear}
+
+    @model_validator(mode="after")
+    def _one_source_of_weights(self) -> "ModelSpec":
+        if self.pretrained and self.checkpoint is not None:
+            raise ValueError("give either checkpoint or pretrained: true, not both")
+        return self
 
     @property
     def display(self) -> str:
@@ -45,6 +52,10 @@ class RunSpec(_Strict):
     seed: int = 0  # seeds the degradation (noise, JPEG, blur draws)
     limit: int | None = Field(None, ge=1)  # score only the first N images (smoke runs)
     flops: bool = True  # count GFLOPs/image with torch's FlopCounterMode (reconstruction only)
+    # inference numerics (fsr_bench.models.precision); fp32 by default so benchmark numbers never move
+    # silently — bf16 is a stated choice (benchmarks/precision_faces.py measures what it changes)
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    channels_last: bool = False
     report: bool = True  # write report.md + figures at the end of the run
 
 

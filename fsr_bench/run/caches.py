@@ -134,9 +134,11 @@ class FaceStore:
 class SRStore:
     """SR outputs (uint8) of one model, keyed by the LR probe's content."""
 
-    def __init__(self, folder: Path, spec: ModelSpec, sha: str | None, fresh: bool):
-        self.meta = {"version": CACHE_VERSION, "fsr_bench": __version__, "name": spec.name,
-                     "checkpoint_sha256": sha, "overrides": spec.overrides}
+    def __init__(self, folder: Path, spec: ModelSpec, sha: str | None, fresh: bool, inference: str = "fp32, NCHW"):
+        self.meta: dict[str, object] = {"version": CACHE_VERSION, "fsr_bench": __version__, "name": spec.name,
+                                        "checkpoint_sha256": sha, "overrides": spec.overrides}
+        if inference != "fp32, NCHW":  # fp32 caches written before precision existed stay valid
+            self.meta["inference"] = inference
         self.path = folder / f"{safe_filename(spec.display)}_{stable_hash(self.meta)[:16]}.pt"
         cached = None if fresh else _torch_load(self.path)
         self.scale: int | None = cached.get("scale") if cached else None

@@ -28,17 +28,20 @@ def resolve_device(device: str) -> str:
     return devices.resolve_device(device, option="--set run.device")
 
 
-def load_model(spec: ModelSpec, device: str, scale: int | None = None, scale_hint: str = "") -> "SuperResolver":
+def load_model(spec: ModelSpec, device: str, scale: int | None = None, scale_hint: str = "",
+               channels_last: bool = False) -> "SuperResolver":
     """Build a protocol's model on ``device`` in eval mode; a learned model without weights is
     refused (never benchmarked), and so is one whose scale is not ``scale``."""
     from fsr_bench.models import RegistryError, create_model
     from fsr_bench.models.checkpoint import CheckpointError
+    from fsr_bench.models.precision import prepare
+    from fsr_bench.weights import WeightsError
 
     try:
-        model = create_model(spec.name, checkpoint=spec.checkpoint, **spec.overrides)
-    except (CheckpointError, RegistryError, TypeError, ValueError) as exc:
+        model = create_model(spec.name, checkpoint=spec.checkpoint, pretrained=spec.pretrained, **spec.overrides)
+    except (CheckpointError, RegistryError, WeightsError, TypeError, ValueError) as exc:
         raise ProtocolError(f"model {spec.display!r}: {exc}") from exc
-    if spec.checkpoint is None and model.num_parameters() > 0:
+    if spec.checkpoint is None and not spec.pretrained and model.num_parameters() > 0:
         raise ProtocolError(
             f"model {spec.display!r} ({spec.name}) has {model.num_parameters():,} learned parameters "
             "but no checkpoint; random weights are never benchmarked. Set its `checkpoint:` "
@@ -46,10 +49,26 @@ def load_model(spec: ModelSpec, device: str, scale: int | None = None, scale_hin
         )
     if scale is not None and model.scale != scale:
         raise ProtocolError(f"model {spec.display!r} ({spec.name}) is x{model.scale} but {scale_hint or f'the protocol is x{scale}'}")
-    return model.to(device).eval()
+    return prepare(model, device, channels_last)  # type: ignore[return-value]  # the same module, moved
+
+
+def inference_convention(run: Any, device: str) -> str:
+    """How models ran ("fp32, NCHW", "bf16 autocast, channels-last"): part of every result's conventions
+    (and so of the work keys: a change of precision never reuses results computed in another)."""
+    from fsr_bench.models.precision import describe, resolve_precision
+
+    try:
+        precision = resolve_precision(run.precision, device)
+    except ValueError as exc:
+        raise ProtocolError(f"run.precision: {exc}") from None
+    return describe(precision, run.channels_last, device)
 
 
 def checkpoint_sha(spec: ModelSpec) -> str | None:
+    if spec.pretrained:
+        from fsr_bench.models.pretrained import get_pretrained
+
+        return get_pretrained(spec.name).weights.sha256  # verified against the file on every load
     if spec.checkpoint is None:
         return None
     try:

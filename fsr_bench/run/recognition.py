@@ -50,11 +50,20 @@ import torch
 from fsr_bench import results
 from fsr_bench.data.identity_folders import ProbeItem, RecognitionSet
 from fsr_bench.metrics.recognition import RowScores, score_row
+from fsr_bench.models.precision import infer, resolve_precision
 from fsr_bench.protocol import ModelSpec, ProtocolError
 from fsr_bench.protocol.recognition import HR_PROBES, LR_IMAGE, RecognitionProtocol
 from fsr_bench.provenance import collect
 from fsr_bench.run.caches import FaceStore, SRStore, content_key
-from fsr_bench.run.common import Log, checkpoint_sha, load_model, resolve_device, safe_filename, write_protocol
+from fsr_bench.run.common import (
+    Log,
+    checkpoint_sha,
+    inference_convention,
+    load_model,
+    resolve_device,
+    safe_filename,
+    write_protocol,
+)
 
 __all__ = ["build_recognition_set", "run_recognition"]
 
@@ -132,11 +141,12 @@ def _super_resolve(row: _Row, lrs: list[torch.Tensor | None], state: dict[str, A
             missing.setdefault((int(lr.shape[-2]), int(lr.shape[-1])), {})[k] = lr
     for group in missing.values():
         if state.get("model") is None:
-            state["model"] = _build_model(row.spec, device, state["scale"])
+            state["model"] = _build_model(row.spec, device, state["scale"], state["run"].channels_last)
             store.scale = state["model"].scale
         ks = list(group)
-        with torch.inference_mode():
-            sr = state["model"](torch.stack([group[k] for k in ks]).to(device)).clamp(0, 1)
+        run = state["run"]
+        sr = infer(state["model"], torch.stack([group[k] for k in ks]).to(device),
+                   resolve_precision(run.precision, device), run.channels_last).clamp(0, 1)
         for k, out in zip(ks, to_uint8(sr).cpu()):
             store.put(k, out.clone())
         row.work["sr_computed"] += len(ks)
@@ -144,14 +154,14 @@ def _super_resolve(row: _Row, lrs: list[torch.Tensor | None], state: dict[str, A
     return [None if k is None else store.outputs[k].float() / 255.0 for k in keys]
 
 
-def _build_model(spec: ModelSpec, device: str, scale: int):
+def _build_model(spec: ModelSpec, device: str, scale: int, channels_last: bool = False):
     return load_model(spec, device, scale, f"this protocol's probes are made for x{scale}; use the _x{scale} "
-                      "variant of the model (or change the data block's scale)")
+                      "variant of the model (or change the data block's scale)", channels_last=channels_last)
 
 
-def _model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bool) -> _Row:
+def _model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bool, inference: str) -> _Row:
     sha = checkpoint_sha(spec)
-    store = SRStore(sr_dir, spec, sha, fresh=force)
+    store = SRStore(sr_dir, spec, sha, fresh=force, inference=inference)
     if store.scale is None:  # never run: build it now so a bad model fails before the long work
         model = _build_model(spec, device, scale)
         store.scale = model.scale
@@ -215,7 +225,8 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     if protocol.references.lr_image:
         rows.append(_Row(LR_IMAGE, "reference", role="reference"))
     for spec in protocol.models:
-        rows.append(_model_row(spec, cache / "sr", dataset.scale, device, force))
+        rows.append(_model_row(spec, cache / "sr", dataset.scale, device, force,
+                               inference_convention(protocol.run, device)))
     if protocol.references.hr_probes:
         rows.append(_Row(HR_PROBES, "reference", role="reference"))
 
@@ -264,7 +275,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         c0, r0 = store.computed, store.reused
         emb_p = torch.zeros(len(probes), store.dim)
         det_p = torch.zeros(len(probes), dtype=torch.bool)
-        state: dict[str, Any] = {"model": None, "scale": dataset.scale}
+        state: dict[str, Any] = {"model": None, "scale": dataset.scale, "run": protocol.run}
         bar = tqdm(total=len(probes), desc=row.label, unit="probe", disable=not progress, leave=False)
         want = "hr" if row.label == HR_PROBES else "lr"  # the one reference that reads HR probes
         for batch_no, (pos, items, read) in enumerate(reader.batches(want)):
@@ -303,7 +314,8 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         "protocol_name": protocol.name,
         "protocol_hash": protocol.hash(),
         "protocol": protocol.model_dump(mode="json"),
-        "conventions": _conventions(protocol, dataset, aligner, recogniser, len(probes)),
+        "conventions": _conventions(protocol, dataset, aligner, recogniser, len(probes),
+                                    inference_convention(protocol.run, device)),
         "provenance": {**collect(device), "runtime_s": round(time.perf_counter() - t_start, 3)},
         "gallery": {"n_subjects": len(gallery), "n_detected": int(det_g.sum()),
                     "undetected_subjects": undetected_gallery},
@@ -369,7 +381,7 @@ def _summary_line(row: _Row, s: RowScores) -> str:
 
 
 def _conventions(protocol: RecognitionProtocol, dataset: RecognitionSet, aligner, recogniser,
-                 n_scored: int) -> dict[str, Any]:
+                 n_scored: int, protocol_inference: str) -> dict[str, Any]:
     rec = protocol.recognition
     return {
         "threshold": rec.threshold,
@@ -379,6 +391,7 @@ def _conventions(protocol: RecognitionProtocol, dataset: RecognitionSet, aligner
         "degradation": dataset.describe_degradation(),
         "dataset": {**dataset.describe(), "n_scored": n_scored},
         "seed": protocol.run.seed,
+        "inference": protocol_inference,
         "similarity": "cosine of L2-normalised embeddings",
         "matching_accuracy": "share of all probes with similarity to their own gallery embedding >= threshold; "
                              "undetected probes are not matched (TANet Table 4)",

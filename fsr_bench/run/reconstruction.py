@@ -25,12 +25,14 @@ import torch
 
 from fsr_bench import __version__, atomic, results
 from fsr_bench.metrics import MetricConventions, ReconstructionMetrics
+from fsr_bench.models.precision import infer, resolve_precision
 from fsr_bench.protocol import ModelSpec, ProtocolError, ReconstructionProtocol
 from fsr_bench.provenance import collect, stable_hash
 from fsr_bench.run.common import (
     Log,
     checkpoint_sha,
     count_gflops,
+    inference_convention,
     load_model,
     read_json,
     resolve_device,
@@ -92,8 +94,9 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
 
     model = load_model(spec, device, degradation.scale,
                        f"the degradation is x{degradation.scale}; use the _x{degradation.scale} variant or "
-                       "change data.degradation.scale")
+                       "change data.degradation.scale", channels_last=protocol.run.channels_last)
     scorer = ReconstructionMetrics(scoring.conventions, scoring.lpips, scoring.lpips_unavailable_reason)
+    precision = resolve_precision(protocol.run.precision, device)
     forward_seconds, timed_images, gflops, cropped = 0.0, 0, None, 0
     seed = protocol.run.seed
     bar = tqdm(total=len(indices), desc=f"{spec.display}", unit="img", disable=not progress, leave=False)
@@ -107,8 +110,7 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            sr = model(lr).clamp(0, 1)
+        sr = infer(model, lr, precision, protocol.run.channels_last).clamp(0, 1)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         if batch_no > 0 or len(indices) <= len(items):  # first batch is warm-up when there are more
@@ -171,6 +173,7 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
         "degradation": degradation.describe(),
         "dataset": {**describe_dataset(dataset), "n_scored": n},
         "seed": protocol.run.seed,
+        "inference": inference_convention(protocol.run, device),
         "hr_mod_crop": "HR sizes not divisible by the scale are cropped to the next multiple, top-left"
                        " anchored (models[].n_mod_cropped counts them)",
     }
