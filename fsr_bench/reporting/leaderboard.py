@@ -1,0 +1,102 @@
+"""One table from many finished runs: reconstruction and recognition side by side, each cell traceable.
+
+``fsr-bench leaderboard RUN_DIR... -o DIR`` reads every run's ``results.json`` through the results
+schema (:func:`fsr_bench.results.read_run`), and joins rows that are the *same model* — same
+registered name and same weights (checkpoint sha256; none for parameter-free floors and reference
+rows) — into one line per method. Columns:
+
+* method (the row label), registered name, role, parameters, the training budget read from the
+  checkpoint itself (steps, epochs, minutes, machine: what ``fsr-bench train`` recorded), or from a
+  pretrained entry's model card summary;
+* per run, its headline metrics with the run's short name as prefix (``faces256_val_x8:psnr``), the
+  metric's direction from :mod:`fsr_bench.metrics.specs`;
+* ``sources``: every run a line came from, with its protocol hash.
+
+Written as ``leaderboard.md`` (pandas + tabulate), ``leaderboard.csv`` and ``leaderboard.json``.
+Nothing is re-computed here: a number that is not in a results file is not in the leaderboard.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from fsr_bench import atomic
+from fsr_bench.results import RunResult, read_run
+
+RECONSTRUCTION = ("psnr", "ssim", "lpips", "identity_cosine")
+RECOGNITION = ("matching_accuracy", "rank1", "tar_at_far_1e-3", "eer", "tar_cal_1e-3", "wrong_id_cal_1e-3")
+
+
+def _budget(row: Any) -> dict[str, Any]:
+    """What the weights cost, read from where they came from (never typed in)."""
+    ck = getattr(row, "checkpoint", None)
+    if ck and Path(ck).is_file() and Path(ck).suffix == ".pt":
+        import torch
+
+        try:
+            obj = torch.load(ck, map_location="cpu", weights_only=True)
+        except Exception:  # a checkpoint we cannot read still has a sha256 in the row
+            return {}
+        if isinstance(obj, dict) and "step" in obj:
+            cfg = obj.get("train_config") or {}
+            return {"steps": obj.get("step"), "epochs": obj.get("epoch"),
+                    "train_minutes": round(float(obj.get("elapsed_s", 0.0)) / 60, 1),
+                    "device": (obj.get("meta") or {}).get("device"), "precision": cfg.get("precision")}
+    if ck and Path(ck).suffix == ".safetensors":
+        from fsr_bench.models.pretrained import list_pretrained
+
+        for entry in list_pretrained().values():
+            if entry.weights.sha256 == getattr(row, "checkpoint_sha256", None):
+                return dict(entry.summary.get("budget", {}))
+    return {}
+
+
+def leaderboard_rows(runs: Sequence[tuple[str, RunResult]]) -> list[dict[str, Any]]:
+    lines: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+    for run_name, run in runs:
+        wanted = RECONSTRUCTION if run.kind == "reconstruction" else RECOGNITION
+        for row in run.models:
+            key = (row.name, getattr(row, "checkpoint_sha256", None), row.label if row.role == "reference" else "")
+            line = lines.setdefault(key, {"method": row.label, "name": row.name, "role": row.role,
+                                          "params": row.params, "weights_sha256": key[1],
+                                          **{f"budget_{k}": v for k, v in _budget(row).items()}, "sources": []})
+            line["params"] = line["params"] if line["params"] is not None else row.params
+            for metric in wanted:
+                value = row.metrics.get(metric)
+                if value is not None:
+                    line[f"{run_name}:{metric}"] = value
+            line["sources"].append(f"{run_name} (protocol {run.protocol_name} #{run.protocol_hash[:12]})")
+    return list(lines.values())
+
+
+def write_leaderboard(run_dirs: Sequence[Path], out: Path) -> Path:
+    import pandas as pd
+
+    runs = []
+    for d in run_dirs:
+        run = read_run(Path(d) / "results.json")
+        runs.append((run.protocol_name or Path(d).name, run))
+    names = [n for n, _ in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two runs share a protocol name ({names}); rename one protocol (name:) to tell them apart")
+    rows = leaderboard_rows(runs)
+    frame = pd.DataFrame(rows)
+    frame["sources"] = frame["sources"].map("; ".join)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out / "leaderboard.csv", frame.to_csv(index=False))
+    atomic.write_text(out / "leaderboard.json", json.dumps(
+        {"runs": [{"name": n, "protocol_hash": r.protocol_hash, "kind": r.kind,
+                   "conventions": r.conventions} for n, r in runs], "rows": rows}, indent=1, default=str) + "\n")
+    shown = frame.drop(columns=[c for c in ("weights_sha256", "sources") if c in frame])
+    metric_cols = [c for c in shown.columns if ":" in c]
+    formats = {c: (lambda v: "" if pd.isna(v) else f"{v:.4f}" if abs(v) < 2 else f"{v:.2f}") for c in metric_cols}
+    for col, fmt in formats.items():
+        shown[col] = shown[col].map(fmt)
+    notes = "\n".join(f"- `{n}`: {r.kind}, protocol `{r.protocol_name}` #{r.protocol_hash[:12]}" for n, r in runs)
+    text = (
+        "# Leaderboard\n\nGenerated by `fsr-bench leaderboard` from the run folders below; every number comes from "
+        "their `results.json` (nothing recomputed). Budget columns are read from each checkpoint.\n\n"
+        + shown.to_markdown(index=False) + "\n\n## Runs\n\n" + notes + "\n"
+    )
+    return atomic.write_text(out / "leaderboard.md", text)
