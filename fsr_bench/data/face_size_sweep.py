@@ -35,8 +35,8 @@ Per size, for an LR face height ``h`` and the LR aspect ratio ``aspect_hw = (a_h
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

@@ -168,14 +168,6 @@ def calibration_split(protocol: str = "combined", calibration: str = "dev", eval
                             bob_protocol(protocol, calibration), bob_protocol(protocol, evaluation))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _images_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []

@@ -1,9 +1,13 @@
-"""Face recognisers: ``register_recogniser``, ``create_recogniser``, ``list_recognisers``.
+"""Face recognisers and detectors: ``create_recogniser`` / ``create_detector`` and friends.
 
-A builder is a function ``name(weights=None, device="cpu", **options) -> Recogniser`` decorated with
-``@register_recogniser``. Built-ins: ``mobilefacenet`` (PyTorch, pretrained, 128-d) and ``onnx``
-(any insightface-style ONNX embedding model). Third-party packages register through the entry-point
-group ``fsr_bench.recognisers``, exactly like super-resolvers do with ``fsr_bench.models``::
+A recogniser builder is a function ``name(weights=None, device="cpu", **options) -> Recogniser``
+decorated with ``@register_recogniser``. Built-ins: ``mobilefacenet`` (PyTorch, pretrained, 128-d),
+``dlib`` (dlib's ResNet, 128-d, its own face-chip alignment) and ``onnx`` (any insightface-style
+ONNX embedding model). Detectors are the same: ``name(weights=None, device="cpu", **options) ->
+Detector`` decorated with ``@register_detector``; built-ins ``mtcnn`` (facenet-pytorch) and
+``scrfd`` (insightface's SCRFD, given its ONNX file). Third-party packages register through the
+entry-point groups ``fsr_bench.recognisers`` and ``fsr_bench.detectors``, exactly like
+super-resolvers do with ``fsr_bench.models``::
 
     [project.entry-points."fsr_bench.recognisers"]
     my_recogniser = "my_package.my_recogniser"   # importing the module runs its decorator
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from fsr_bench.registry import Registry, RegistryError
 
 if TYPE_CHECKING:  # keep `import fsr_bench.face` free of torch until a recogniser is built
+    from fsr_bench.face.detect import Detector
     from fsr_bench.face.recogniser import Recogniser
 
 __all__ = [
@@ -27,15 +32,31 @@ __all__ = [
     "register_recogniser",
     "create_recogniser",
     "list_recognisers",
+    "DETECTOR_ENTRY_POINT_GROUP",
+    "DETECTORS",
+    "register_detector",
+    "create_detector",
+    "list_detectors",
 ]
 
 ENTRY_POINT_GROUP = "fsr_bench.recognisers"
+DETECTOR_ENTRY_POINT_GROUP = "fsr_bench.detectors"
 ONNX_PREFIX = "onnx:"
 
 RECOGNISERS: Registry[Callable[..., "Recogniser"]] = Registry(
     "recogniser",
     ENTRY_POINT_GROUP,
-    builtin_modules=("fsr_bench.face.mobilefacenet", "fsr_bench.face.onnx_recogniser"),
+    builtin_modules=(
+        "fsr_bench.face.mobilefacenet",
+        "fsr_bench.face.dlib_recogniser",
+        "fsr_bench.face.onnx_recogniser",
+    ),
+)
+
+DETECTORS: Registry[Callable[..., "Detector"]] = Registry(
+    "detector",
+    DETECTOR_ENTRY_POINT_GROUP,
+    builtin_modules=("fsr_bench.face.detect", "fsr_bench.face.scrfd"),
 )
 
 
@@ -77,3 +98,29 @@ def create_recogniser(
     recogniser = entry.builder(weights=weights, device=device, **options)
     recogniser.name = name if name != "onnx" else f"{ONNX_PREFIX}{os.fspath(weights)}"
     return recogniser
+
+
+# -- detectors -----------------------------------------------------------------------------------
+def register_detector(fn: Callable[..., "Detector"] | None = None, *, name: str | None = None):
+    """Register a detector builder. Usable bare (``@register_detector``) or with ``name=``."""
+    if fn is not None:
+        return DETECTORS.register(name)(fn)
+    return DETECTORS.register(name)
+
+
+def list_detectors(pattern: str = "*") -> list[str]:
+    """Registered face-detector names matching a shell-style ``pattern``."""
+    return DETECTORS.names(pattern)
+
+
+def create_detector(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    device: str = "cpu",
+    **options: Any,
+) -> "Detector":
+    """Build a registered face detector: ``create_detector("mtcnn", min_face_size=12)``,
+    ``create_detector("scrfd", weights="~/.insightface/models/buffalo_l/det_10g.onnx")``."""
+    detector = DETECTORS.get(name).builder(weights=weights, device=device, **options)
+    detector.name = name
+    return detector

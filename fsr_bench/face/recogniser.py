@@ -2,11 +2,17 @@
 
 Contract (PyTorch MobileFaceNet, ONNX models, plug-ins alike):
 
-* input: faces already aligned to :data:`ARCFACE_TEMPLATE_112` (see :mod:`fsr_bench.face.detect`),
-  RGB, float in [0, 1], shape ``(N, 3, 112, 112)`` — the same convention as the rest of the package
+* alignment belongs to the recogniser: :meth:`Recogniser.align` turns one image plus its detection
+  (box and five landmarks, from any registered detector) into the crop the network expects. The
+  default is the ArcFace 5-point similarity crop (:mod:`fsr_bench.face.align`, insightface's
+  ``norm_crop``); a recogniser with its own alignment (dlib's face chips) overrides it.
+  :class:`fsr_bench.face.detect.FaceAligner` calls it when given ``recogniser=``;
+* input of :meth:`Recogniser.embed`: such crops, RGB, float in [0, 1], shape
+  ``(N, 3, *input_size)`` — the same convention as the rest of the package
   (``fsr_bench.data.io.read_image``); each recogniser converts to its own native normalisation
   inside :meth:`Recogniser.forward_raw`, so callers never need to know it;
-* output: ``(N, D)`` float32 embeddings, L2-normalised, so cosine similarity is a dot product;
+* output: ``(N, D)`` float32 embeddings, L2-normalised, so cosine similarity is a dot product —
+  the one score every consumer uses, whatever the recogniser's native score (dlib: Euclidean);
 * flip augmentation (on by default): the embedding of the image plus that of its horizontal mirror,
   summed and then normalised. This is the protocol under which the shared MobileFaceNet weights were
   measured (``shared/weights/mobilefacenet/MODEL.md``: LFW 98.92 %) and is common practice in face
@@ -22,22 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fsr_bench.face.align import ARCFACE_TEMPLATE_112, align_with_landmarks
+
 __all__ = ["ARCFACE_TEMPLATE_112", "Recogniser", "RecogniserInputError"]
 
-#: Five landmarks (x, y) in a 112×112 crop — left eye, right eye, nose tip, left mouth corner, right
-#: mouth corner ("left" = image left). The ArcFace/insightface alignment template (Deng et al.,
-#: "ArcFace", CVPR 2019; deepinsight/insightface); MobileFaceNet's weights expect it (MODEL.md).
-ARCFACE_TEMPLATE_112 = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float64,
-)
-ARCFACE_TEMPLATE_112.setflags(write=False)
 
 
 class RecogniserInputError(ValueError):
@@ -54,7 +48,10 @@ class Recogniser(abc.ABC):
     """
 
     input_size: ClassVar[tuple[int, int]] = (112, 112)  # (height, width)
-    template: ClassVar[np.ndarray] = ARCFACE_TEMPLATE_112
+    template: ClassVar[np.ndarray | None] = ARCFACE_TEMPLATE_112  # None: own alignment
+    alignment: ClassVar[str] = (
+        "5-point similarity to the ArcFace template (insightface face_align.norm_crop), bilinear"
+    )
 
     def __init__(
         self,
@@ -79,13 +76,25 @@ class Recogniser(abc.ABC):
         self.device = torch.device(device)
 
     # -- the interface ----------------------------------------------------------------------------
+    def align(self, image: torch.Tensor, box: np.ndarray, landmarks5: np.ndarray) -> torch.Tensor:
+        """One detected face → ``(3, *input_size)`` crop, RGB [0, 1].
+
+        ``image`` ``(3, H, W)`` RGB [0, 1]; ``box`` ``(x1, y1, x2, y2)`` and ``landmarks5`` ``(5, 2)``
+        in its pixel coordinates (the detector's; see :mod:`fsr_bench.face.detect`).
+        """
+        h, w = self.input_size
+        if h != w:
+            raise NotImplementedError(f"{type(self).__name__}: non-square input {self.input_size} "
+                                      "needs its own align()")
+        return align_with_landmarks(image, landmarks5, size=h)[0]
+
     @abc.abstractmethod
     def forward_raw(self, aligned: torch.Tensor) -> torch.Tensor:
         """``(n, 3, H, W)`` RGB [0, 1] on ``self.device`` → ``(n, D)`` unnormalised, float32."""
 
     @torch.inference_mode()
     def embed(self, aligned: torch.Tensor, flip: bool | None = None) -> torch.Tensor:
-        """Embed aligned faces: ``(N, 3, 112, 112)`` RGB [0, 1] → ``(N, D)`` L2-normalised, on CPU.
+        """Embed aligned faces: ``(N, 3, *input_size)`` RGB [0, 1] → ``(N, D)`` L2-normalised, on CPU.
 
         ``flip`` overrides the instance default for this call. Results come back on the CPU
         because every consumer (scoring, caching) is NumPy-based.
@@ -110,9 +119,10 @@ class Recogniser(abc.ABC):
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
             "weights_path": self.weights_path,
             "weights_sha256": self.weights_sha256,
-            "input": f"RGB [0,1], {self.input_size[0]}x{self.input_size[1]}, "
-            "5-point similarity alignment to the ArcFace template",
-            "template": self.template.tolist(),
+            "input": f"RGB [0,1], {self.input_size[0]}x{self.input_size[1]}",
+            "alignment": self.alignment,
+            "template": None if self.template is None else self.template.tolist(),
+            "score": "cosine of L2-normalised embeddings",
             "normalization": self.normalization,
             "embedding_dim": self.embedding_dim,
             "flip_augmentation": self.flip,
@@ -131,7 +141,7 @@ class Recogniser(abc.ABC):
             raise RecogniserInputError(
                 f"{type(self).__name__}.embed expects aligned faces (N, 3, {h}, {w}); got shape "
                 f"{tuple(aligned.shape)}. Align raw images first with "
-                "fsr_bench.face.detect.FaceAligner (or align_with_landmarks)."
+                "fsr_bench.face.detect.FaceAligner(recogniser=...) (or its align())."
             )
         if not aligned.is_floating_point():
             raise RecogniserInputError(

@@ -178,7 +178,7 @@ def _score_matrix(score_matrix: ArrayLike, probe_ids: ArrayLike, gallery_ids: Ar
             "(probe face not detected) or all finite (an undetected gallery face must be removed "
             "from the gallery, not scored as NaN)"
         )
-    return s, p, g, ~nan.all(axis=1)
+    return s, p, g, np.asarray(~nan.all(axis=1))
 
 
 def _best_per_identity(s: np.ndarray, gallery_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -621,6 +621,8 @@ def operating_point_metrics(
             for sk in res.skipped:
                 unavailable[f"fpir_{rate_tag(sk.target)}"] = sk.reason
         for pt in res.points:
+            if pt.target_fpir is None:  # points at calibrated thresholds are reported below
+                continue
             tag = rate_tag(pt.target_fpir)
             m[f"threshold_fpir_{tag}"], m[f"fpir_{tag}"] = pt.threshold, pt.fpir
             m[f"tpir{r}_fpir_{tag}"] = pt.tpir

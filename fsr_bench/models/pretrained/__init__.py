@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fsr_bench.weights import WeightSpec, WeightsError, resolve_weights
+from fsr_bench.weights import WeightsError, WeightSpec, resolve_weights
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "manifest.json"
