@@ -110,12 +110,13 @@ def export_onnx(
         raise ExportError("ONNX export needs onnxscript: pip install 'fsr-bench[export]'") from exc
     name = model.name or type(model).__name__
     model = model.cpu().float().eval()
-    net = _PadCropForward(model) if model.size_multiple > 1 else model
+    net = (_PadCropForward(model) if model.size_multiple > 1 else model).eval()
+    gen = torch.Generator().manual_seed(0)  # example and check inputs; the global RNG is not touched
     if dynamic:
         if size is not None:
             raise ExportError("give size only with dynamic=False (a dynamic graph takes any size)")
         h, w = _example_size(model)
-        example = torch.rand(2, 3, h, w)  # batch 2: torch.export would specialise a batch of 1
+        example = torch.rand(2, 3, h, w, generator=gen)  # batch 2: a batch of 1 would be specialised
         lo = min_input_side(model)
         dim = torch.export.Dim
         shapes = ({0: dim("batch", min=1, max=1024), 2: dim("height", min=lo, max=MAX_SIDE),
@@ -124,17 +125,22 @@ def export_onnx(
         if size is None:
             raise ExportError("a static export needs its input size: size=(h, w) (--static HxW)")
         h, w = _check_size(model, size, "static size")
-        example, shapes = torch.rand(1, 3, h, w), None
+        example, shapes = torch.rand(1, 3, h, w, generator=gen), None
 
     try:
+        # our own capture, then the ONNX translation of that one program: torch.onnx.export's
+        # fallbacks (strict tracing, draft export, shape refinement) would either take minutes to
+        # fail or quietly narrow the sizes the graph is valid for
         with torch.no_grad():
-            program = torch.onnx.export(
-                net, (example,), dynamo=True, input_names=["lr"], output_names=["sr"],
-                dynamic_shapes=shapes, opset_version=opset, external_data=False, verbose=False,
-            )
+            exported = torch.export.export(net, (example,), dynamic_shapes=shapes, strict=False,
+                                           prefer_deferred_runtime_asserts_over_guards=True)
+            program = torch.onnx.export(exported, (example,), dynamo=True, input_names=["lr"],
+                                        output_names=["sr"], opset_version=opset, external_data=False,
+                                        verbose=False)
     except Exception as exc:
-        hint = (" Export at a fixed size instead: dynamic=False, size=(h, w) (--static HxW)."
-                if dynamic else "")
+        hint = (" Its forward probably computes something from the input size outside tensor operations"
+                " (a cached table, a Python-level count); export at a fixed size instead:"
+                " dynamic=False, size=(h, w) (--static HxW)." if dynamic else "")
         raise ExportError(
             f"{name} does not export to ONNX{' with dynamic H x W' if dynamic else f' at {h}x{w}'}: "
             f"{_first_line(exc)}.{hint}"
@@ -156,21 +162,19 @@ def export_onnx(
         entry.key, entry.value = key, value
     data = proto.SerializeToString()
 
-    # verify before writing: at the traced size, and (dynamic) at an odd, non-multiple size
-    check_sizes = [(h, w)]
+    # verify before writing: a batch at the traced size and, for a dynamic graph, an odd size that is
+    # a multiple of nothing, and the smallest size the metadata promises
+    checks = [torch.rand(2 if dynamic else 1, 3, h, w, generator=gen)]
     if dynamic:
-        lo = min_input_side(model)
-        check_sizes.append((max(lo, 4 * model.size_multiple + 1), max(lo, 2 * model.size_multiple + 3)))
-    torch.manual_seed(0)
-    checks = [torch.rand(2 if dynamic else 1, 3, *s) for s in check_sizes]
+        lo, m = min_input_side(model), model.size_multiple
+        checks += [torch.rand(1, 3, 4 * m + 1, 2 * m + 3, generator=gen), torch.rand(1, 3, lo, lo + 1, generator=gen)]
     try:
-        result = onnx_parity(model, data, [c for batch in checks for c in batch])
-        failure = None if result["max_abs_diff"] <= SELF_CHECK_ATOL else (
-            f"max |onnx - torch| = {result['max_abs_diff']:.3g} > {SELF_CHECK_ATOL:g}")
+        worst = max(onnx_parity(model, data, batch)["max_abs_diff"] for batch in checks)
+        failure = None if worst <= SELF_CHECK_ATOL else f"max |onnx - torch| = {worst:.3g} > {SELF_CHECK_ATOL:g}"
     except Exception as exc:  # onnxruntime refusing the graph at a size it claims to take
         failure = f"onnxruntime failed: {_first_line(exc)}"
     if failure:
-        where = " x ".join(f"{a}x{b}" for a, b in check_sizes)
+        where = ", ".join("{}x{}x{}x{}".format(*c.shape) for c in checks)
         raise ExportError(
             f"{name}: the exported graph does not reproduce PyTorch at {where} ({failure}); "
             + ("its forward computes size-dependent constants outside the graph. Export at a fixed "
@@ -188,7 +192,8 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
-def _session(onnx_model: str | os.PathLike | bytes):
+def onnx_session(onnx_model: str | os.PathLike | bytes):
+    """An onnxruntime CPU session with PyTorch's thread count (fair comparisons, no oversubscription)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -203,22 +208,22 @@ def onnx_parity(
     onnx_model: str | os.PathLike | bytes,
     images: torch.Tensor | Sequence[torch.Tensor],
 ) -> dict[str, Any]:
-    """onnxruntime vs PyTorch (fp32, CPU) on LR ``images`` ((3, h, w) each, or an (N, 3, h, w) batch).
+    """onnxruntime vs PyTorch (fp32, CPU) on LR ``images``: an (N, 3, h, w) batch (one run), or a
+    sequence of (3, h, w) images of any sizes (one run each).
 
-    Returns ``max_abs_diff`` (raw, unclamped outputs, over all images) and ``psnr_db`` (outputs
+    Returns ``max_abs_diff`` (raw, unclamped outputs, over everything) and ``psnr_db`` (outputs
     clamped to [0, 1] as evaluation does, peak 1, MSE pooled over all pixels; ``inf`` when
-    identical), plus ``per_image`` rows. Images of different sizes run one at a time.
+    identical), plus ``per_run`` rows.
     """
-    if isinstance(images, torch.Tensor):
-        images = list(images) if images.ndim == 4 else [images]
-    if not images:
+    batches = [images] if isinstance(images, torch.Tensor) and images.ndim == 4 else [x.unsqueeze(0) for x in images]
+    if not batches:
         raise ValueError("onnx_parity needs at least one image")
-    session = _session(onnx_model)
+    session = onnx_session(onnx_model)
     input_name = session.get_inputs()[0].name
     model = model.cpu().float().eval()
     rows, sq_err, n_values, max_diff = [], 0.0, 0, 0.0
-    for img in images:
-        lr = img.detach().float().cpu().unsqueeze(0)
+    for lr in batches:
+        lr = lr.detach().float().cpu()
         with torch.no_grad():
             ref = model(lr).numpy()
         out = session.run(None, {input_name: lr.numpy()})[0]
@@ -226,9 +231,10 @@ def onnx_parity(
             raise ExportError(f"onnx output shape {out.shape} != PyTorch {ref.shape} for input {tuple(lr.shape)}")
         diff = float(np.abs(out - ref).max())
         err = float(np.square(np.clip(out, 0, 1).astype(np.float64) - np.clip(ref, 0, 1)).sum())
-        rows.append({"lr_size": list(lr.shape[-2:]), "max_abs_diff": diff, "psnr_db": _psnr(err, ref.size)})
+        rows.append({"input": list(lr.shape), "max_abs_diff": diff, "psnr_db": _psnr(err, ref.size)})
         sq_err, n_values, max_diff = sq_err + err, n_values + ref.size, max(max_diff, diff)
-    return {"max_abs_diff": max_diff, "psnr_db": _psnr(sq_err, n_values), "n_images": len(rows), "per_image": rows}
+    return {"max_abs_diff": max_diff, "psnr_db": _psnr(sq_err, n_values),
+            "n_images": sum(r["input"][0] for r in rows), "per_run": rows}
 
 
 def _psnr(sq_err: float, n: int) -> float:
