@@ -81,7 +81,7 @@ def test_each_tile_is_its_core_plus_overlap(monkeypatch):
 
     monkeypatch.setattr(model, "forward_native", spy)
     tiled_forward(model, torch.rand(1, 3, 40, 30), tile=16, overlap=4)
-    assert len(seen) == 3 * 2 and max(h for h, _ in seen) <= 16 + 2 * 4
+    assert len(seen) == 3 * 2 and max(h for h, _ in seen) <= 16 + 2 * 4  # size_multiple 1: no widening
 
 
 def test_tile_must_respect_size_multiple():

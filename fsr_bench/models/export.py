@@ -3,26 +3,27 @@
     path = export_onnx(model, "tanet_x4.onnx")                  # dynamic batch and H x W
     parity = onnx_parity(model, "tanet_x4.onnx", [lr_face])     # {"max_abs_diff": ..., "psnr_db": ...}
 
-Exporter: ``torch.onnx.export(dynamo=True)`` (``torch.export`` + onnxscript), the one PyTorch
-recommends; the TorchScript exporter is deprecated and bakes every Python-level size computation
-into the graph without complaint.
+Exporter: ``torch.export.export`` (non-strict, symbolic batch/H/W), then ``torch.onnx.export`` of
+that program (onnxscript translation): the path PyTorch recommends. The TorchScript exporter is
+deprecated and bakes every Python-level size computation into the graph without complaint.
 
 **What the exported graph computes.** The same function as ``model(lr)``, padding included: a model
 with ``size_multiple > 1`` (TANet's 4x4 patch tokens, IPT's 3x3 patches) is exported through
 :class:`_PadCropForward`, which reflect-pads bottom/right to the multiple and crops the output
 back, with the pad amount computed *in the graph* from the input size (``SuperResolver.forward``
 decides in Python, which an exporter would freeze at the example's size). Reflect padding is what
-``SuperResolver.forward`` uses whenever the input is at least ``size_multiple`` on each side; smaller
-inputs (where it switches to replicate) are outside the exported graph's range: its minimum size is
-stored in the ONNX metadata (``min_size``) and onnxruntime refuses smaller inputs.
+``SuperResolver.forward`` uses whenever the input is at least ``size_multiple`` on each side;
+smaller inputs (where it may switch to replicate) are outside the graph's declared range, written
+into the ONNX metadata (``fsr_bench.shape``); nothing is checked there.
 
 **Dynamic or static.** ``dynamic=True`` exports a graph for any batch and any H x W in
-``[min_size, 4096]``, and then *checks* that claim: it runs the graph at a second, awkward size
-(not a multiple of anything) and compares with PyTorch; a model whose forward computes constants
-from the input size in Python/NumPy (MATLAB-bicubic index tables in ``bicubic_x*`` and SPARNet,
-NLSN's bucket counts) either fails to export dynamically or fails that check, and raises
-:class:`ExportError` telling the user to export at a fixed size (``dynamic=False, size=(h, w)``;
-``--static HxW`` on the command line). No exporter output is ever written unchecked.
+``[min_input_side, 4096]``, and then *checks* that claim before writing the file: onnxruntime vs
+PyTorch on a batch at the traced size, at an odd size that is a multiple of nothing, and at the
+smallest size declared. A model whose forward computes something from the input size outside tensor
+operations (the MATLAB-bicubic index tables of ``bicubic_x*`` and SPARNet's pre-upsampling, NLSN's
+bucket counts) fails to export dynamically with an :class:`ExportError` that says to export at a
+fixed size (``dynamic=False, size=(h, w)``; ``--static HxW`` on the command line). No exporter output
+is ever written unchecked.
 """
 from __future__ import annotations
 
@@ -97,7 +98,9 @@ def export_onnx(
     size: Sequence[int] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Export ``model`` (eval mode, fp32, CPU) to ``path`` and verify the graph against PyTorch.
+    """Export ``model`` to ``path`` and verify the graph against PyTorch first.
+
+    The model is put in eval mode, fp32, on the CPU (in place: the exported graph is fp32 CPU).
 
     ``dynamic=True``: batch, H and W are graph inputs (see the module docstring for the range);
     ``dynamic=False``: the graph is fixed to batch 1 and ``size`` = (h, w) (required then).
@@ -130,7 +133,9 @@ def export_onnx(
     try:
         # our own capture, then the ONNX translation of that one program: torch.onnx.export's
         # fallbacks (strict tracing, draft export, shape refinement) would either take minutes to
-        # fail or quietly narrow the sizes the graph is valid for
+        # fail or quietly narrow the sizes the graph is valid for. Deferred asserts: a shape guard
+        # (e.g. TANet's "token grid != position grid") becomes a runtime check rather than a failed
+        # export; ONNX drops such checks, which is why the graph is verified at several sizes below
         with torch.no_grad():
             exported = torch.export.export(net, (example,), dynamic_shapes=shapes, strict=False,
                                            prefer_deferred_runtime_asserts_over_guards=True)
@@ -213,7 +218,8 @@ def onnx_parity(
 
     Returns ``max_abs_diff`` (raw, unclamped outputs, over everything) and ``psnr_db`` (outputs
     clamped to [0, 1] as evaluation does, peak 1, MSE pooled over all pixels; ``inf`` when
-    identical), plus ``per_run`` rows.
+    identical), plus ``per_run`` rows. The reference is ``model`` in eval mode, fp32, on the CPU
+    (moved there in place).
     """
     batches = [images] if isinstance(images, torch.Tensor) and images.ndim == 4 else [x.unsqueeze(0) for x in images]
     if not batches:

@@ -12,9 +12,10 @@ floating-point summation order); image borders stay image borders, so zero/mirro
 unchanged. Feathered averaging would only blur two already-equal values for such models, and for
 the others (below) it would mix two different functions rather than compute either.
 
-**size_multiple.** Every tile's window starts at a multiple of ``model.size_multiple``, so TANet's
-4x4 patch grid (IPT's 3x3) stays aligned with the image's, and a window that ends at the image's
-bottom/right edge is padded exactly as the whole image would be.
+**size_multiple.** Every tile's window starts and (inside the image) ends on a multiple of
+``model.size_multiple``, so TANet's 4x4 patch grid (IPT's 3x3) stays aligned with the image's, no
+window inside the image is padded, and a window that ends at the image's bottom/right edge is padded
+exactly as the whole image would be.
 
 **What tiling changes for TANet** (and any model with image-level context: IPT's and NLSN's
 attention). TANet's global path attends over all patch tokens of *its input*; tiled, that input is a
@@ -72,12 +73,13 @@ def _windows(length: int, tile: int, overlap: int, multiple: int) -> Iterator[tu
     """Along one axis: (window_start, window_end, core_start, core_end) for each tile.
 
     Cores partition [0, length); a window is its core plus ``overlap`` of context on each side,
-    clipped to the image, with its start moved down to a multiple of ``multiple``.
+    widened to multiples of ``multiple`` (so only a window at the image's edge is ever padded, as the
+    whole image would be) and clipped to the image.
     """
     for core_start in range(0, length, tile):
         core_end = min(core_start + tile, length)
         start = max(0, core_start - overlap) // multiple * multiple
-        end = min(length, core_end + overlap)
+        end = min(length, -(-(core_end + overlap) // multiple) * multiple)
         yield start, end, core_start, core_end
 
 
