@@ -29,10 +29,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fsr_bench.atomic import write_json  # noqa: E402
-from fsr_bench.models import create_model  # noqa: E402
-from fsr_bench.models.export import export_onnx, onnx_parity, onnx_session  # noqa: E402
-from fsr_bench.provenance import collect  # noqa: E402
+from fsr_bench.atomic import write_json
+from fsr_bench.models import create_model
+from fsr_bench.models.export import export_onnx, onnx_parity, onnx_session
+from fsr_bench.provenance import collect
 
 LR_SIDE = {4: 64, 8: 32}  # -> 256x256 HR, the FFHQ setting of the paper
 

@@ -11,9 +11,9 @@ import torch
 pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (pip install -e '.[dev]')")
 pytest.importorskip("onnxruntime")
 
-from fsr_bench.data.resize import imresize  # noqa: E402
-from fsr_bench.models import MODELS, create_model, list_models  # noqa: E402
-from fsr_bench.models.export import ExportError, export_onnx, onnx_parity  # noqa: E402
+from fsr_bench.data.resize import imresize
+from fsr_bench.models import MODELS, create_model, list_models
+from fsr_bench.models.export import ExportError, export_onnx, onnx_parity
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

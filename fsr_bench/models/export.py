@@ -30,8 +30,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -176,7 +177,7 @@ def export_onnx(
     try:
         worst = max(onnx_parity(model, data, batch)["max_abs_diff"] for batch in checks)
         failure = None if worst <= SELF_CHECK_ATOL else f"max |onnx - torch| = {worst:.3g} > {SELF_CHECK_ATOL:g}"
-    except Exception as exc:  # onnxruntime refusing the graph at a size it claims to take
+    except Exception as exc:  # noqa: BLE001 - onnxruntime refusing a size the graph claims to take
         failure = f"onnxruntime failed: {_first_line(exc)}"
     if failure:
         where = ", ".join("{}x{}x{}x{}".format(*c.shape) for c in checks)

@@ -29,7 +29,7 @@ is attended over as a whole in most windows.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
