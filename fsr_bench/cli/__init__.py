@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from fsr_bench.cli import leaderboard_cmd, list_cmd, report_cmd, run_cmd, split_cmd, sr_cmd, train_cmd
+from fsr_bench.cli import export_cmd, leaderboard_cmd, list_cmd, report_cmd, run_cmd, split_cmd, sr_cmd, train_cmd
 
 app = typer.Typer(
     name="fsr-bench",
@@ -22,6 +22,7 @@ app.command("report")(report_cmd.report)
 app.command("train")(train_cmd.train)
 app.command("split")(split_cmd.split)
 app.command("leaderboard")(leaderboard_cmd.leaderboard)
+app.command("export")(export_cmd.export)
 
 
 def main() -> None:

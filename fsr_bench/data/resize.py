@@ -92,11 +92,19 @@ def _contributions(
 
 
 @lru_cache(maxsize=256)
+def _cached_contributions(
+    in_length: int, out_length: int, scale: float, antialias: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    # NumPy, not tensors: a tensor made while torch.export traces (a fake tensor) must not be
+    # cached, or every later eager call would receive it
+    return _contributions(in_length, out_length, scale, antialias)
+
+
 def _tables(
     in_length: int, out_length: int, scale: float, antialias: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``_contributions`` as CPU tensors; cached, as benchmarks resize many same-size images."""
-    weights, indices = _contributions(in_length, out_length, scale, antialias)
+    weights, indices = _cached_contributions(in_length, out_length, scale, antialias)
     return torch.from_numpy(weights), torch.from_numpy(indices)
 
 
