@@ -58,7 +58,7 @@ def export(
             side = PARITY_HR_SIDE // net.scale
             lr_size = (side, side)
         else:
-            lr_size = size
+            lr_size = (int(size[0]), int(size[1]))
         faces = PackageFaces(hr_size=PARITY_HR_SIDE)
         lrs = [imresize(faces[i]["hr"], size=lr_size).clamp(0, 1) for i in range(len(faces))]
         parity = onnx_parity(net, path, lrs)
