@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The equal-budget leaderboard (reports/leaderboard/): every method's S variant trained with the same
+# recipe and the same number of optimizer steps (30 epochs = 7,530 steps of batch 8 on the faces256
+# train split, bf16 + channels-last on the CPU), scored on faces256 val x8 and on the LFW development
+# surveillance protocol x8, next to bicubic and the LR / HR reference rows.
+#
+#   bash benchmarks/leaderboard.sh train METHOD     # one method (e.g. sisn_s); resumable: rerun continues
+#   bash benchmarks/leaderboard.sh score            # score every finished method, write reports/leaderboard/
+#
+# Budget: same steps, not same wall-clock (wall-clock on a shared 2-core machine measures the neighbours).
+# Methods: srfbn_s sparnet_s nlsn_s didnet_s sisn_s ipt_s tanet_s tanet_s_window tanet_s_no_global tanet_s_no_local
+set -euo pipefail
+cd "$(dirname "$0")/.."
+METHODS=(srfbn_s sparnet_s nlsn_s didnet_s sisn_s ipt_s tanet_s tanet_s_window tanet_s_no_global tanet_s_no_local)
+case "${1:-}" in
+  train)
+    m=${2:?method}; cfg=protocols/train_${m}_faces256_x8.yaml
+    if [ -f "runs/train_${m}_faces256_x8/last.pt" ]; then fsr-bench train "$cfg" --resume; else fsr-bench train "$cfg"; fi ;;
+  score)
+    rows="{name: bicubic_x8, label: Bicubic}"
+    for m in "${METHODS[@]}"; do
+      ck=runs/train_${m}_faces256_x8/best.pt
+      [ -f "$ck" ] || { echo "skip $m: no $ck (train it first)"; continue; }
+      name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open('protocols/train_${m}_faces256_x8.yaml'))['model']['name'])")
+      rows="$rows, {name: $name, label: \"$m (30 epochs, CPU)\", checkpoint: $ck}"
+    done
+    fsr-bench run protocols/faces256_val_x8.yaml -o runs/leaderboard_faces256_val_x8 --set "models=[$rows]" --set name=faces256_val_x8
+    fsr-bench run protocols/lfw_surveillance_x8.yaml -o runs/leaderboard_lfw_x8 --set "models=[$rows]" --set name=lfw_surveillance_x8
+    fsr-bench leaderboard runs/leaderboard_faces256_val_x8 runs/leaderboard_lfw_x8 -o reports/leaderboard ;;
+  *) sed -n 2,12p "$0"; exit 2 ;;
+esac
