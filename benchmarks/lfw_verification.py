@@ -26,9 +26,9 @@ this isolates the recogniser's sensitivity to lost detail — the gap a super-re
 For another crop size the shrunk size scales with it (dlib's 150×150 chip: 38×43); the chip's field
 of view differs from the ArcFace crop's, so "shrunk" numbers compare across recognisers only roughly.
 
-Recognisers with a native score besides cosine (dlib: Euclidean distance of raw descriptors,
-threshold 0.6) also get ``results.native``: the same 10-fold accuracy on that score, and the
-accuracy of the fixed native rule.
+Recognisers with a native score besides cosine (``descriptors()`` and ``native_threshold``;
+dlib: Euclidean distance of raw descriptors, threshold 0.6) also get ``results.native``: the same
+10-fold accuracy on that score, and the accuracy of the fixed native rule.
 
 Images whose face MTCNN misses are kept: their pairs score -inf ("no match"), and the count is
 reported. Per-image embeddings are cached in ``$FSR_BENCH_HOME/cache/lfw_verification`` (outside
@@ -307,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     detected = np.array([cache.rows[f][0] for f in files])
     results = {"full": score(pairs, same, cache, 0), "shrunk": score(pairs, same, cache, 1)}
     if hasattr(recogniser, "descriptors"):
-        from fsr_bench.face.dlib_recogniser import DLIB_DISTANCE_THRESHOLD
-
-        results["native"] = score_native(pairs, same, cache, DLIB_DISTANCE_THRESHOLD)
+        results["native"] = score_native(pairs, same, cache, recogniser.native_threshold)
     undetected_pairs = int(sum(not (cache.rows[a][0] and cache.rows[b][0]) for a, b in pairs))
     for name, r in results.items():
         print(f"{name:>7}: accuracy {100 * r['accuracy']:.2f}% ± {100 * r['accuracy_std']:.2f}  "
