@@ -167,3 +167,20 @@ def test_bad_input_is_one_error_line(args, tmp_path):
     result = runner.invoke(app, args + ["-o", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_sr_with_no_model_uses_the_shipped_tanet(tmp_path):
+    """Issue 12: `fsr-bench sr IMAGE` works with no other argument (the packaged TANet-S x4; --scale 8)."""
+    from fsr_bench.cli.sr_cmd import example_face
+    from fsr_bench.data.io import read_image, write_image
+
+    face = tmp_path / "face.png"
+    write_image(example_face(24), face)
+    for extra, scale in (([], 4), (["--scale", "8"], 8)):
+        out = tmp_path / f"o{scale}"
+        result = CliRunner().invoke(app, ["sr", str(face), "-o", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        (written,) = list(out.glob("*.png"))
+        assert f"tanet_s_x{scale}" in written.name and read_image(written).shape == (3, 24 * scale, 24 * scale)
+    refused = CliRunner().invoke(app, ["sr", str(face), "-m", "tanet_s_x4", "-o", str(tmp_path / "r")])
+    assert refused.exit_code != 0 and "--pretrained" in refused.output
