@@ -110,6 +110,7 @@ class ResultRow(_Open):
     n_infinite_psnr: int | None = None  # images identical to HR, left out of the mean PSNR
     n_mod_cropped: int | None = None
     work_key: str | None = None
+    variant: str | None = None  # the model's reading of its paper (TANet: "patch tokens, …"), from the model
     # recognition
     ci95: dict[str, tuple[Finite, Finite]] = Field(default_factory=dict)
     per_distance: dict[str, dict[str, Number | None]] = Field(default_factory=dict)
@@ -185,6 +186,13 @@ class RunResult(_Open):
         """Label -> description of the rows that are references, not methods."""
         described = self.conventions.get("references") or {}
         return {r.label: str(described.get(r.label, "reference")) for r in self.models if r.role == "reference"}
+
+
+def shown_label(label: str, variant: str | None) -> str:
+    """The label tables print: a row of a model with several readings (TANet's tokenisation) says which."""
+    if variant and "token" in variant and "token" not in label.lower():
+        return f"{label} ({variant.split(',')[0]})"
+    return label
 
 
 class _Missing(ValueError):

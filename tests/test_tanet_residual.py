@@ -131,3 +131,21 @@ def test_literal_preset_drops_every_addition():
     block = model.global_path.blocks[0]
     assert block.attn.qkv.bias is None and isinstance(block.attn.proj, torch.nn.Identity)
     assert "literal eqs. 9-11" in model.variant and "eq. 16 literal" in model.variant
+
+
+def test_report_rows_name_the_tokenisation_even_when_the_label_does_not(tmp_path):
+    """Issue 9: every TANet row says which tokenisation reading it used, whatever its label."""
+    from fsr_bench.protocol import load_protocol
+    from fsr_bench.reporting.load import load_runs
+    from fsr_bench.run import run_protocol
+
+    from conftest import REPO
+
+    tiny = MODELS.get("tanet_x4").tiny
+    ck = save_checkpoint(create_model("tanet_x4", **tiny, tokenizer="window"), tmp_path / "w.pt")
+    proto = load_protocol(str(REPO / "protocols/quickstart.yaml"), [
+        "data.dataset.hr_size=64", "run.report=false", "run.flops=false",
+        f"models=[{{name: tanet_x4, label: Mine, checkpoint: {ck}}}, {{name: bicubic_x4, label: Bicubic}}]"])
+    run_protocol(proto, tmp_path / "run", progress=False, log=lambda s: None)
+    rows = {r.label: r for run in load_runs([tmp_path / "run"]) for r in run.rows}
+    assert rows["Mine"].shown_label == "Mine (window tokens)" and rows["Bicubic"].shown_label == "Bicubic"

@@ -104,6 +104,11 @@ class ModelRow:
     roc_far: tuple[float, ...] = ()
     roc_tar: tuple[float, ...] = ()
     cmc: tuple[float, ...] = ()
+    variant: str | None = None  # the model's reading of its paper (TANet: "patch tokens, ...")
+
+    @property
+    def shown_label(self) -> str:
+        return results.shown_label(self.label, self.variant)
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,7 @@ def _row(entry: results.ResultRow, kind: Kind) -> ModelRow:
     metrics = {k: entry.metrics.get(k) for k in (*results.REQUIRED_METRICS[kind], *_OPTIONAL_METRICS[kind])}
     common: dict[str, Any] = dict(
         label=entry.label, name=entry.name, role=entry.role, scale=entry.scale, metrics=metrics,
-        checkpoint=entry.checkpoint, checkpoint_sha256=entry.checkpoint_sha256,
+        checkpoint=entry.checkpoint, checkpoint_sha256=entry.checkpoint_sha256, variant=entry.variant,
         unavailable={str(k): str(v) for k, v in entry.unavailable.items() if v is not None},
     )
     if kind == RECONSTRUCTION:

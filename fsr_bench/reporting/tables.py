@@ -174,7 +174,7 @@ def _by_scale(runs: Sequence[Run]) -> list[tuple[int, list[tuple[ModelRow, Run]]
 
 
 def _who(row: ModelRow, scale: int, several_scales: bool) -> str:
-    return f"{row.label} {scale_label(scale)}" if several_scales else row.label
+    return f"{row.shown_label} {scale_label(scale)}" if several_scales else row.shown_label
 
 
 def _per_run(runs: Sequence[Run], text_of) -> str:
@@ -324,7 +324,7 @@ def reconstruction_table(runs: Sequence[Run]) -> str:
         flags = {m.key: best_flags([row.metrics.get(m.key) if _ranked(row, run) else None
                                     for row, run in pairs], m) for m in RECONSTRUCTION_METRICS}
         for i, (row, _) in enumerate(pairs):
-            cells = [row.label, scale_label(scale) if i == 0 else ""]
+            cells = [row.shown_label, scale_label(scale) if i == 0 else ""]
             for m in RECONSTRUCTION_METRICS:
                 value = row.metrics.get(m.key)
                 if value is None:
@@ -377,7 +377,7 @@ def efficiency_table(runs: Sequence[Run]) -> str:
     for scale, pairs in _by_scale(runs):
         for i, (row, _) in enumerate(pairs):
             body.append([
-                row.label, scale_label(scale) if i == 0 else "", _format_params(row.params),
+                row.shown_label, scale_label(scale) if i == 0 else "", _format_params(row.params),
                 NA if row.gflops is None else f"{row.gflops:.2f}", _format_rate(row.images_per_s),
             ])
     table = markdown_table(["Methods", "Scale", "Params ↓", "GFLOPs ↓", "Images/s ↑"], body, "llrrr")
@@ -432,7 +432,7 @@ def recognition_table(runs: Sequence[Run]) -> str:
                     if m.key in row.ci95:
                         text += " " + m.format_ci(row.ci95[m.key])
                     metric_cells.append(text)
-            body.append([row.label, *([scale_label(scale) if i == 0 else ""] if several else []),
+            body.append([row.shown_label, *([scale_label(scale) if i == 0 else ""] if several else []),
                          *metric_cells[:2], UNDETECTED if dead else _matched(row), *metric_cells[2:]])
     metric_heads = [m.heading for m in RECOGNITION_METRICS]
     header = (["Methods"] + (["Scale"] if several else []) + metric_heads[:2] + ["Matched"]
@@ -513,7 +513,7 @@ def per_distance_table(runs: Sequence[Run]) -> str | None:
                     values.append(None if dead or not _ranked(row, run) else dist.get(m.key))
                 columns[(d, m.key)] = best_flags(values, m)
         for i, (row, _) in enumerate(pairs):
-            cells = [row.label] + ([scale_label(scale) if i == 0 else ""] if several else [])
+            cells = [row.shown_label] + ([scale_label(scale) if i == 0 else ""] if several else [])
             for d in distances:
                 entry = row.per_distance.get(d)
                 if entry is not None and entry.get("n_probes") is not None:

@@ -142,6 +142,7 @@ class SRStore:
         self.path = folder / f"{safe_filename(spec.display)}_{stable_hash(self.meta)[:16]}.pt"
         cached = None if fresh else _torch_load(self.path)
         self.scale: int | None = cached.get("scale") if cached else None
+        self.variant: str | None = cached.get("variant") if cached else None
         self.outputs: dict[str, torch.Tensor] = dict(zip(cached["keys"], cached["outputs"])) if cached else {}
         self._dirty = False
 
@@ -153,6 +154,6 @@ class SRStore:
         if self._dirty:
             keys = list(self.outputs)
             atomic.write_bytes(self.path, _torch_bytes({
-                "version": CACHE_VERSION, "scale": self.scale, "meta_hash": stable_hash(self.meta),
+                "version": CACHE_VERSION, "scale": self.scale, "variant": self.variant, "meta_hash": stable_hash(self.meta),
                 "keys": keys, "outputs": [self.outputs[k] for k in keys]}))
             self._dirty = False

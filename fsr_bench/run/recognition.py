@@ -97,6 +97,7 @@ class _Row:
     checkpoint_sha256: str | None = None
     sr_store: SRStore | None = None
     work: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None
 
 
 class _ProbeReader:
@@ -164,10 +165,10 @@ def _model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bo
     store = SRStore(sr_dir, spec, sha, fresh=force, inference=inference)
     if store.scale is None:  # never run: build it now so a bad model fails before the long work
         model = _build_model(spec, device, scale)
-        store.scale = model.scale
+        store.scale, store.variant = model.scale, getattr(model, "variant", None)
         del model
     return _Row(label=spec.display, name=spec.name, role="model", spec=spec, scale=store.scale, checkpoint=spec.checkpoint,
-                checkpoint_sha256=sha, sr_store=store)
+                checkpoint_sha256=sha, sr_store=store, variant=store.variant)
 
 
 def _sample_folders(samples: Path, probes: list[ProbeItem], chosen: set[int]) -> dict[int, Path]:
@@ -346,6 +347,7 @@ def _samples_manifest(folders: dict[int, Path], probes: list[ProbeItem], labels:
 def _entry(row: _Row, s: RowScores, n_gallery: int) -> dict[str, Any]:
     return {
         "label": row.label,
+        "variant": row.variant,
         "name": row.name,
         "role": row.role,
         "scale": row.scale,

@@ -133,6 +133,7 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
     return {
         "label": spec.display,
         "name": spec.name,
+        "variant": getattr(model, "variant", None),
         "role": "floor" if spec.checkpoint is None and model.num_parameters() == 0 else "model",
         "scale": model.scale,
         "overrides": spec.overrides,
