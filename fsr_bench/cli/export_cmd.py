@@ -6,11 +6,12 @@ from typing import Optional
 
 import typer
 
-from fsr_bench.cli._common import fail
+from fsr_bench.cli._common import catches_errors, fail
 
 PARITY_HR_SIDE = 200  # the package faces' native crop: LR 50x50 at x4 (not a multiple of 4), 25x25 at x8
 
 
+@catches_errors
 def export(
     model: Optional[str] = typer.Argument(None, help="registered model name; optional when the checkpoint records it"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="weights; an fsr-bench checkpoint also names its model"),
