@@ -312,7 +312,11 @@ def _read_per_image(file: Path) -> dict[tuple[str, str], ImageScores]:
 
 def _read_per_probe(file: Path) -> tuple[ProbeScore, ...]:
     out = []
-    for line, row in enumerate(_read_csv(file, PER_PROBE_COLUMNS), start=2):
+    rows = _read_csv(file, PER_PROBE_COLUMNS)
+    main = rows[0].get("recogniser") if rows else None  # several recognisers: the first one's rows
+    for line, row in enumerate(rows, start=2):
+        if row.get("recogniser") != main:
+            continue
         detected = row["detected"].strip().lower()
         if detected not in {"true", "false", "1", "0", "yes", "no"}:
             raise ReportInputError(f"{file}: line {line}, column 'detected': {row['detected']!r} is not a boolean")
