@@ -310,19 +310,21 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         rows.append(_Row(HR_PROBES, "reference", role="reference"))
 
     det = rec.detector
-    aligner = FaceAligner(min_face_size=det.min_face_size, thresholds=det.thresholds, factor=det.factor,
-                          selection=det.selection, min_prob=det.min_prob, batch_size=det.batch_size,
-                          device=device)
     names = rec.names
     key = "recognition.recogniser" if rec.recognisers is None else "recognition.recognisers"
     stores: list[FaceStore] = []
     recognisers = []
+    aligners: list[Any] = []
     for k, name in enumerate(names):
         try:
             recognisers.append(create_recogniser(name, weights=rec.weights, device=device, flip=rec.flip))
         except Exception as exc:  # weights unavailable offline, unknown name, …: say which key to fix
             where = key if rec.recognisers is None else f"{key}[{k}]"
             raise ProtocolError(f"{where} {name!r}: {exc}") from exc
+        aligner = FaceAligner(min_face_size=det.min_face_size, thresholds=det.thresholds, factor=det.factor,
+                              selection=det.selection, min_prob=det.min_prob, batch_size=det.batch_size,
+                              device=device, recogniser=recognisers[-1])  # the recogniser's own crop
+        aligners.append(aligner)
         stores.append(FaceStore(cache, aligner, recognisers[-1], det.max_side, fresh=force))
 
     # gallery: streamed in detector-sized batches (HD mugshots are large)
@@ -425,7 +427,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         "protocol_name": protocol.name,
         "protocol_hash": protocol.hash(),
         "protocol": protocol.model_dump(mode="json"),
-        "conventions": _conventions(protocol, dataset, aligner, recognisers, len(probes), cal_info),
+        "conventions": _conventions(protocol, dataset, aligners[0], recognisers, len(probes), cal_info),
         "provenance": {**collect(device), "runtime_s": round(time.perf_counter() - t_start, 3)},
         "gallery": {"n_subjects": len(gallery), "n_detected": int(det_g[0].sum()),
                     "undetected_subjects": undetected_gallery},
