@@ -182,3 +182,17 @@ def test_lfw_calibrated_open_set_two_recognisers_through_the_cli(tmp_path, share
                     assert float(line["similarity"]) == pytest.approx(float(own), abs=1e-5)
                 else:
                     assert not np.isfinite(own)
+
+    # the report: operating points per recogniser (thresholds as calibrated), open set with n_unmated
+    from fsr_bench.reporting.load import load_run
+    from fsr_bench.reporting.tables import open_set_table, operating_points_table
+
+    run = load_run(out)
+    ops_text, open_text = operating_points_table([run]), open_set_table([run])
+    assert ops_text is not None and open_text is not None
+    for name in ("mobilefacenet", "dlib"):
+        assert f"**{name}**" in ops_text and f"**{name}**" in open_text
+        assert f"{cal_conv[name]['thresholds']['0.01']:.4f}" in ops_text
+    assert "FAR reached (0.05)" in ops_text and "WrongID@0.4" in ops_text and "TPIR2@FPIR 0.25" in open_text
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in open_text.splitlines() if line.startswith("| HR")]
+    assert cells and all(c[1] == str(int((~mated).sum())) for c in cells)

@@ -104,6 +104,8 @@ class ModelRow:
     roc_far: tuple[float, ...] = ()
     roc_tar: tuple[float, ...] = ()
     cmc: tuple[float, ...] = ()
+    # recognition with calibration / several recognisers: recogniser -> {metrics, unavailable, trained_with}
+    by_recogniser: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,7 @@ def _row(entry: results.ResultRow, kind: Kind) -> ModelRow:
                         n_images=entry.n_images, n_infinite_psnr=entry.n_infinite_psnr)
     return ModelRow(**common, ci95={k: (lo, hi) for k, (lo, hi) in entry.ci95.items()},
                     per_distance=entry.per_distance, roc_far=tuple(entry.roc.far), roc_tar=tuple(entry.roc.tar),
-                    cmc=tuple(entry.cmc))
+                    cmc=tuple(entry.cmc), by_recogniser=dict(getattr(entry, "by_recogniser", None) or {}))
 
 
 def _run_scale(conventions: Mapping[str, Any], rows: Sequence[ModelRow], file: Path) -> int:
