@@ -196,3 +196,18 @@ def test_lfw_calibrated_open_set_two_recognisers_through_the_cli(tmp_path, share
     assert "FAR reached (0.05)" in ops_text and "WrongID@0.4" in ops_text and "TPIR2@FPIR 0.25" in open_text
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in open_text.splitlines() if line.startswith("| HR")]
     assert cells and all(c[1] == str(int((~mated).sum())) for c in cells)
+
+
+def test_lfw_protocols_ship_both_crops_two_recognisers_and_calibration():
+    from conftest import REPO
+
+    from fsr_bench.protocol import load_protocol
+
+    crops = {}
+    for name in ("lfw_surveillance_x8", "lfw_surveillance_wide_x8"):
+        p = load_protocol(REPO / "protocols" / f"{name}.yaml")
+        assert p.recognition.names == ["mobilefacenet", "dlib"] and p.recognition.threshold == 0.4
+        assert p.calibration is not None and p.calibration.fraction == 0.5 and p.calibration.fars == [1e-2, 1e-3, 1e-4]
+        assert p.data.unmated_identities and p.data.probe_degradation.preset == "tanet_21x28_x8"
+        crops[name] = p.data.probe_degradation.crop
+    assert crops == {"lfw_surveillance_x8": (160, 120), "lfw_surveillance_wide_x8": (224, 168)}
