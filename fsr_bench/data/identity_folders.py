@@ -458,7 +458,8 @@ def split_identities(root: str | Path, list_file: str | Path | None, fraction: f
 #: A recognition protocol's ``data.type`` -> ``builder(block: dict, *, cache_dir, device, progress)``
 #: returning a :class:`RecognitionSet`. Plug-ins: entry-point group ``fsr_bench.recognition_sets``.
 RECOGNITION_SETS: Registry[Any] = Registry("recognition set", "fsr_bench.recognition_sets",
-                                           builtin_modules=("fsr_bench.data.scface",))
+                                           builtin_modules=("fsr_bench.data.scface", "fsr_bench.data.tinyface",
+                                                            "fsr_bench.data.survface"))
 
 
 @RECOGNITION_SETS.register("identity_folder")

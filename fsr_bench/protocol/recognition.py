@@ -60,6 +60,8 @@ __all__ = [
     "RecognitionSpec",
     "ReferencesSpec",
     "SCfaceData",
+    "SurvFaceData",
+    "TinyFaceData",
 ]
 
 HR_PROBES = "HR probes"
@@ -118,7 +120,33 @@ class IdentityFolderData(_Strict):
     probe_degradation: ProbeDegradationSpec = Field(default_factory=ProbeDegradationSpec)
 
 
-DataSpec = Annotated[Union[SCfaceData, IdentityFolderData], Field(discriminator="type")]
+class TinyFaceData(_Strict):
+    """TinyFace's official Testing_Set layout (fsr_bench.data.tinyface; closed set, rank-1/5/20)."""
+
+    type: Literal["tinyface"]
+    root: str  # the folder holding Testing_Set/
+    distractors: bool = True  # Gallery_Distractor in the gallery (the official protocol)
+    max_distractors: int | None = Field(None, ge=1)  # seeded subset for development runs
+    seed: int = 0
+    lr_size: Size | None = None  # (H, W) the native probe is resized to; null = native
+    scale: int = Field(4, ge=1)
+    name: str | None = None
+
+
+class SurvFaceData(_Strict):
+    """QMUL-SurvFace's Face_Identification_Test_Set (fsr_bench.data.survface; open set, TPIR20@FPIR)."""
+
+    type: Literal["survface"]
+    root: str  # the folder holding Face_Identification_Test_Set/
+    max_mated_probes: int | None = Field(None, ge=1)
+    max_unmated_probes: int | None = Field(None, ge=1)
+    seed: int = 0
+    lr_size: Size | None = None
+    scale: int = Field(4, ge=1)
+    name: str | None = None
+
+
+DataSpec = Annotated[Union[SCfaceData, IdentityFolderData, TinyFaceData, SurvFaceData], Field(discriminator="type")]
 
 
 # -- recognition settings --------------------------------------------------------------------------
@@ -219,6 +247,9 @@ class RecognitionProtocol(BaseProtocol):
                                  "(a seeded split of data's identities) for identity_folder data")
             if cal.group is not None:
                 raise ValueError("calibration.group applies to SCface data only")
+        elif self.data.type not in ("identity_folder", "scface"):
+            raise ValueError(f"calibration: not available for {self.data.type} data (identity_folder: fraction or "
+                             "list_file; scface: group); leave the block out")
         elif self.data.type == "scface":
             if cal.group is None:
                 raise ValueError("calibration.group: name bob's calibration group (dev) for SCface data")

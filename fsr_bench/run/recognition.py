@@ -289,6 +289,14 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         except ValueError as exc:
             raise ProtocolError(f"calibration: {exc}") from None
     subject_row = {g.subject: i for i, g in enumerate(gallery)}
+    if len(subject_row) < len(gallery):
+        several = sorted({g.subject for g in gallery if sum(h.subject == g.subject for h in gallery) > 1})
+        raise ProtocolError(
+            f"data ({protocol.data.type}): {len(several)} subject(s) have several gallery images "
+            f"({', '.join(several[:5])}); the recognition runner scores one gallery image per subject, so "
+            "multi-image galleries (TinyFace Gallery_Match, QMUL-SurvFace gallery) are not supported by "
+            "`fsr-bench run` yet"
+        )
     mated = np.array([p.subject in subject_row for p in probes], dtype=bool)
     mated_idx = np.flatnonzero(mated)
     subj_idx = np.array([subject_row[probes[i].subject] for i in mated_idx], dtype=np.int64)
