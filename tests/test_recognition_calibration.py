@@ -211,3 +211,19 @@ def test_lfw_protocols_ship_both_crops_two_recognisers_and_calibration():
         assert p.data.unmated_identities and p.data.probe_degradation.preset == "tanet_21x28_x8"
         crops[name] = p.data.probe_degradation.crop
     assert crops == {"lfw_surveillance_x8": (160, 120), "lfw_surveillance_wide_x8": (224, 168)}
+
+
+@pytest.mark.parametrize("loss, expected", [
+    ({"identity": {"weight": 0.1, "recogniser": "dlib"}}, ["dlib"]),
+    ({"identity_net": "mobilefacenet"}, ["mobilefacenet"]),
+    ({"pixel": "l1"}, []),
+])
+def test_trained_with_reads_the_checkpoints_identity_loss(tmp_path, loss, expected):
+    from fsr_bench import create_model
+    from fsr_bench.models.checkpoint import save_checkpoint
+    from fsr_bench.protocol import ModelSpec
+    from fsr_bench.run.recognition import trained_with
+
+    path = save_checkpoint(create_model("tanet_s_x8"), tmp_path / "m.pt", train_config={"loss": loss})
+    assert trained_with(ModelSpec(name="tanet_s_x8", checkpoint=str(path))) == expected
+    assert trained_with(ModelSpec(name="bicubic_x8")) == []
