@@ -608,7 +608,9 @@ def operating_points_table(runs: Sequence[Run]) -> str | None:
              " unchanged to every row; FAR reached = share of evaluation impostor comparisons at or above it."
              " WrongID: probes whose rank-1 is a wrong subject at or above the threshold (all probes)."
              " FAR×: ratio to that row's FAR (\"-\": both 0, or the reference 0). †: trained with this"
-             " recogniser's features.")
+             " recogniser's features. The fixed threshold is the paper's, set for MobileFaceNet; another"
+             " recogniser's cosine scale differs (dlib's embeddings are built for Euclidean distance and score"
+             " different people far above 0.4), so compare it on the calibrated columns only.")
     return "\n\n".join(parts) + f"\n\n{notes}\n"
 
 
