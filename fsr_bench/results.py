@@ -53,7 +53,7 @@ COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
         "summary": ("model", "scale", "label", "matching_accuracy", "average_similarity", "detection_rate",
                     "rank1", "tar_at_far_1e-3", "eer", "n_probes"),
         "per_probe": ("label", "probe", "subject", "distance", "camera", "similarity", "detected", "matched",
-                      "rank"),
+                      "rank", "recogniser"),
     },
 }
 #: Metrics each row must carry as numbers (the rest may be null: unavailable, with a reason).

@@ -55,6 +55,7 @@ __all__ = [
     "RecognitionSet",
     "build_probe_degradation",
     "quantize",
+    "split_identities",
 ]
 
 #: Named probe degradations. ``tanet_21x28_x8``: the TANet paper's SCface setting (21×28 LR face,
@@ -285,6 +286,9 @@ class IdentityFolderSet(ListedSet):
         single_image_distractors: enrol the identities with a single image (which cannot give a
             probe) as distractors — gallery subjects no probe belongs to, as TinyFace's
             Gallery_Distractor and NIST FRVT's large galleries.
+        include_identities / exclude_identities: keep only / leave out these identities (before
+            every draw) — how a protocol separates calibration and evaluation subjects
+            (:func:`split_identities`).
 
     Identities with a single image cannot give a probe and are otherwise left out (counted in
     :meth:`describe`).
@@ -300,6 +304,8 @@ class IdentityFolderSet(ListedSet):
     name: str | None = None
     unmated_identities: int | None = None
     single_image_distractors: bool = False
+    include_identities: frozenset[str] | None = None
+    exclude_identities: frozenset[str] = frozenset()
     _gallery: list[GalleryItem] = field(init=False, repr=False)
     _probes: list[ProbeItem] = field(init=False, repr=False)
     _n_single: int = field(init=False, repr=False, default=0)
@@ -315,6 +321,9 @@ class IdentityFolderSet(ListedSet):
         self.degradation = build_probe_degradation(self.probe_degradation)
         self.scale = self.degradation.scale
         by_identity = self._group(list_images(self.root, self.list_file))
+        if self.include_identities is not None:
+            by_identity = {k: v for k, v in by_identity.items() if k in self.include_identities}
+        by_identity = {k: v for k, v in by_identity.items() if k not in self.exclude_identities}
         self._n_single = sum(1 for imgs in by_identity.values() if len(imgs) < 2)
         eligible = sorted(k for k, imgs in by_identity.items() if len(imgs) >= 2)
         if not eligible:
@@ -421,11 +430,36 @@ class IdentityFolderSet(ListedSet):
         return self.degradation.describe()
 
 
+def split_identities(root: str | Path, list_file: str | Path | None, fraction: float, seed: int
+                     ) -> tuple[frozenset[str], frozenset[str]]:
+    """Deterministic seeded split of a set's identities into (calibration, evaluation).
+
+    Rule: the identity folders holding at least one listed image, sorted by name, permuted with
+    ``numpy.random.default_rng([seed, 0x63616C])``; the first ``round(fraction * n)`` calibrate,
+    the rest are evaluated. Disjoint by construction, and the same on every machine.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise FsrBenchDataError(f"calibration.fraction must be in (0, 1), got {fraction!r}")
+    root = Path(root)
+    names = sorted({p.relative_to(root).parts[0] for p in list_images(root, list_file)
+                    if len(p.relative_to(root).parts) >= 2})
+    n_cal = round(fraction * len(names))
+    if n_cal < 1 or n_cal >= len(names):
+        raise FsrBenchDataError(
+            f"calibration.fraction = {fraction} of {len(names)} identities leaves an empty calibration or "
+            "evaluation part; use more identities or another fraction"
+        )
+    order = np.random.default_rng([seed, 0x63616C]).permutation(len(names))
+    cal = frozenset(names[i] for i in order[:n_cal])
+    return cal, frozenset(names) - cal
+
+
 # -- the adapter registry --------------------------------------------------------------------------
 #: A recognition protocol's ``data.type`` -> ``builder(block: dict, *, cache_dir, device, progress)``
 #: returning a :class:`RecognitionSet`. Plug-ins: entry-point group ``fsr_bench.recognition_sets``.
 RECOGNITION_SETS: Registry[Any] = Registry("recognition set", "fsr_bench.recognition_sets",
-                                           builtin_modules=("fsr_bench.data.scface",))
+                                           builtin_modules=("fsr_bench.data.scface", "fsr_bench.data.tinyface",
+                                                            "fsr_bench.data.survface"))
 
 
 @RECOGNITION_SETS.register("identity_folder")
@@ -436,4 +470,11 @@ def identity_folder(block: Mapping[str, Any], *, cache_dir: Path | None = None, 
                              gallery_list=block.get("gallery_list"), max_identities=block.get("max_identities"),
                              max_probes_per_identity=block.get("max_probes_per_identity"),
                              seed=block.get("seed", 0), probe_degradation=block.get("probe_degradation"),
-                             name=block.get("name"))
+                             name=block.get("name"), unmated_identities=block.get("unmated_identities"),
+                             single_image_distractors=bool(block.get("single_image_distractors", False)),
+                             include_identities=_identities(block.get("include_identities")),
+                             exclude_identities=_identities(block.get("exclude_identities")) or frozenset())
+
+
+def _identities(value: Any) -> frozenset[str] | None:
+    return None if value is None else frozenset(str(v) for v in value)

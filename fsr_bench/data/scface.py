@@ -339,7 +339,8 @@ class SCfaceSet(ListedSet):
             raise SCfaceLayoutError(
                 f"SCface root {self.root} does not exist. Point it at the folder holding {GALLERY_DIR}/ "
                 "and surveillance_cameras_distance_1/ … (export FSR_BENCH_DATA so that "
-                "$FSR_BENCH_DATA/SCface is that folder, or --set data.root=/path/to/SCface)"
+                "$FSR_BENCH_DATA/SCface is that folder, or --set data.root=/path/to/SCface). SCface is "
+                "licensed, not downloadable: request it from its authors at https://www.scface.org/"
             )
         if not (self.root / GALLERY_DIR).is_dir():
             nested = [p for p in self.root.iterdir() if p.is_dir() and (p / GALLERY_DIR).is_dir()]

@@ -38,11 +38,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from fsr_bench.data.identity_folders import GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
+from fsr_bench.data.identity_folders import RECOGNITION_SETS, GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
 from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError, read_image
 from fsr_bench.data.matlists import load_mat, mat_ints, mat_pairs, mat_strings
 
@@ -291,6 +291,7 @@ class SurvFaceIdentificationSet(ListedSet):
             "protocol": "open-set 1:N identification, TPIR20@FPIR = 0.3/0.2/0.1 (Cheng et al. 2018)",
             "n_subjects": len(self.enrolled_subjects),
             "n_gallery_images": len(self._gallery),
+            "n_probes": len(self._probes),
             "n_mated_probes": n_mated,
             "n_unmated_probes": len(self._probes) - n_mated,
             "n_available": dict(self.n_available),
@@ -306,3 +307,17 @@ class SurvFaceIdentificationSet(ListedSet):
             "lr_resize": "MATLAB bicubic (antialiased), 8-bit rounding" if self.lr_size else None,
             "scale": self.scale,
         }
+
+
+def _lr(value: Any) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
+
+
+@RECOGNITION_SETS.register("survface")
+def survface(block: Mapping[str, Any], *, cache_dir: Path | None = None, device: str = "cpu",
+         progress: bool = False) -> SurvFaceIdentificationSet:
+    """A recognition protocol's ``data: {type: survface, ...}`` block (no cache or device needed)."""
+    return SurvFaceIdentificationSet(root=block["root"], max_mated_probes=block.get("max_mated_probes"),
+                                     max_unmated_probes=block.get("max_unmated_probes"), seed=block.get("seed", 0),
+                                     lr_size=_lr(block.get("lr_size")), scale=block.get("scale", 4),
+                                     name=block.get("name") or "QMUL-SurvFace")

@@ -32,11 +32,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from fsr_bench.data.identity_folders import GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
+from fsr_bench.data.identity_folders import RECOGNITION_SETS, GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
 from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError, read_image
 from fsr_bench.data.matlists import load_mat, mat_ints, mat_strings
 
@@ -247,3 +247,17 @@ class TinyFaceSet(ListedSet):
             "lr_resize": "MATLAB bicubic (antialiased), 8-bit rounding" if self.lr_size else None,
             "scale": self.scale,
         }
+
+
+def _lr(value: Any) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
+
+
+@RECOGNITION_SETS.register("tinyface")
+def tinyface(block: Mapping[str, Any], *, cache_dir: Path | None = None, device: str = "cpu",
+         progress: bool = False) -> TinyFaceSet:
+    """A recognition protocol's ``data: {type: tinyface, ...}`` block (no cache or device needed)."""
+    return TinyFaceSet(root=block["root"], distractors=bool(block.get("distractors", True)),
+                       max_distractors=block.get("max_distractors"), seed=block.get("seed", 0),
+                       lr_size=_lr(block.get("lr_size")), scale=block.get("scale", 4),
+                       name=block.get("name") or "TinyFace")

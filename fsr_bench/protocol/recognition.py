@@ -25,7 +25,15 @@ Schema (unknown keys are errors, as for every protocol)::
       detector: {min_face_size: 20, thresholds: [0.6, 0.7, 0.7], factor: 0.709,
                  selection: center, min_prob: 0.0, max_side: 1024, batch_size: 16}
       bootstrap: {n: 1000, seed: 0}   # 95 % CIs, resampling subjects
+    calibration:                  # optional: thresholds at target FARs, set on disjoint subjects
+      fraction: 0.5               # identity folders: seeded split of data's identities (or list_file:)
+      # protocol: combined, group: dev   # SCface: bob's calibration group (evaluate data.subjects: eval)
+      fars: [1e-2, 1e-3, 1e-4]
+      fpirs: [0.01, 0.1, 0.3]     # open set (data.unmated_identities): DIR / TPIR20 at these FPIRs
     run: {device: auto, batch_size: 8, num_samples: 4, seed: 0, limit: null}
+
+``recognition.recognisers: [mobilefacenet, dlib]`` scores every row with each recogniser (the
+first fills the main columns, every one is under the row's ``by_recogniser``).
 
 ``run.seed`` seeds synthetic probe degradations; ``run.limit`` scores only the first N probes;
 ``run.flops`` does not apply to recognition runs.
@@ -43,6 +51,7 @@ __all__ = [
     "LR_IMAGE",
     "REFERENCE_LABELS",
     "BootstrapSpec",
+    "CalibrationSpec",
     "DetectorSpec",
     "FaceCropSpec",
     "IdentityFolderData",
@@ -51,6 +60,8 @@ __all__ = [
     "RecognitionSpec",
     "ReferencesSpec",
     "SCfaceData",
+    "SurvFaceData",
+    "TinyFaceData",
 ]
 
 HR_PROBES = "HR probes"
@@ -104,10 +115,38 @@ class IdentityFolderData(_Strict):
     max_probes_per_identity: int | None = Field(None, ge=1)  # seeded draw
     seed: int = 0  # seeds the two draws above
     name: str | None = None  # dataset name in reports; default the root's folder name
+    unmated_identities: int | None = Field(None, ge=1)  # open set: this many identities are not enrolled
+    single_image_distractors: bool = False  # enrol single-image identities as distractors
     probe_degradation: ProbeDegradationSpec = Field(default_factory=ProbeDegradationSpec)
 
 
-DataSpec = Annotated[Union[SCfaceData, IdentityFolderData], Field(discriminator="type")]
+class TinyFaceData(_Strict):
+    """TinyFace's official Testing_Set layout (fsr_bench.data.tinyface; closed set, rank-1/5/20)."""
+
+    type: Literal["tinyface"]
+    root: str  # the folder holding Testing_Set/
+    distractors: bool = True  # Gallery_Distractor in the gallery (the official protocol)
+    max_distractors: int | None = Field(None, ge=1)  # seeded subset for development runs
+    seed: int = 0
+    lr_size: Size | None = None  # (H, W) the native probe is resized to; null = native
+    scale: int = Field(4, ge=1)
+    name: str | None = None
+
+
+class SurvFaceData(_Strict):
+    """QMUL-SurvFace's Face_Identification_Test_Set (fsr_bench.data.survface; open set, TPIR20@FPIR)."""
+
+    type: Literal["survface"]
+    root: str  # the folder holding Face_Identification_Test_Set/
+    max_mated_probes: int | None = Field(None, ge=1)
+    max_unmated_probes: int | None = Field(None, ge=1)
+    seed: int = 0
+    lr_size: Size | None = None
+    scale: int = Field(4, ge=1)
+    name: str | None = None
+
+
+DataSpec = Annotated[Union[SCfaceData, IdentityFolderData, TinyFaceData, SurvFaceData], Field(discriminator="type")]
 
 
 # -- recognition settings --------------------------------------------------------------------------
@@ -128,13 +167,54 @@ class BootstrapSpec(_Strict):
     seed: int = 0
 
 
+class CalibrationSpec(_Strict):
+    """Thresholds set once per recogniser on subjects disjoint from the evaluation subjects
+    (HR-vs-HR: the calibration subjects' "HR probes" against their gallery), applied unchanged to
+    every row (fsr_bench.metrics.operating_points).
+
+    identity_folder data: ``list_file`` (calibration identities) or ``fraction`` (a seeded split of
+    the data block's identities: fsr_bench.data.identity_folders.split_identities; the evaluation
+    then uses the rest). SCface: ``group`` of bob's ``protocol`` (dev; evaluate on eval).
+    """
+
+    list_file: str | None = None
+    fraction: float | None = Field(None, gt=0, lt=1)
+    seed: int = 0
+    protocol: Literal["combined", "close", "medium", "far"] = "combined"
+    group: Literal["world", "dev", "eval"] | None = None
+    max_identities: int | None = Field(None, ge=2)  # seeded draw (data.seed) of calibration identities
+    max_probes_per_identity: int | None = Field(None, ge=1)
+    fars: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [1e-2, 1e-3, 1e-4])
+    fpirs: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.01, 0.1, 0.3])
+    ranks: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 20])
+
+
 class RecognitionSpec(_Strict):
     recogniser: str = "mobilefacenet"
+    recognisers: list[str] | None = None  # several: every metric per recogniser (first = main table)
     weights: str | None = None
     flip: bool = True
     threshold: float = Field(0.4, ge=-1, le=1)  # matched when similarity >= threshold (TANet)
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
+
+    @property
+    def names(self) -> list[str]:
+        """The recognisers to score with: ``recognisers`` when given, else ``[recogniser]``."""
+        return list(self.recognisers) if self.recognisers else [self.recogniser]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "RecognitionSpec":
+        if self.recognisers is not None:
+            if not self.recognisers:
+                raise ValueError("recognisers: list at least one recogniser (or use recogniser:)")
+            dup = sorted({r for r in self.recognisers if self.recognisers.count(r) > 1})
+            if dup:
+                raise ValueError(f"recognisers: {dup} listed twice")
+            if self.weights is not None and len(self.recognisers) > 1:
+                raise ValueError("recognition.weights applies to one recogniser; with several recognisers use "
+                                 "onnx:<path> names or each recogniser's own weights resolution")
+        return self
 
 
 class ReferencesSpec(_Strict):
@@ -153,7 +233,32 @@ class RecognitionProtocol(BaseProtocol):
     models: list[ModelSpec] = Field(default_factory=list)
     references: ReferencesSpec = Field(default_factory=ReferencesSpec)
     recognition: RecognitionSpec = Field(default_factory=RecognitionSpec)
+    calibration: CalibrationSpec | None = None
     run: RunSpec = Field(default_factory=RunSpec)
+
+    @model_validator(mode="after")
+    def _calibration_fits_data(self) -> "RecognitionProtocol":
+        cal = self.calibration
+        if cal is None:
+            return self
+        if self.data.type == "identity_folder":
+            if (cal.list_file is None) == (cal.fraction is None):
+                raise ValueError("calibration: give exactly one of list_file (calibration identities) or fraction "
+                                 "(a seeded split of data's identities) for identity_folder data")
+            if cal.group is not None:
+                raise ValueError("calibration.group applies to SCface data only")
+        elif self.data.type not in ("identity_folder", "scface"):
+            raise ValueError(f"calibration: not available for {self.data.type} data (identity_folder: fraction or "
+                             "list_file; scface: group); leave the block out")
+        elif self.data.type == "scface":
+            if cal.group is None:
+                raise ValueError("calibration.group: name bob's calibration group (dev) for SCface data")
+            if cal.list_file is not None or cal.fraction is not None:
+                raise ValueError("calibration.list_file/fraction apply to identity_folder data; SCface uses group")
+            if self.data.subjects == cal.group:
+                raise ValueError(f"calibration.group {cal.group!r} is also data.subjects: calibrate on other "
+                                 "subjects than you evaluate (bob: calibrate on dev, report on eval)")
+        return self
 
     @model_validator(mode="after")
     def _has_rows(self) -> "RecognitionProtocol":

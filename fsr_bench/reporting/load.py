@@ -104,6 +104,8 @@ class ModelRow:
     roc_far: tuple[float, ...] = ()
     roc_tar: tuple[float, ...] = ()
     cmc: tuple[float, ...] = ()
+    # recognition with calibration / several recognisers: recogniser -> {metrics, unavailable, trained_with}
+    by_recogniser: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     variant: str | None = None  # the model's reading of its paper (TANet: "patch tokens, ...")
 
     @property
@@ -221,7 +223,7 @@ def _row(entry: results.ResultRow, kind: Kind) -> ModelRow:
                         n_images=entry.n_images, n_infinite_psnr=entry.n_infinite_psnr)
     return ModelRow(**common, ci95={k: (lo, hi) for k, (lo, hi) in entry.ci95.items()},
                     per_distance=entry.per_distance, roc_far=tuple(entry.roc.far), roc_tar=tuple(entry.roc.tar),
-                    cmc=tuple(entry.cmc))
+                    cmc=tuple(entry.cmc), by_recogniser=dict(getattr(entry, "by_recogniser", None) or {}))
 
 
 def _run_scale(conventions: Mapping[str, Any], rows: Sequence[ModelRow], file: Path) -> int:
@@ -317,7 +319,11 @@ def _read_per_image(file: Path) -> dict[tuple[str, str], ImageScores]:
 
 def _read_per_probe(file: Path) -> tuple[ProbeScore, ...]:
     out = []
-    for line, row in enumerate(_read_csv(file, PER_PROBE_COLUMNS), start=2):
+    rows = _read_csv(file, PER_PROBE_COLUMNS)
+    main = rows[0].get("recogniser") if rows else None  # several recognisers: the first one's rows
+    for line, row in enumerate(rows, start=2):
+        if row.get("recogniser") != main:
+            continue
         detected = row["detected"].strip().lower()
         if detected not in {"true", "false", "1", "0", "yes", "no"}:
             raise ReportInputError(f"{file}: line {line}, column 'detected': {row['detected']!r} is not a boolean")

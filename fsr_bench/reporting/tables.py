@@ -39,6 +39,8 @@ __all__ = [
     "natural_key",
     "no_face",
     "per_distance_table",
+    "open_set_table",
+    "operating_points_table",
     "recognition_table",
     "reconstruction_table",
     "report_tables",
@@ -536,6 +538,108 @@ def per_distance_table(runs: Sequence[Run]) -> str | None:
             f" **Bold**: best per distance. Probes per distance: {n_text}.{refs}\n")
 
 
+def _pct(value: Any, digits: int = 2) -> str:
+    return NA if value is None else f"{100 * float(value):.{digits}f}%"
+
+
+def _ratio(value: Any) -> str:
+    return NA if value is None else f"{float(value):.2f}×"
+
+
+def _recognisers_of(runs: Sequence[Run]) -> list[str]:
+    names: list[str] = []
+    for run in runs:
+        for row in run.rows:
+            names += [n for n in row.by_recogniser if n not in names]
+    return names
+
+
+def _cal_tags(runs: Sequence[Run], name: str) -> list[str]:
+    tags: list[str] = []
+    for run in runs:
+        for row in run.rows:
+            metrics = (row.by_recogniser.get(name) or {}).get("metrics") or {}
+            tags += [k[len("threshold_cal_"):] for k in metrics
+                     if k.startswith("threshold_cal_") and k[len("threshold_cal_"):] not in tags]
+    return tags
+
+
+def operating_points_table(runs: Sequence[Run]) -> str | None:
+    """Fixed 0.4 and calibrated-FAR operating points side by side, per recogniser: TAR, the FAR
+    reached on the evaluation impostors, wrong-identity rate, false-match ratios vs Bicubic and HR.
+
+    † marks a row trained with that recogniser's features. None when no row has per-recogniser results.
+    """
+    _require(runs, "recognition")
+    names = _recognisers_of(runs)
+    if not names:
+        return None
+    fixed = runs[0].conventions.get("threshold", 0.4)
+    fx = f"at_{float(fixed):g}"
+    parts = []
+    for name in names:
+        tags = _cal_tags(runs, name)
+        header = ["Methods", "Det", f"MA@{fixed:g}", f"FAR@{fixed:g}", f"WrongID@{fixed:g}"]
+        for t in tags:
+            header += [f"thr@FAR {t}", f"TAR@cal {t}", f"FAR reached ({t})", f"WrongID@cal {t}",
+                       f"FAR×Bicubic ({t})", f"FAR×HR ({t})"]
+        body = []
+        for run in runs:
+            refs = [r.label for r in run.rows if r.role == "reference" and r.label != "LR image"]
+            bic = next((r.label for r in run.rows if r.name.startswith("bicubic_x")), None)
+            for row in run.rows:
+                block = row.by_recogniser.get(name)
+                if block is None:
+                    continue
+                m = block.get("metrics") or {}
+                mark = " †" if block.get("trained_with") else ""
+                cells = [row.label + mark, _pct(m.get("detection_rate")), _pct(m.get("matching_accuracy")),
+                         _pct(m.get(f"far_{fx}"), 3), _pct(m.get(f"wrong_id_{fx}"))]
+                for t in tags:
+                    thr = m.get(f"threshold_cal_{t}")
+                    cells += [NA if thr is None else f"{float(thr):.4f}", _pct(m.get(f"tar_cal_{t}")),
+                              _pct(m.get(f"far_cal_{t}"), 3), _pct(m.get(f"wrong_id_cal_{t}")),
+                              _ratio(m.get(f"far_cal_{t}_vs_{bic}")) if bic else NA,
+                              _ratio(m.get(f"far_cal_{t}_vs_{refs[-1]}")) if refs else NA]
+                body.append(cells)
+        parts.append(f"**{name}**\n\n" + markdown_table(header, body, "l" + "r" * (len(header) - 1)))
+    notes = (f"- Fixed: the paper's threshold {fixed:g}. Calibrated: one threshold per recogniser and target FAR,"
+             " set on HR-vs-HR scores of calibration subjects disjoint from the evaluation subjects and applied"
+             " unchanged to every row; FAR reached = share of evaluation impostor comparisons at or above it."
+             " WrongID: probes whose rank-1 is a wrong subject at or above the threshold (all probes)."
+             " FAR×: ratio to that row's FAR (\"-\": both 0, or the reference 0). †: trained with this"
+             " recogniser's features. The fixed threshold is the paper's, set for MobileFaceNet; another"
+             " recogniser's cosine scale differs (dlib's embeddings are built for Euclidean distance and score"
+             " different people far above 0.4), so compare it on the calibrated columns only.")
+    return "\n\n".join(parts) + f"\n\n{notes}\n"
+
+
+def open_set_table(runs: Sequence[Run]) -> str | None:
+    """DIR (TPIR at rank 1) and TPIR20 at each FPIR, per recogniser, with the unmated-probe count;
+    None for closed-set runs."""
+    _require(runs, "recognition")
+    parts = []
+    for name in _recognisers_of(runs):
+        lines = [(run, row, (row.by_recogniser.get(name) or {}).get("metrics") or {})
+                 for run in runs for row in run.rows]
+        lines = [x for x in lines if x[2].get("n_unmated")]
+        if not lines:
+            continue
+        fpirs = sorted({k[len("fpir_"):] for _, _, m in lines for k in m
+                        if k.startswith("fpir_") and not k.startswith("fpir_cal_")}, key=float)
+        ranks = sorted({int(k[4:k.index("_")]) for _, _, m in lines for k in m
+                        if k.startswith("tpir") and "_fpir_" in k})
+        header = ["Methods", "n_unmated"] + [f"TPIR{r}@FPIR {f}" for f in fpirs for r in ranks]
+        body = [[row.label + (" †" if (row.by_recogniser.get(name) or {}).get("trained_with") else ""),
+                 str(m.get("n_unmated"))] + [_pct(m.get(f"tpir{r}_fpir_{f}")) for f in fpirs for r in ranks]
+                for _, row, m in lines]
+        parts.append(f"**{name}**\n\n" + markdown_table(header, body, "l" + "r" * (len(header) - 1)))
+    if not parts:
+        return None
+    return ("\n\n".join(parts) + "\n\n- Open set: probes of non-enrolled subjects (unmated) set the threshold"
+            " for each FPIR; TPIR1 = DIR, TPIR20 = QMUL-SurvFace's rank-20 convention.\n")
+
+
 def _require(runs: Sequence[Run], kind: str) -> None:
     if not runs:
         raise ValueError("no runs to tabulate")
@@ -557,6 +661,12 @@ def report_tables(groups: Sequence[RunGroup]) -> str:
             distances = per_distance_table(group.runs)
             if distances:
                 parts.append(f"### Per distance\n\n{distances}")
+            ops = operating_points_table(group.runs)
+            if ops:
+                parts.append(f"### Operating points (fixed and calibrated thresholds)\n\n{ops}")
+            open_set = open_set_table(group.runs)
+            if open_set:
+                parts.append(f"### Open-set identification\n\n{open_set}")
     return "\n".join(parts)
 
 

@@ -7,7 +7,11 @@ Output folder (read by ``fsr_bench.reporting``)::
     OUT/results.json         conventions + provenance + one entry per row ("models")
     OUT/summary.csv          model, scale, label, matching_accuracy, average_similarity,
                              detection_rate, rank1, tar_at_far_1e-3, eer, n_probes
-    OUT/per_probe.csv        label, probe, subject, distance, camera, similarity, detected, matched, rank
+    OUT/per_probe.csv        label, probe, subject, distance, camera, similarity, detected, matched, rank,
+                             recogniser (mated probes; one block per recogniser)
+    OUT/scores.npz           "<recogniser>|<label>": the (P, G) score matrix of every row (NaN row =
+                             undetected probe, -inf column = undetected gallery face), probe_ids,
+                             gallery_ids, "<recogniser>|calibration_genuine/_impostor" scores
     OUT/samples/<probe>/     lr.png, gallery.png, <label>.png (what the detector saw) for the first
                              ``run.num_samples`` probes
     OUT/cache/               faces_<key>.pt (detection + embedding per image content),
@@ -49,7 +53,16 @@ import torch
 
 from fsr_bench import results
 from fsr_bench.data.identity_folders import ProbeItem, RecognitionSet
-from fsr_bench.metrics.recognition import RowScores, score_row
+from fsr_bench.metrics.operating_points import (
+    Calibration,
+    RowOperatingPoints,
+    assert_disjoint_subjects,
+    calibrate_thresholds,
+    operating_point_metrics,
+    relative_columns,
+    split_scores,
+)
+from fsr_bench.metrics.recognition import RowScores, cosine_similarity_matrix, score_row
 from fsr_bench.models.precision import infer, resolve_precision
 from fsr_bench.protocol import ModelSpec, ProtocolError
 from fsr_bench.protocol.recognition import HR_PROBES, LR_IMAGE, RecognitionProtocol
@@ -65,7 +78,7 @@ from fsr_bench.run.common import (
     write_protocol,
 )
 
-__all__ = ["build_recognition_set", "run_recognition"]
+__all__ = ["build_recognition_set", "calibration_blocks", "run_recognition", "trained_with"]
 
 SAVE_EVERY_BATCHES = 64  # SR cache checkpoints during long model rows
 
@@ -77,12 +90,74 @@ def build_recognition_set(protocol: RecognitionProtocol, cache_dir: Path, device
     from fsr_bench.data.identity_folders import RECOGNITION_SETS
     from fsr_bench.data.io import FsrBenchDataError
 
-    spec = protocol.data
+    block, _ = calibration_blocks(protocol)
     try:
-        return RECOGNITION_SETS.get(spec.type).builder(spec.model_dump(), cache_dir=cache_dir, device=device,
-                                                       progress=progress)
+        return RECOGNITION_SETS.get(block["type"]).builder(block, cache_dir=cache_dir, device=device,
+                                                           progress=progress)
     except FsrBenchDataError as exc:
-        raise ProtocolError(f"data ({spec.type}): {exc}") from None
+        raise ProtocolError(f"data ({block['type']}): {exc}") from None
+
+
+def calibration_blocks(protocol: RecognitionProtocol) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(evaluation data block, calibration data block or None) for the dataset adapters.
+
+    identity_folder + ``calibration.fraction``: the data block's identities split by
+    :func:`~fsr_bench.data.identity_folders.split_identities`, evaluation keeps the rest;
+    ``calibration.list_file``: those identities calibrate, and the runner refuses any overlap with
+    the evaluation subjects. SCface: bob's ``calibration.protocol`` / ``group``.
+    """
+    from fsr_bench.data.identity_folders import split_identities
+    from fsr_bench.data.io import FsrBenchDataError
+    from fsr_bench.data.scface import bob_protocol
+
+    data, cal = protocol.data.model_dump(), protocol.calibration
+    if cal is None:
+        return data, None
+    try:
+        if data["type"] == "identity_folder":
+            fixed = {"max_identities": cal.max_identities, "max_probes_per_identity": cal.max_probes_per_identity,
+                     "unmated_identities": None, "single_image_distractors": False, "gallery_list": None}
+            if cal.fraction is not None:
+                cal_ids, eval_ids = split_identities(data["root"], data["list_file"], cal.fraction, cal.seed)
+                return ({**data, "include_identities": sorted(eval_ids)},
+                        {**data, **fixed, "include_identities": sorted(cal_ids)})
+            return data, {**data, **fixed, "list_file": cal.list_file}
+        assert cal.group is not None  # the protocol's validator
+        return data, {**data, **bob_protocol(cal.protocol, cal.group)}
+    except FsrBenchDataError as exc:
+        raise ProtocolError(f"calibration: {exc}") from None
+
+
+def _build_calibration_set(protocol: RecognitionProtocol, cache_dir: Path, device: str, progress: bool
+                           ) -> RecognitionSet | None:
+    from fsr_bench.data.identity_folders import RECOGNITION_SETS
+    from fsr_bench.data.io import FsrBenchDataError
+
+    _, block = calibration_blocks(protocol)
+    if block is None:
+        return None
+    try:
+        return RECOGNITION_SETS.get(block["type"]).builder(block, cache_dir=cache_dir, device=device,
+                                                           progress=progress)
+    except FsrBenchDataError as exc:
+        raise ProtocolError(f"calibration ({block['type']}): {exc}") from None
+
+
+def trained_with(spec: ModelSpec) -> list[str]:
+    """Recognisers whose features trained this checkpoint (its train_config's ``loss.identity.recogniser``
+    and ``loss.identity_net``); empty without a checkpoint or identity loss."""
+    from fsr_bench.models.checkpoint import read_checkpoint
+
+    if not spec.checkpoint:
+        return []
+    loss = (read_checkpoint(spec.checkpoint).get("train_config") or {}).get("loss") or {}
+    names = []
+    identity = loss.get("identity")
+    if isinstance(identity, dict):
+        names.append(str(identity.get("recogniser") or "mobilefacenet"))
+    if loss.get("identity_net"):
+        names.append(str(loss["identity_net"]))
+    return sorted(set(names))
 
 
 # -- rows ------------------------------------------------------------------------------------------
@@ -96,8 +171,9 @@ class _Row:
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
     sr_store: SRStore | None = None
-    work: dict[str, Any] = field(default_factory=dict)
+    trained_with: list[str] = field(default_factory=list)
     variant: str | None = None
+    work: dict[str, Any] = field(default_factory=dict)
 
 
 class _ProbeReader:
@@ -168,7 +244,7 @@ def _model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bo
         store.scale, store.variant = model.scale, getattr(model, "variant", None)
         del model
     return _Row(label=spec.display, name=spec.name, role="model", spec=spec, scale=store.scale, checkpoint=spec.checkpoint,
-                checkpoint_sha256=sha, sr_store=store, variant=store.variant)
+                checkpoint_sha256=sha, sr_store=store, trained_with=trained_with(spec), variant=store.variant)
 
 
 def _sample_folders(samples: Path, probes: list[ProbeItem], chosen: set[int]) -> dict[int, Path]:
@@ -214,11 +290,33 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     rec, run = protocol.recognition, protocol.run
 
     dataset = build_recognition_set(protocol, cache, device=device, progress=progress)
+    cal_set = _build_calibration_set(protocol, cache, device, progress)
     probes = dataset.probes[: run.limit] if run.limit else dataset.probes
     gallery = dataset.gallery
+    if cal_set is not None:
+        try:
+            assert_disjoint_subjects(sorted({g.subject for g in cal_set.gallery} | {p.subject for p in cal_set.probes}),
+                                     sorted({g.subject for g in gallery} | {p.subject for p in probes}))
+        except ValueError as exc:
+            raise ProtocolError(f"calibration: {exc}") from None
     subject_row = {g.subject: i for i, g in enumerate(gallery)}
-    subj_idx = np.array([subject_row[p.subject] for p in probes], dtype=np.int64)
+    if len(subject_row) < len(gallery):
+        several = sorted({g.subject for g in gallery if sum(h.subject == g.subject for h in gallery) > 1})
+        raise ProtocolError(
+            f"data ({protocol.data.type}): {len(several)} subject(s) have several gallery images "
+            f"({', '.join(several[:5])}); the recognition runner scores one gallery image per subject, so "
+            "multi-image galleries (TinyFace Gallery_Match, QMUL-SurvFace gallery) are not supported by "
+            "`fsr-bench run` yet"
+        )
+    mated = np.array([p.subject in subject_row for p in probes], dtype=bool)
+    mated_idx = np.flatnonzero(mated)
+    subj_idx = np.array([subject_row[probes[i].subject] for i in mated_idx], dtype=np.int64)
+    probe_ids = np.array([p.subject for p in probes], dtype=object)
+    gallery_ids = np.array([g.subject for g in gallery], dtype=object)
+    if not mated.any():
+        raise ProtocolError("data: no probe's subject is enrolled in the gallery; nothing to match")
     log(f"{dataset.name}: {len(gallery)} gallery subjects, {len(probes)} probes"
+        + (f" ({len(probes) - mated_idx.size} unmated)" if mated_idx.size < len(probes) else "")
         + (f" (run.limit of {len(dataset.probes)})" if len(probes) < len(dataset.probes) else ""))
 
     # rows: fail fast on a bad model before any detection work
@@ -232,14 +330,22 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         rows.append(_Row(HR_PROBES, "reference", role="reference"))
 
     det = rec.detector
-    aligner = FaceAligner(min_face_size=det.min_face_size, thresholds=det.thresholds, factor=det.factor,
-                          selection=det.selection, min_prob=det.min_prob, batch_size=det.batch_size,
-                          device=device)
-    try:
-        recogniser = create_recogniser(rec.recogniser, weights=rec.weights, device=device, flip=rec.flip)
-    except Exception as exc:  # weights unavailable offline, unknown name, …: say which key to fix
-        raise ProtocolError(f"recognition.recogniser {rec.recogniser!r}: {exc}") from exc
-    store = FaceStore(cache, aligner, recogniser, det.max_side, fresh=force)
+    names = rec.names
+    key = "recognition.recogniser" if rec.recognisers is None else "recognition.recognisers"
+    stores: list[FaceStore] = []
+    recognisers = []
+    aligners: list[Any] = []
+    for k, name in enumerate(names):
+        try:
+            recognisers.append(create_recogniser(name, weights=rec.weights, device=device, flip=rec.flip))
+        except Exception as exc:  # weights unavailable offline, unknown name, …: say which key to fix
+            where = key if rec.recognisers is None else f"{key}[{k}]"
+            raise ProtocolError(f"{where} {name!r}: {exc}") from exc
+        aligner = FaceAligner(min_face_size=det.min_face_size, thresholds=det.thresholds, factor=det.factor,
+                              selection=det.selection, min_prob=det.min_prob, batch_size=det.batch_size,
+                              device=device, recogniser=recognisers[-1])  # the recogniser's own crop
+        aligners.append(aligner)
+        stores.append(FaceStore(cache, aligner, recognisers[-1], det.max_side, fresh=force))
 
     # gallery: streamed in detector-sized batches (HD mugshots are large)
     sample_idx = set(range(min(run.num_samples, len(probes))))
@@ -247,35 +353,48 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     folders = _sample_folders(samples, probes, sample_idx)
     gallery_samples: dict[int, list[Path]] = {}
     for i in sample_idx:
-        gallery_samples.setdefault(subject_row[probes[i].subject], []).append(folders[i])
-    emb_g = torch.zeros(len(gallery), store.dim)
-    det_g = torch.zeros(len(gallery), dtype=torch.bool)
+        if probes[i].subject in subject_row:
+            gallery_samples.setdefault(subject_row[probes[i].subject], []).append(folders[i])
+    emb_g = [torch.zeros(len(gallery), st.dim) for st in stores]
+    det_g = [torch.zeros(len(gallery), dtype=torch.bool) for _ in stores]
     bar = tqdm(total=len(gallery), desc="gallery", unit="img", disable=not progress, leave=False)
     for start in range(0, len(gallery), det.batch_size):
         enrolled = [dataset.read_gallery(g) for g in gallery[start : start + det.batch_size]]
-        _, e, d = store.embed(enrolled)
-        emb_g[start : start + len(e)], det_g[start : start + len(d)] = e, d
-        for k, image in enumerate(enrolled):
-            for folder in gallery_samples.get(start + k, []):
+        for k, st in enumerate(stores):
+            _, e, d = st.embed(enrolled)
+            emb_g[k][start : start + len(e)], det_g[k][start : start + len(d)] = e, d
+        for j, image in enumerate(enrolled):
+            for folder in gallery_samples.get(start + j, []):
                 _write_sample(folder, "gallery.png", image)
         bar.update(len(enrolled))
     bar.close()
-    store.save()
-    undetected_gallery = [g.subject for g, d in zip(gallery, det_g.tolist()) if not d]
+    for st in stores:
+        st.save()
+    undetected_gallery = [g.subject for g, d in zip(gallery, det_g[0].tolist()) if not d]
     if undetected_gallery:
         log(f"warning: no face detected in {len(undetected_gallery)} gallery image(s) "
             f"({', '.join(undetected_gallery[:10])}); their probes cannot match")
 
+    # calibration: HR-vs-HR scores of the calibration subjects -> one threshold per FAR and recogniser
+    calibrations: list[Calibration] = []
+    cal_info: dict[str, Any] = {}
+    score_arrays: dict[str, np.ndarray] = {"probe_ids": probe_ids.astype(str), "gallery_ids": gallery_ids.astype(str)}
+    for k, st in enumerate(stores):
+        if cal_set is None:
+            calibrations.append(Calibration((), (), 0, 0))
+            continue
+        calibrations.append(_calibrate(protocol, cal_set, st, run.seed, names[k], cal_info, log, score_arrays))
+
     # rows
     reader = _ProbeReader(dataset, probes, run.batch_size, run.seed)
-    results_rows = []
+    per_row: list[list[tuple[RowScores, RowOperatingPoints]]] = []
     per_probe = []
     for row in rows:
         t0 = time.perf_counter()
         row.work = {"sr_computed": 0, "sr_reused": 0, "faces_computed": 0, "faces_reused": 0}
-        c0, r0 = store.computed, store.reused
-        emb_p = torch.zeros(len(probes), store.dim)
-        det_p = torch.zeros(len(probes), dtype=torch.bool)
+        c0, r0 = sum(st.computed for st in stores), sum(st.reused for st in stores)
+        emb_p = [torch.zeros(len(probes), st.dim) for st in stores]
+        det_p = [torch.zeros(len(probes), dtype=torch.bool) for _ in stores]
         state: dict[str, Any] = {"model": None, "scale": dataset.scale, "run": protocol.run}
         bar = tqdm(total=len(probes), desc=row.label, unit="probe", disable=not progress, leave=False)
         want = "hr" if row.label == HR_PROBES else "lr"  # the one reference that reads HR probes
@@ -284,47 +403,62 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
             images = read if row.sr_store is None else _super_resolve(row, read, state, device)
             if row.sr_store is not None and (batch_no + 1) % SAVE_EVERY_BATCHES == 0:
                 row.sr_store.save()
-            _, e, d = store.embed(images)
-            emb_p[pos : pos + len(items)], det_p[pos : pos + len(items)] = e, d
-            for k in range(len(items)):
-                if pos + k in sample_idx:
-                    folder = folders[pos + k]
-                    _write_sample(folder, f"{safe_filename(row.label)}.png", images[k])
+            for k, st in enumerate(stores):
+                _, e, d = st.embed(images)
+                emb_p[k][pos : pos + len(items)], det_p[k][pos : pos + len(items)] = e, d
+            for j in range(len(items)):
+                if pos + j in sample_idx:
+                    folder = folders[pos + j]
+                    _write_sample(folder, f"{safe_filename(row.label)}.png", images[j])
                     if lrs is not None and not (folder / "lr.png").exists():
-                        _write_sample(folder, "lr.png", lrs[k])
+                        _write_sample(folder, "lr.png", lrs[j])
             bar.update(len(items))
         bar.close()
         if row.sr_store is not None:
             row.sr_store.save()
-        store.save()
+        for st in stores:
+            st.save()
         state["model"] = None
-        row.work["faces_computed"] = store.computed - c0
-        row.work["faces_reused"] = store.reused - r0
-        scores = score_row(emb_p.numpy(), det_p.numpy(), emb_g.numpy(), det_g.numpy(), subj_idx,
-                           rec.threshold, distances=[p.distance for p in probes],
-                           cameras=[p.camera for p in probes], bootstrap_n=rec.bootstrap.n,
-                           bootstrap_seed=rec.bootstrap.seed)
+        row.work["faces_computed"] = sum(st.computed for st in stores) - c0
+        row.work["faces_reused"] = sum(st.reused for st in stores) - r0
+        scored = []
+        for k in range(len(stores)):
+            ep, dp, eg, dg = emb_p[k].numpy(), det_p[k].numpy(), emb_g[k].numpy(), det_g[k].numpy()
+            scores = score_row(ep[mated_idx], dp[mated_idx], eg, dg, subj_idx, rec.threshold,
+                               distances=[probes[i].distance for i in mated_idx],
+                               cameras=[probes[i].camera for i in mated_idx], bootstrap_n=rec.bootstrap.n,
+                               bootstrap_seed=rec.bootstrap.seed)
+            matrix = score_matrix(ep, dp, eg, dg)
+            score_arrays[f"{names[k]}|{row.label}"] = matrix.astype(np.float32)
+            ops = operating_point_metrics(matrix, probe_ids, gallery_ids, calibrations[k],
+                                          fixed_threshold=rec.threshold, fpirs=cal_fpirs(protocol),
+                                          ranks=cal_ranks(protocol))
+            scored.append((scores, ops))
+            per_probe += [[row.label, probes[i].name, probes[i].subject, probes[i].distance, probes[i].camera,
+                           scores.similarity[j], bool(dp[i]), scores.matched[j], scores.rank[j], names[k]]
+                          for j, i in enumerate(mated_idx)]
         row.work["seconds"] = round(time.perf_counter() - t0, 3)
-        results_rows.append(_entry(row, scores, len(gallery)))
-        per_probe += [[row.label, p.name, p.subject, p.distance, p.camera, scores.similarity[i],
-                       bool(det_p[i]), scores.matched[i], scores.rank[i]] for i, p in enumerate(probes)]
-        log(_summary_line(row, scores))
+        per_row.append(scored)
+        log(_summary_line(row, scored[0][0]))
 
+    results_rows = _entries(rows, per_row, names, len(gallery))
     run_result = results.RunResult.model_validate({
         "kind": "recognition",
         "protocol_name": protocol.name,
         "protocol_hash": protocol.hash(),
         "protocol": protocol.model_dump(mode="json"),
-        "conventions": _conventions(protocol, dataset, aligner, recogniser, len(probes),
+        "conventions": _conventions(protocol, dataset, aligners[0], recognisers, len(probes), cal_info,
                                     inference_convention(protocol.run, device)),
         "provenance": {**collect(device), "runtime_s": round(time.perf_counter() - t_start, 3)},
-        "gallery": {"n_subjects": len(gallery), "n_detected": int(det_g.sum()),
+        "gallery": {"n_subjects": len(gallery), "n_detected": int(det_g[0].sum()),
                     "undetected_subjects": undetected_gallery},
         "models": results_rows,
         "samples": _samples_manifest(folders, probes, [r.label for r in rows]),
     })
     results.write_csv(out / "summary.csv", results.summary_frame(run_result))
     results.write_csv(out / "per_probe.csv", results.frame(per_probe, results.COLUMNS["recognition"]["per_probe"]))
+    savez: Any = np.savez_compressed  # keyword names are the arrays' names
+    savez(out / "scores.npz", **score_arrays)
     results.write_run(out, run_result)
     return run_result
 
@@ -344,27 +478,135 @@ def _samples_manifest(folders: dict[int, Path], probes: list[ProbeItem], labels:
     return out
 
 
-def _entry(row: _Row, s: RowScores, n_gallery: int) -> dict[str, Any]:
-    return {
-        "label": row.label,
-        "variant": row.variant,
-        "name": row.name,
-        "role": row.role,
-        "scale": row.scale,
-        "checkpoint": row.checkpoint,
-        "checkpoint_sha256": row.checkpoint_sha256,
-        "overrides": row.spec.overrides if row.spec else {},
-        "metrics": s.metrics,
-        "unavailable": s.unavailable,
-        "ci95": s.ci95,
-        "per_distance": s.per_distance,
-        "per_camera": s.per_camera,
-        "roc": s.roc,
-        "cmc": s.cmc,
-        "n_gallery": n_gallery,
-        "n_impostor_pairs": s.n_impostor_pairs,
-        "work": row.work,
+def score_matrix(emb_p: np.ndarray, det_p: np.ndarray, emb_g: np.ndarray, det_g: np.ndarray) -> np.ndarray:
+    """(P, G) cosine scores in fsr_bench.metrics.operating_points' convention: an undetected probe
+    is a NaN row, an undetected gallery face a ``-inf`` column (it never matches)."""
+    s = cosine_similarity_matrix(np.asarray(emb_p, dtype=np.float64), np.asarray(emb_g, dtype=np.float64))
+    s[:, ~np.asarray(det_g, bool)] = -np.inf
+    s[~np.asarray(det_p, bool), :] = np.nan
+    return s
+
+
+def cal_fpirs(protocol: RecognitionProtocol) -> list[float]:
+    from fsr_bench.metrics.operating_points import DEFAULT_FPIRS
+
+    return list(protocol.calibration.fpirs) if protocol.calibration else list(DEFAULT_FPIRS)
+
+
+def cal_ranks(protocol: RecognitionProtocol) -> list[int]:
+    return list(protocol.calibration.ranks) if protocol.calibration else [1, 20]
+
+
+def _calibrate(protocol: RecognitionProtocol, cal_set: RecognitionSet, store: FaceStore, seed: int, name: str,
+               info: dict[str, Any], log: Log, arrays: dict[str, np.ndarray]) -> Calibration:
+    """HR-vs-HR scores of the calibration subjects (their "HR probes" vs their gallery) -> thresholds.
+
+    Pairs with an undetected face are left out of the calibration (and counted): scoring them as
+    non-matches would lower the measured FAR and so the threshold.
+    """
+    assert protocol.calibration is not None
+    cal = protocol.calibration
+    g_items, p_items = cal_set.gallery, cal_set.probes
+    eg, dg = _embed_items(store, [cal_set.read_gallery(g) for g in g_items])
+    ep, dp = _embed_items(store, [cal_set.read_probe(p, seed=seed).hr for p in p_items])
+    store.save()
+    gi = np.array([g.subject for g in g_items], dtype=object)[dg]
+    pi = np.array([p.subject for p in p_items], dtype=object)[dp]
+    if gi.size < 2 or pi.size == 0:
+        raise ProtocolError(f"calibration ({name}): {int(dg.sum())} gallery and {int(dp.sum())} probe faces detected "
+                            "among the calibration subjects; need two or more of each")
+    s = cosine_similarity_matrix(ep[dp], eg[dg])
+    genuine, impostor = split_scores(s, pi, gi)
+    arrays[f"{name}|calibration_genuine"], arrays[f"{name}|calibration_impostor"] = genuine, impostor
+    try:
+        result = calibrate_thresholds(genuine, impostor, cal.fars)
+    except ValueError as exc:
+        raise ProtocolError(f"calibration.fars ({name}): {exc}") from None
+    info[name] = {
+        "n_subjects": len(g_items), "n_probes": len(p_items), "n_gallery_undetected": int((~dg).sum()),
+        "n_probes_undetected": int((~dp).sum()), "n_genuine": int(genuine.size), "n_impostor": int(impostor.size),
+        "thresholds": {f"{pt.target_far:g}": pt.threshold for pt in result.points},
+        "far_reached": {f"{pt.target_far:g}": pt.far for pt in result.points},
+        "tar": {f"{pt.target_far:g}": pt.tar for pt in result.points},
+        "subjects": sorted({g.subject for g in g_items}),
     }
+    log(f"calibration ({name}): {genuine.size} genuine / {impostor.size} impostor HR pairs; thresholds "
+        + ", ".join(f"FAR {pt.target_far:g} -> {pt.threshold:.4f}" for pt in result.points))
+    return result
+
+
+def _embed_items(store: FaceStore, images: list[torch.Tensor | None], batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    embs, dets = [], []
+    for start in range(0, len(images), batch):
+        _, e, d = store.embed(images[start : start + batch])
+        embs.append(e)
+        dets.append(d)
+    return (torch.cat(embs).numpy() if embs else np.zeros((0, store.dim)),
+            torch.cat(dets).numpy().astype(bool) if dets else np.zeros(0, bool))
+
+
+def _finite(metrics: dict[str, Any], unavailable: dict[str, Any], values: dict[str, float | None], why: str) -> None:
+    for k, v in values.items():
+        if v is not None and not np.isfinite(v):
+            metrics[k] = None
+            unavailable[k] = why
+        else:
+            metrics[k] = v
+            if v is None:
+                unavailable.setdefault(k, "no false match in this row nor in the reference row: no ratio")
+
+
+def _bicubic_label(rows: list[_Row]) -> str | None:
+    for row in rows:
+        if row.spec is not None and row.spec.name.startswith("bicubic_x") and not row.spec.overrides:
+            return row.label
+    return None
+
+
+def _entries(rows: list[_Row], per_row: list[list[tuple[RowScores, RowOperatingPoints]]], names: list[str],
+             n_gallery: int) -> list[dict[str, Any]]:
+    """results.json rows: the first recogniser's numbers at the top (as before), every recogniser's
+    under ``by_recogniser``; false-match ratios vs Bicubic and HR probes (``*_vs_<label>``)."""
+    refs = [r for r in (_bicubic_label(rows), HR_PROBES if any(r.label == HR_PROBES for r in rows) else None) if r]
+    blocks: list[dict[str, dict[str, Any]]] = [{} for _ in rows]
+    for k, name in enumerate(names):
+        rel = relative_columns({row.label: per_row[i][k][1] for i, row in enumerate(rows)}, refs) if refs else {}
+        for i, row in enumerate(rows):
+            scores, ops = per_row[i][k]
+            metrics: dict[str, Any] = {**ops.metrics, **scores.metrics}
+            unavailable = {**ops.unavailable, **scores.unavailable}
+            _finite(metrics, unavailable, rel.get(row.label, {}),
+                    "the reference row has no false match (0) while this row has some: ratio infinite")
+            blocks[i][name] = {"metrics": metrics, "unavailable": unavailable, "ci95": scores.ci95,
+                               "trained_with": name in row.trained_with}
+    out = []
+    for i, row in enumerate(rows):
+        s = per_row[i][0][0]
+        first = blocks[i][names[0]]
+        out.append({
+            "label": row.label,
+            "variant": row.variant,
+            "name": row.name,
+            "role": row.role,
+            "scale": row.scale,
+            "checkpoint": row.checkpoint,
+            "checkpoint_sha256": row.checkpoint_sha256,
+            "overrides": row.spec.overrides if row.spec else {},
+            "metrics": first["metrics"],
+            "unavailable": first["unavailable"],
+            "ci95": s.ci95,
+            "per_distance": s.per_distance,
+            "per_camera": s.per_camera,
+            "roc": s.roc,
+            "cmc": s.cmc,
+            "n_gallery": n_gallery,
+            "n_impostor_pairs": s.n_impostor_pairs,
+            "recogniser": names[0],
+            "trained_with": list(row.trained_with),
+            "by_recogniser": blocks[i],
+            "work": row.work,
+        })
+    return out
 
 
 def _fmt(v: float | None, pct: bool = True) -> str:
@@ -382,12 +624,21 @@ def _summary_line(row: _Row, s: RowScores) -> str:
             f"{_fmt(m['rank1'])}  TAR@1e-3 {_fmt(m['tar_at_far_1e-3'])}  EER {_fmt(m['eer'])}  ({reuse})")
 
 
-def _conventions(protocol: RecognitionProtocol, dataset: RecognitionSet, aligner, recogniser,
-                 n_scored: int, protocol_inference: str) -> dict[str, Any]:
+def _conventions(protocol: RecognitionProtocol, dataset: RecognitionSet, aligner, recognisers: list,
+                 n_scored: int, calibration: dict[str, Any], protocol_inference: str) -> dict[str, Any]:
     rec = protocol.recognition
     return {
         "threshold": rec.threshold,
-        "recogniser": recogniser.describe(),
+        "recogniser": recognisers[0].describe(),
+        "recognisers": {name: r.describe() for name, r in zip(rec.names, recognisers)},
+        "calibration": None if protocol.calibration is None else {
+            **protocol.calibration.model_dump(mode="json"), "per_recogniser": calibration,
+            "rule": "thresholds set on HR-vs-HR scores of the calibration subjects (disjoint from the evaluation "
+                    "subjects), applied unchanged to every row; *_cal_<FAR> columns",
+        },
+        "operating_points": "far_*/wrong_id_*: share of impostor comparisons / probes whose rank-1 is a wrong "
+                            "subject at or above the threshold (fsr_bench.metrics.operating_points); *_vs_<row>: "
+                            "ratio to that row's rate; open set (unmated probes): DIR/TPIR<r> at FPIR",
         "detector": {**aligner.describe(), "max_side": rec.detector.max_side,
                      "max_side_rule": "longer side above max_side: MATLAB-bicubic downscale, 8-bit, then detect"},
         "degradation": dataset.describe_degradation(),
