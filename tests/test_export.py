@@ -28,10 +28,14 @@ STATIC_ONLY = {
     "bicubic_x8": "MATLAB-bicubic tables are computed in NumPy from the input size",
     "sparnet_x4": "bicubic pre-upsampling: MATLAB tables computed in NumPy from the input size",
     "sparnet_x8": "bicubic pre-upsampling: MATLAB tables computed in NumPy from the input size",
+    "sparnet_s_x4": "bicubic pre-upsampling: MATLAB tables computed in NumPy from the input size",
+    "sparnet_s_x8": "bicubic pre-upsampling: MATLAB tables computed in NumPy from the input size",
 }
 NOT_EXPORTABLE = {
     "nlsn_x4": "eval-mode LSH rotations are drawn from a seeded torch.Generator, which torch.export cannot capture",
     "nlsn_x8": "eval-mode LSH rotations are drawn from a seeded torch.Generator, which torch.export cannot capture",
+    "nlsn_s_x4": "eval-mode LSH rotations are drawn from a seeded torch.Generator, which torch.export cannot capture",
+    "nlsn_s_x8": "eval-mode LSH rotations are drawn from a seeded torch.Generator, which torch.export cannot capture",
 }
 
 

@@ -123,7 +123,9 @@ def test_a_real_run_feeds_the_report_reader(tmp_path):
     result = run_protocol(proto, tmp_path, progress=False, log=quiet)
     on_disk = read_run(tmp_path / "results.json")
     assert on_disk.model_dump() == result.model_dump()
-    assert {r.role for r in on_disk.models} == {"floor"}  # interpolation floors, no learned weights
+    # interpolation floors, and the shipped TANet-S (learned weights)
+    assert {r.label: r.role for r in on_disk.models} == {
+        m.display: ("model" if m.pretrained else "floor") for m in proto.models}
     assert [s.folder for s in on_disk.samples] == ["astronaut"]
     assert set(on_disk.samples[0].outputs) == {m.display for m in proto.models}
     run = load_run(tmp_path)
