@@ -227,3 +227,16 @@ def test_trained_with_reads_the_checkpoints_identity_loss(tmp_path, loss, expect
     path = save_checkpoint(create_model("tanet_s_x8"), tmp_path / "m.pt", train_config={"loss": loss})
     assert trained_with(ModelSpec(name="tanet_s_x8", checkpoint=str(path))) == expected
     assert trained_with(ModelSpec(name="bicubic_x8")) == []
+
+
+def test_score_matrix_survives_undetected_faces_with_zero_embeddings():
+    """A real LFW run has undetected probes (zero embeddings): NaN rows / -inf columns, never an error."""
+    import numpy as np
+
+    from fsr_bench.run.recognition import score_matrix
+
+    p = np.array([[1.0, 0.0], [0.0, 0.0], [0.6, 0.8]])
+    g = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    s = score_matrix(p, np.array([True, False, True]), g, np.array([True, True, False]))
+    assert np.isnan(s[1]).all() and np.isneginf(s[[0, 2], 2]).all()
+    np.testing.assert_allclose(s[[0, 2]][:, :2], [[1.0, 0.0], [0.6, 0.8]])  # cosines written out

@@ -481,9 +481,13 @@ def _samples_manifest(folders: dict[int, Path], probes: list[ProbeItem], labels:
 def score_matrix(emb_p: np.ndarray, det_p: np.ndarray, emb_g: np.ndarray, det_g: np.ndarray) -> np.ndarray:
     """(P, G) cosine scores in fsr_bench.metrics.operating_points' convention: an undetected probe
     is a NaN row, an undetected gallery face a ``-inf`` column (it never matches)."""
-    s = cosine_similarity_matrix(np.asarray(emb_p, dtype=np.float64), np.asarray(emb_g, dtype=np.float64))
-    s[:, ~np.asarray(det_g, bool)] = -np.inf
-    s[~np.asarray(det_p, bool), :] = np.nan
+    p, g = np.asarray(emb_p, dtype=np.float64), np.asarray(emb_g, dtype=np.float64)
+    dp, dg = np.asarray(det_p, bool), np.asarray(det_g, bool)
+    s = np.full((p.shape[0], g.shape[0]), np.nan)
+    # undetected faces have no embedding (zero rows): score only the detected, then mark the rest
+    s[np.ix_(dp, dg)] = cosine_similarity_matrix(p[dp], g[dg]) if dp.any() and dg.any() else np.nan
+    s[:, ~dg] = -np.inf
+    s[~dp, :] = np.nan
     return s
 
 
