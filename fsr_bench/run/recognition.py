@@ -54,7 +54,7 @@ from fsr_bench.protocol import ModelSpec, ProtocolError
 from fsr_bench.protocol.recognition import HR_PROBES, LR_IMAGE, RecognitionProtocol
 from fsr_bench.provenance import collect
 from fsr_bench.run.caches import FaceStore, SRStore, content_key
-from fsr_bench.run.common import Log, checkpoint_sha, load_model, resolve_device, safe_filename, write_protocol
+from fsr_bench.run.common import Log, checkpoint_sha, load_model, resolve_device, safe_filename
 
 __all__ = ["build_recognition_set", "run_recognition"]
 
@@ -198,7 +198,6 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache"
-    write_protocol(out, protocol)
     device = resolve_device(protocol.run.device)
     rec, run = protocol.recognition, protocol.run
 
