@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from fsr_bench.cli._common import catches_errors, fail
+from fsr_bench.errors import FsrBenchError
 
 
 @catches_errors
@@ -18,17 +19,29 @@ def sr(
     device: str = typer.Option("auto", help="cpu | cuda | auto"),
     example: bool = typer.Option(False, "--example", help="use the face that ships with scikit-image (astronaut) as input"),
     random_init: bool = typer.Option(False, "--random-init", help="allow a learned model without weights (debugging only; outputs are meaningless)"),
+    on_error: str = typer.Option("skip", "--on-error", help="skip: process the other images and list the failures at the end (exit 1); stop: stop at the first"),
+    max_pixels: float = typer.Option(16e6, "--max-pixels", help="refuse an image whose output would have more pixels than this (memory guard)"),
 ) -> None:
-    """Super-resolve LR face images; writes PNGs named like the inputs into OUT."""
+    """Super-resolve LR face images; writes PNGs named like the inputs into OUT (a folder's
+    sub-folders are kept; inputs whose names collide get their extension or a number added)."""
     import torch
     from tqdm import tqdm
 
     from fsr_bench.data.io import list_images, read_image, write_image
     from fsr_bench.models import create_model
 
+    if on_error not in ("skip", "stop"):
+        raise fail(f"--on-error {on_error!r}: use skip or stop")
     if model is None and checkpoint is None:
         raise fail("give --model NAME (e.g. bicubic_x4) and/or --checkpoint PATH")
-    net = create_model(model, checkpoint=checkpoint)
+    if checkpoint is not None and not checkpoint.is_file():
+        raise fail(f"--checkpoint {checkpoint}: no such file")
+    try:
+        net = create_model(model, checkpoint=checkpoint)
+    except FsrBenchError:
+        raise
+    except (OSError, RuntimeError, TypeError, ValueError, EOFError) as exc:  # truncated or foreign file
+        raise fail(f"--checkpoint {checkpoint}: cannot be loaded ({type(exc).__name__}: {exc})") from None
     if checkpoint is None and net.num_parameters() > 0 and not random_init:
         raise fail(
             f"{net.name} has learned parameters but no --checkpoint was given; its output would come "
@@ -39,26 +52,79 @@ def sr(
     dev = resolve_device(device, option="--device")
     net = net.to(dev).eval()
 
-    sources: list[tuple[str, Path | None]] = []
+    sources: list[tuple[Path, Path | None]] = []  # (output name without the model suffix, input)
     if example:
-        sources.append(("astronaut", None))
+        sources.append((Path("astronaut"), None))
     for item in images or []:
         if item.is_dir():
-            sources += [(str(p.relative_to(item).with_suffix("")), p) for p in list_images(item)]
+            found = list_images(item)
+            if not found:
+                raise fail(f"{item}: the folder holds no images (png, jpg, ...)")
+            sources += [(p.relative_to(item), p) for p in found]
         elif item.is_file():
-            sources.append((item.stem, item))
+            sources.append((Path(item.name), item))
         else:
             raise fail(f"{item}: no such file or folder")
     if not sources:
         raise fail("no input images: pass files/folders or --example")
+    names, renamed = _output_names([rel for rel, _ in sources], net.name)
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"--out {out}: cannot create the folder ({exc.strerror or exc}); choose a writable folder") from None
+    failures: list[str] = []
     with torch.inference_mode():
-        for stem, path in tqdm(sources, desc=f"sr {net.name}", unit="img"):
-            lr = example_face() if path is None else read_image(path)
-            sr_img = net(lr.unsqueeze(0).to(dev))[0].clamp(0, 1).cpu()
-            write_image(sr_img, out / f"{stem}_{net.name}.png")
-    typer.echo(f"wrote {len(sources)} image(s) x{net.scale} to {out}/")
+        for (_, path), name in zip(tqdm(sources, desc=f"sr {net.name}", unit="img"), names):
+            try:
+                lr = example_face() if path is None else read_image(path)
+                pixels = lr.shape[-2] * lr.shape[-1] * net.scale ** 2
+                if pixels > max_pixels:
+                    raise _TooLarge(f"{path}: {lr.shape[-1]}x{lr.shape[-2]} at x{net.scale} makes "
+                                    f"{pixels / 1e6:.1f} MP, more than --max-pixels {max_pixels / 1e6:.1f} MP; "
+                                    "crop the face first, or raise --max-pixels if the memory allows")
+                sr_img = net(lr.unsqueeze(0).to(dev))[0].clamp(0, 1).cpu()
+                write_image(sr_img, out / name)
+            except OSError as exc:  # the output cannot be written: every other image would fail too
+                raise fail(f"cannot write {exc.filename or out / name}: {exc.strerror or exc}; "
+                           "choose a writable --out") from None
+            except FsrBenchError as exc:
+                if on_error == "stop":
+                    raise fail(f"{exc} (stopped: --on-error stop)") from None
+                failures.append(str(exc))
+    for old, new in renamed:
+        typer.echo(f"note: {old} shares its output name with another input; written as {new}")
+    typer.echo(f"wrote {len(sources) - len(failures)} image(s) x{net.scale} to {out}/")
+    if failures:
+        for message in failures:
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+class _TooLarge(FsrBenchError):
+    """An input over the ``--max-pixels`` budget."""
+
+
+def _output_names(rels: list[Path], model: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """``a/x.png`` -> ``a/x_<model>.png``; names that collide get their extension (``x_jpg``), then
+    a number. Returns the names and the (input, output) pairs that were renamed."""
+    plain = [(rel.parent / f"{rel.stem}_{model}.png").as_posix() for rel in rels]
+    counts: dict[str, int] = {}
+    for name in plain:
+        counts[name] = counts.get(name, 0) + 1
+    names: list[str] = []
+    renamed: list[tuple[str, str]] = []
+    taken: set[str] = set()
+    for rel, name in zip(rels, plain):
+        if counts[name] > 1:
+            base = (rel.parent / f"{rel.stem}_{rel.suffix.lstrip('.') or 'noext'}_{model}").as_posix()
+            name, n = f"{base}.png", 2
+            while name in taken or name in counts:
+                name, n = f"{base}_{n}.png", n + 1
+            renamed.append((rel.as_posix(), name))
+        taken.add(name)
+        names.append(name)
+    return names, renamed
 
 
 def example_face(side: int = 64):

@@ -26,9 +26,9 @@ References: Pillow handbook, "Image file formats" and "Concepts: modes"
 
 from __future__ import annotations
 
+import io
 import os
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps
 
+from fsr_bench import atomic
 from fsr_bench.errors import FsrBenchError
 
 __all__ = [
@@ -213,15 +214,9 @@ def write_image(
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
     pixels = to_uint8(image).permute(1, 2, 0).contiguous().cpu().numpy()  # (H, W, 3) uint8
     options = {"quality": int(jpeg_quality)} if fmt == "JPEG" else {}
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        Image.fromarray(pixels).save(tmp, format=fmt, **options)
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return p
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt, **options)
+    return atomic.write_bytes(p, buf.getvalue())  # the one atomic writer (temp file cleaned on failure)
 
 
 # -- listing --------------------------------------------------------------------------------------
