@@ -128,3 +128,17 @@ def test_file_as_out_names_the_path(tmp_path):
     f.write_text("x")
     with pytest.raises(OutputFolderError, match=f"cannot write the run to {f}"):
         _run(f)
+
+
+@pytest.mark.parametrize("size,scale", [((1, 1), 4), ((5, 7), 8)])
+def test_hr_smaller_than_the_scale_names_the_file(tmp_path, size, scale):  # issue 11 item 9
+    import torch
+
+    from fsr_bench.data.io import write_image
+    from fsr_bench.protocol import ProtocolError
+
+    write_image(torch.rand(3, 16, 16), tmp_path / "d" / "ok.png")
+    write_image(torch.rand(3, *size), tmp_path / "d" / "tiny.png")
+    with pytest.raises(ProtocolError, match=r"tiny\.png.*smaller than the scale.*data\.degradation\.scale"):
+        _run(tmp_path / "o", f"data.dataset={{type: folder, root: {tmp_path / 'd'}}}",
+             f"data.degradation.scale={scale}", f"models.0.name=bicubic_x{scale}")

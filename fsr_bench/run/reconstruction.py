@@ -85,6 +85,19 @@ def _metrics(protocol: ReconstructionProtocol, conv: MetricConventions, device: 
     return metrics
 
 
+def hr_of(item: dict[str, Any], scale: int, dataset=None) -> torch.Tensor:
+    """An item's HR cropped to a multiple of ``scale``; an HR smaller than the scale names its file."""
+    from fsr_bench.data.degradations import mod_crop
+
+    h, w = item["hr"].shape[-2:]
+    if h < scale or w < scale:
+        paths = getattr(dataset, "paths", None)
+        where = paths[item["index"]] if paths is not None else item["name"]
+        raise ProtocolError(f"{where}: the HR image is {w}x{h}, smaller than the scale "
+                            f"{scale} (data.degradation.scale); remove it from the dataset (or its list_file)")
+    return mod_crop(item["hr"], scale)
+
+
 def prepare_samples(folder: Path, dataset, degradation, indices: list[int], data_key: str, seed: int
                     ) -> dict[int, Path]:
     """``samples/<image>/`` with hr.png and lr.png of ``data_key`` for each of ``indices``.
@@ -92,7 +105,6 @@ def prepare_samples(folder: Path, dataset, degradation, indices: list[int], data
     A folder made from other data (another dataset, degradation or seed: its ``.key`` differs) loses
     its images, which are made again; the folders of one data key are what every model adds its
     ``<label>.png`` to."""
-    from fsr_bench.data.degradations import mod_crop
     from fsr_bench.data.io import write_image
 
     dirs: dict[int, Path] = {}
@@ -106,7 +118,7 @@ def prepare_samples(folder: Path, dataset, degradation, indices: list[int], data
         if sub.is_dir():
             for old in sub.glob("*.png"):
                 old.unlink()
-        hr = mod_crop(item["hr"], degradation.scale)
+        hr = hr_of(item, degradation.scale, dataset)
         lr = degradation(hr.unsqueeze(0), index=[item["index"]], seed=seed)[0]
         write_image(hr, sub / "hr.png")
         write_image(lr.clamp(0, 1), sub / "lr.png")
@@ -118,7 +130,6 @@ def write_missing_samples(spec: ModelSpec, protocol: ReconstructionProtocol, dat
                           sample_dirs: dict[int, Path], log: Log) -> int:
     """``<label>.png`` of a reused model for the sample folders that lack it (``run.num_samples``
     raised on a rerun, or the folder made again for new data); returns how many were written."""
-    from fsr_bench.data.degradations import mod_crop
     from fsr_bench.data.io import write_image
 
     name = f"{safe_filename(spec.display)}.png"
@@ -127,7 +138,7 @@ def write_missing_samples(spec: ModelSpec, protocol: ReconstructionProtocol, dat
         return 0
     model = load_model(spec, device, degradation.scale)
     for items in batches(dataset, missing, protocol.run.batch_size):
-        hr = torch.stack([mod_crop(it["hr"], model.scale) for it in items])
+        hr = torch.stack([hr_of(it, model.scale, dataset) for it in items])
         lr = degradation(hr, index=[it["index"] for it in items], seed=protocol.run.seed).to(device)
         with torch.inference_mode():
             sr = model(lr).clamp(0, 1).cpu()
@@ -141,7 +152,7 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
               device: str, indices: list[int], sample_dirs: dict[int, Path], progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from fsr_bench.data.degradations import mod_crop, needs_mod_crop
+    from fsr_bench.data.degradations import needs_mod_crop
     from fsr_bench.data.io import write_image
 
     model = load_model(spec, device, degradation.scale,
@@ -153,7 +164,7 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
     bar = tqdm(total=len(indices), desc=f"{spec.display}", unit="img", disable=not progress, leave=False)
     for batch_no, items in enumerate(batches(dataset, indices, protocol.run.batch_size)):
         cropped += sum(needs_mod_crop(it["hr"], model.scale) for it in items)
-        hr_cpu = torch.stack([mod_crop(it["hr"], model.scale) for it in items])
+        hr_cpu = torch.stack([hr_of(it, model.scale, dataset) for it in items])
         lr = degradation(hr_cpu, index=[it["index"] for it in items], seed=seed).to(device)
         hr = hr_cpu.to(device)
         if gflops is None and protocol.run.flops and batch_no == 0:
