@@ -142,3 +142,14 @@ def test_hr_smaller_than_the_scale_names_the_file(tmp_path, size, scale):  # iss
     with pytest.raises(ProtocolError, match=r"tiny\.png.*smaller than the scale.*data\.degradation\.scale"):
         _run(tmp_path / "o", f"data.dataset={{type: folder, root: {tmp_path / 'd'}}}",
              f"data.degradation.scale={scale}", f"models.0.name=bicubic_x{scale}")
+
+
+def test_protocol_checkpoint_error_does_not_advise_sr_options(tmp_path):  # issue 11 item 12
+    from fsr_bench.models import create_model
+    from fsr_bench.models.checkpoint import save_checkpoint
+    from fsr_bench.protocol import ProtocolError
+
+    save_checkpoint(create_model("bicubic_x8"), tmp_path / "x8.pt")
+    with pytest.raises(ProtocolError, match="saved for model 'bicubic_x8'") as err:
+        _run(tmp_path / "o", f"models.0.checkpoint={tmp_path / 'x8.pt'}")
+    assert "--model" not in str(err.value)
