@@ -71,9 +71,21 @@ class FsrBenchDataError(FsrBenchError, ValueError):
 class ImageReadError(FsrBenchDataError):
     """An image that cannot be read. ``path`` and ``reason`` are kept as attributes."""
 
-    def __init__(self, path: str | os.PathLike[str], reason: str):
-        self.path = Path(path)
-        self.reason = reason
+    #: torch's DataLoader re-raises a worker's exception as ``type(message=<its traceback text>)``
+    #: when the class has a ``message``; :meth:`__init__` keeps the original one line from it.
+    message = "cannot read image"
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, reason: str | None = None, *,
+                 message: str | None = None):
+        if message is not None:  # from a DataLoader worker: the message, without the traceback
+            lines = [line.split(f"{type(self).__name__}: ", 1)[1] for line in message.splitlines()
+                     if f"{type(self).__name__}: " in line]
+            text = lines[-1] if lines else message
+            self.path, self.reason = (Path(path) if path is not None else None), text
+            super().__init__(text)
+            return
+        self.path = Path(path if path is not None else "?")
+        self.reason = reason or "unreadable"
         super().__init__(
             f"cannot read image {self.path}: {reason}. Check that the file exists and opens in an"
             " image viewer; re-export or re-download it, or remove it from the dataset/list file."
