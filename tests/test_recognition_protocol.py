@@ -249,3 +249,13 @@ def test_lfw_end_to_end_hr_beats_bicubic_and_reruns_reuse_work(tmp_path, shared_
     again = {r["label"]: r["metrics"] for r in second["models"]}
     for label in rows:
         assert again[label] == rows[label]["metrics"]
+
+
+def test_crop_null_on_a_tiny_file_is_an_error():  # issue 11 item 12
+    from fsr_bench.data.io import FsrBenchDataError
+
+    deg = build_probe_degradation({"crop": None})
+    with pytest.raises(FsrBenchDataError, match=r"tiny\.png: image is 1x1.*probe_degradation\.lr_size"):
+        deg(torch.rand(3, 1, 1), index=0, seed=0, source="tiny.png")
+    face, hr, lr = deg(torch.rand(3, 250, 250), index=0, seed=0, source="ok.png")
+    assert tuple(lr.shape[-2:]) == deg.lr_size

@@ -203,6 +203,12 @@ class FaceProbeDegradation:
         else:
             lh, lw = self.lr_size
             ch, cw = (h, max(1, round(h * lw / lh))) if h * lw <= w * lh else (max(1, round(w * lh / lw)), w)
+            if ch < lh or cw < lw:  # the "HR" probe would be an upsampled speck
+                raise FsrBenchDataError(
+                    f"{source}: image is {h}x{w} (HxW), smaller than the LR probe "
+                    f"(probe_degradation.lr_size {lh}x{lw}), so crop: null cannot make an HR face of it; "
+                    "remove the file from the set (or its list file)"
+                )
         top, left = (h - ch) // 2, (w - cw) // 2
         return top, left, ch, cw
 
