@@ -399,6 +399,28 @@ class IdentityFolderSet(ListedSet):
             )
         return {i: chosen[i] for i in identities}
 
+    def check_files(self) -> None:
+        """Read every gallery and probe file's header before any computing: a bad file is reported
+        (all of them, at once) before the detector and the models spend minutes on the others."""
+        from PIL import Image
+
+        problems: list[str] = []
+        for path, is_probe in [(g.path, False) for g in self._gallery] + [(p.path, True) for p in self._probes]:
+            try:
+                with Image.open(path) as img:
+                    w, h = img.size
+                if is_probe:
+                    self.degradation._crop_box(h, w, str(path))
+            except FsrBenchDataError as exc:
+                problems.append(str(exc))
+            except Exception as exc:
+                problems.append(f"{path}: cannot read the image header ({type(exc).__name__}: {exc})")
+        if problems:
+            shown = problems[:10]
+            more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+            raise FsrBenchDataError(f"{len(problems)} unusable image(s) in {self.root}:\n  - " + "\n  - ".join(shown)
+                                    + more + "\nRemove them (or leave them out with list_file / gallery_list).")
+
     # -- RecognitionSet (gallery/probes/read_gallery from ListedSet) ---------------------------
     def read_probe(self, item: ProbeItem, seed: int = 0) -> ProbeImages:
         face, _, lr = self.degradation(read_image(item.path), index=item.index, seed=seed, source=str(item.path))
@@ -437,9 +459,11 @@ RECOGNITION_SETS: Registry[Any] = Registry("recognition set", "fsr_bench.recogni
 @RECOGNITION_SETS.register("identity_folder")
 def identity_folder(block: Mapping[str, Any], *, cache_dir: Path | None = None, device: str = "cpu",
                     progress: bool = False) -> IdentityFolderSet:
-    """Any ``root/<identity>/<image>`` set (no cache or device needed)."""
-    return IdentityFolderSet(root=block["root"], list_file=block.get("list_file"),
+    """Any ``root/<identity>/<image>`` set (no cache or device needed); every file is checked first."""
+    dataset = IdentityFolderSet(root=block["root"], list_file=block.get("list_file"),
                              gallery_list=block.get("gallery_list"), max_identities=block.get("max_identities"),
                              max_probes_per_identity=block.get("max_probes_per_identity"),
                              seed=block.get("seed", 0), probe_degradation=block.get("probe_degradation"),
                              name=block.get("name"))
+    dataset.check_files()
+    return dataset
