@@ -153,3 +153,20 @@ def test_protocol_checkpoint_error_does_not_advise_sr_options(tmp_path):  # issu
     with pytest.raises(ProtocolError, match="saved for model 'bicubic_x8'") as err:
         _run(tmp_path / "o", f"models.0.checkpoint={tmp_path / 'x8.pt'}")
     assert "--model" not in str(err.value)
+
+
+def test_full_disk_names_the_file(tmp_path, monkeypatch):  # issue 11 item 9
+    import errno
+
+    from fsr_bench import atomic
+
+    real = atomic.write_bytes
+
+    def full(path, data):
+        if str(path).endswith("result.json"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(atomic, "write_bytes", full)
+    with pytest.raises(OutputFolderError, match=r"models/Bic/result\.json: No space left on device; free some space"):
+        _run(tmp_path)
