@@ -109,10 +109,12 @@ def _check_owner(out: Path, protocol: Any, force: bool) -> None:
             raise OutputFolderError(f"{out} is not empty and not an fsr-bench run folder; choose another --out "
                                     "(or pass --force to write into it anyway)")
     elif owner.get("owner_hash") != want and not force:
+        same_name = owner.get("protocol_name") == protocol.name and owner.get("kind") == protocol.kind
+        what = "its data block (dataset or degradation) differs from this run's" if same_name else \
+            f"not to {protocol.name!r} (kind {protocol.kind})"
         raise OutputFolderError(
-            f"{out} belongs to protocol {owner.get('protocol_name')!r} (kind {owner.get('kind')}) with another "
-            f"name or data block than {protocol.name!r}; choose another --out, or pass --force to take the "
-            "folder over (every model is recomputed)")
+            f"{out} belongs to protocol {owner.get('protocol_name')!r} (kind {owner.get('kind')}), {what}; "
+            "choose another --out, or pass --force to take the folder over (every model is recomputed)")
     atomic.write_json(out / OWNER_FILE, {"protocol_name": protocol.name, "kind": protocol.kind,
                                          "owner_hash": want, "protocol_hash": protocol.hash()})
 
