@@ -18,6 +18,14 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
+def _discard(tmp: str) -> None:
+    """Remove a temp file after a failed write; a failure here (read-only, gone) must not hide the first."""
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,8 +38,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
     return path
 
@@ -67,8 +74,7 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike, chunk: int = 1 << 
         os.chmod(tmp, _default_mode())
         os.replace(tmp, dst)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
     return dst
 

@@ -6,8 +6,9 @@ One dialect for both:
   indices address items, the index one past the end appends one). **An empty value is null**
   (``--set model.checkpoint=`` unsets the key), as an empty YAML value is;
 * precedence: ``--set`` > YAML > the schema's defaults;
-* ``${VAR}`` / ``${VAR:-default}`` expand environment variables; an unset variable without a
-  default is an error naming the key;
+* ``${VAR}`` / ``${VAR:-default}`` expand environment variables in path keys only (roots, list
+  files, checkpoints, weights, out dirs: :func:`is_path_key`); an unset variable without a default
+  is an error naming the key;
 * validation errors name the dotted key, say when it came from ``--set``, and suggest the closest
   valid key ("did you mean ...?").
 
@@ -34,6 +35,7 @@ __all__ = [
     "apply_sets",
     "expand_env",
     "format_validation_error",
+    "is_path_key",
     "parse_set",
     "read_yaml_mapping",
 ]
@@ -46,13 +48,29 @@ class ConfigInputError(FsrBenchError, ValueError):
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(value: Any, where: str = "", error: type[Exception] = ConfigInputError) -> Any:
-    """Expand ``${VAR}`` / ``${VAR:-default}`` in every string; an unset VAR is a clear error."""
+#: Keys whose values are paths: only they expand ``${VAR}`` (roots, list files, checkpoints,
+#: weights, out dirs); descriptions, labels and names never copy the environment into results.
+PATH_KEYS = frozenset({"root", "roots", "path", "paths", "dir", "file", "checkpoint", "weights", "out_dir",
+                       "list_file", "gallery_list"})
+PATH_SUFFIXES = ("_root", "_roots", "_dir", "_file", "_path", "_list", "_weights", "_checkpoint")
+
+
+def is_path_key(key: str) -> bool:
+    """Whether a config key holds a path (and so expands ``${VAR}``)."""
+    return key in PATH_KEYS or key.endswith(PATH_SUFFIXES)
+
+
+def expand_env(value: Any, where: str = "", error: type[Exception] = ConfigInputError, *,
+               in_path: bool = False) -> Any:
+    """Expand ``${VAR}`` / ``${VAR:-default}`` in the strings of path keys (:func:`is_path_key`,
+    and the items of lists under them); an unset VAR is a clear error naming the key. Other strings
+    are kept as written."""
     if isinstance(value, dict):
-        return {k: expand_env(v, f"{where}.{k}" if where else str(k), error) for k, v in value.items()}
+        return {k: expand_env(v, f"{where}.{k}" if where else str(k), error, in_path=is_path_key(str(k)))
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, f"{where}.{i}", error) for i, v in enumerate(value)]
-    if isinstance(value, str):
+        return [expand_env(v, f"{where}.{i}", error, in_path=in_path) for i, v in enumerate(value)]
+    if isinstance(value, str) and in_path:
         def sub(m: re.Match[str]) -> str:
             var, default = m.group(1), m.group(2)
             if var in os.environ:
@@ -127,14 +145,29 @@ def apply_sets(doc: dict[str, Any], items: Sequence[str], error: type[Exception]
     return keys
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a protocol or training config is a few kB
+MAX_ALIASES = 64
+
+
 def read_yaml_mapping(path: str | os.PathLike[str], error: type[Exception] = ConfigInputError,
                       what: str = "config") -> dict[str, Any]:
     """A YAML file holding a mapping; anything else is an error naming the file."""
     p = Path(path)
     if not p.is_file():
         raise error(f"{what} file not found: {p}")
+    size = p.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise error(f"{p}: {size:,} bytes is too large for a {what} (at most {MAX_CONFIG_BYTES:,}); "
+                    "is this the right file?")
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        text = p.read_text(encoding="utf-8")
+        aliases = sum(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader))
+        if aliases > MAX_ALIASES:  # each alias is a copy once expanded: a few nested ones make billions
+            raise error(f"{p}: {aliases} YAML aliases (*name), more than the {MAX_ALIASES} a {what} may use; "
+                        "write the values out")
+        doc = yaml.safe_load(text) or {}
+    except UnicodeDecodeError as exc:
+        raise error(f"{p}: not a UTF-8 text file ({exc.reason})") from None
     except yaml.YAMLError as exc:
         raise error(f"{p}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict):

@@ -245,3 +245,26 @@ def test_real_split_on_shared_faces(faces256, shared_dir):
     assert images == sorted(images, key=lambda p: p.parts)
     x = read_image(images[0])
     assert x.shape == (3, 256, 256) and 0 <= float(x.min()) and float(x.max()) <= 1
+
+
+def test_truncated_jpeg_in_a_dataloader_worker_names_the_file(tmp_path):  # issue 11 item 9
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    from fsr_bench.data.io import ImageReadError, read_image, write_image
+
+    write_image(torch.rand(3, 32, 32), tmp_path / "x.jpg")
+    data = (tmp_path / "x.jpg").read_bytes()
+    (tmp_path / "x.jpg").write_bytes(data[: len(data) // 3])
+
+    class Files(Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return read_image(tmp_path / "x.jpg")
+
+    with pytest.raises(ImageReadError) as err:
+        next(iter(DataLoader(Files(), num_workers=1)))
+    text = str(err.value)
+    assert str(tmp_path / "x.jpg") in text and "Traceback" not in text and "\n" not in text

@@ -50,13 +50,39 @@ def test_duplicate_labels_rejected():
 
 
 def test_env_expansion(monkeypatch):
-    doc = {**BASE, "description": "${FSR_TEST_VAR}"}
+    doc = {**BASE, "models": [{"name": "bicubic_x4", "checkpoint": "${FSR_TEST_VAR}/best.pt"}]}
     monkeypatch.setenv("FSR_TEST_VAR", "hello")
-    assert load_protocol_dict(doc).description == "hello"
+    assert load_protocol_dict(doc).models[0].checkpoint == "hello/best.pt"
     monkeypatch.delenv("FSR_TEST_VAR")
     with pytest.raises(ProtocolError, match="FSR_TEST_VAR is not set"):
         load_protocol_dict(doc)
-    assert load_protocol_dict({**BASE, "description": "${FSR_TEST_VAR:-dflt}"}).description == "dflt"
+    doc["models"][0]["checkpoint"] = "${FSR_TEST_VAR:-dflt}"
+    assert load_protocol_dict(doc).models[0].checkpoint == "dflt"
+
+
+def test_env_expands_only_in_path_fields(monkeypatch):  # issue 11 item 11
+    monkeypatch.setenv("FSR_TEST_SECRET", "s3cret")
+    doc = {**BASE, "description": "uses ${FSR_TEST_SECRET}",
+           "models": [{"name": "bicubic_x4", "label": "B ${FSR_TEST_SECRET}"}]}
+    p = load_protocol_dict(doc)
+    assert p.description == "uses ${FSR_TEST_SECRET}" and p.models[0].label == "B ${FSR_TEST_SECRET}"
+    doc = {**BASE, "data": {**BASE["data"], "dataset": {"type": "image_folder", "root": "${FSR_TEST_SECRET}/x",
+                                                         "list_file": "${FSR_TEST_SECRET}/l.txt"}}}
+    ds = load_protocol_dict(doc).data.dataset
+    assert ds["root"] == "s3cret/x" and ds["list_file"] == "s3cret/l.txt"
+
+
+@pytest.mark.parametrize("name", ["/abs/path", "../../..", "..", "a/b", "", ".hidden"])
+def test_protocol_name_must_be_a_safe_folder_name(name):  # issue 11 item 11
+    with pytest.raises(ProtocolError, match="not a safe folder name"):
+        load_protocol_dict({**BASE, "name": name})
+
+
+@pytest.mark.parametrize("labels", [["Bic/A", "Bic A"], ["x", "X"], ["..", "b"], ["hr", "b"], ["///", "b"]])
+def test_labels_are_checked_as_file_names(labels):  # issue 11 item 3
+    doc = {**BASE, "models": [{"name": "bicubic_x4", "label": lab} for lab in labels]}
+    with pytest.raises(ProtocolError, match="file name"):
+        load_protocol_dict(doc)
 
 
 def test_missing_file_lists_available(tmp_path):

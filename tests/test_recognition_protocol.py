@@ -249,3 +249,24 @@ def test_lfw_end_to_end_hr_beats_bicubic_and_reruns_reuse_work(tmp_path, shared_
     again = {r["label"]: r["metrics"] for r in second["models"]}
     for label in rows:
         assert again[label] == rows[label]["metrics"]
+
+
+def test_crop_null_on_a_tiny_file_is_an_error():  # issue 11 item 12
+    from fsr_bench.data.io import FsrBenchDataError
+
+    deg = build_probe_degradation({"crop": None})
+    with pytest.raises(FsrBenchDataError, match=r"tiny\.png: image is 1x1.*probe_degradation\.lr_size"):
+        deg(torch.rand(3, 1, 1), index=0, seed=0, source="tiny.png")
+    face, hr, lr = deg(torch.rand(3, 250, 250), index=0, seed=0, source="ok.png")
+    assert tuple(lr.shape[-2:]) == deg.lr_size
+
+
+def test_every_probe_file_is_checked_before_computing(tmp_path):  # issue 11 item 12
+    from fsr_bench.data.identity_folders import identity_folder
+    from fsr_bench.data.io import FsrBenchDataError
+
+    root = _folder_tree(tmp_path / "ids", {"a": 3, "b": 3}, size=(40, 30))
+    (root / "b" / "b_0003.png").write_bytes(b"garbage")  # the last probe: read last by a run
+    deg = {"crop": None, "lr_size": [8, 6], "preset": None, "degradation": {"type": "bicubic", "scale": 2}}
+    with pytest.raises(FsrBenchDataError, match=r"(?s)1 unusable image.*b_0003\.png"):
+        identity_folder({"root": str(root), "probe_degradation": deg})

@@ -14,7 +14,7 @@ def run(
     protocol: Path = typer.Argument(..., help="protocol YAML, e.g. protocols/quickstart.yaml"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: runs/<protocol name>)"),
     set_: List[str] = typer.Option([], "--set", help="override any protocol key: --set run.batch_size=4 (repeatable)"),
-    force: bool = typer.Option(False, "--force", help="recompute models whose finished results would be reused"),
+    force: bool = typer.Option(False, "--force", help="recompute models whose finished results would be reused; take over an OUT that another protocol owns"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Run every model of a protocol; write summary.csv, per_image.csv, results.json and a report.

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from fsr_bench.cli._common import catches_errors, fail
+from fsr_bench.errors import FsrBenchError
 
 
 @catches_errors
@@ -22,11 +23,17 @@ def sr(
         "auto", help="fp32 | bf16 | fp16 | auto (bf16 where the CPU/GPU runs it natively, else fp32)"),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last",
                                        help="NHWC activations (faster convolutions on CPU and GPU)"),
+    tile: Optional[int] = typer.Option(None, "--tile", help="super-resolve in N x N LR tiles (large inputs; TANet's global attention then works per tile)"),
+    overlap: int = typer.Option(16, "--overlap", help="LR pixels of context around each tile (with --tile)"),
     example: bool = typer.Option(False, "--example", help="use the face that ships with scikit-image (astronaut) as input"),
     random_init: bool = typer.Option(False, "--random-init", help="allow a learned model without weights (debugging only; outputs are meaningless)"),
+    on_error: str = typer.Option("skip", "--on-error", help="skip: process the other images and list the failures at the end (exit 1); stop: stop at the first"),
+    max_pixels: float = typer.Option(16e6, "--max-pixels", help="refuse an image whose output would have more pixels than this (memory guard)"),
 ) -> None:
-    """Super-resolve LR face images; writes PNGs named like the inputs into OUT.
+    """Super-resolve LR face images; writes PNGs named like the inputs into OUT (a folder's
+    sub-folders are kept; inputs whose names collide get their extension or a number added).
 
+    With no --model/--checkpoint: the TANet-S that ships inside fsr-bench (x4, or --scale 8).
     Defaults to the fastest mode this hardware supports (``--precision auto``, channels-last);
     ``--precision fp32 --no-channels-last`` reproduces the reference path exactly.
     """
@@ -36,12 +43,22 @@ def sr(
     from fsr_bench.models import create_model
     from fsr_bench.models.precision import PrecisionError, describe, infer, prepare, resolve_precision
     from fsr_bench.models.pretrained import list_pretrained
+    from fsr_bench.models.tiling import tiled_forward
 
+    if on_error not in ("skip", "stop"):
+        raise fail(f"--on-error {on_error!r}: use skip or stop")
     if model is None and checkpoint is None:  # the embedded default: a trained TANet, no argument needed
         model, pretrained = f"tanet_s_x{scale}", True
         if model not in list_pretrained():
             raise fail(f"no shipped weights for --scale {scale}; shipped: {', '.join(list_pretrained()) or 'none'}")
-    net = create_model(model, checkpoint=checkpoint, pretrained=pretrained)
+    if checkpoint is not None and not checkpoint.is_file():
+        raise fail(f"--checkpoint {checkpoint}: no such file")
+    try:
+        net = create_model(model, checkpoint=checkpoint, pretrained=pretrained)
+    except FsrBenchError:
+        raise
+    except (OSError, RuntimeError, TypeError, ValueError, EOFError) as exc:  # truncated or foreign file
+        raise fail(f"--checkpoint {checkpoint}: cannot be loaded ({type(exc).__name__}: {exc})") from None
     if checkpoint is None and not pretrained and net.num_parameters() > 0 and not random_init:
         hint = (" Pass --pretrained for its shipped weights." if net.name in list_pretrained()
                 else " Train one with `fsr-bench train`.")
@@ -58,25 +75,87 @@ def sr(
         raise fail(f"--precision: {exc}") from None
     net = prepare(net, dev, channels_last)  # type: ignore[assignment]  # same module, moved and in eval mode
 
-    sources: list[tuple[str, Path | None]] = []
+    sources: list[tuple[Path, Path | None]] = []  # (output name without the model suffix, input)
     if example:
-        sources.append(("astronaut", None))
+        sources.append((Path("astronaut"), None))
     for item in images or []:
         if item.is_dir():
-            sources += [(str(p.relative_to(item).with_suffix("")), p) for p in list_images(item)]
+            found = list_images(item)
+            if not found:
+                raise fail(f"{item}: the folder holds no images (png, jpg, ...)")
+            sources += [(p.relative_to(item), p) for p in found]
         elif item.is_file():
-            sources.append((item.stem, item))
+            sources.append((Path(item.name), item))
         else:
             raise fail(f"{item}: no such file or folder")
     if not sources:
         raise fail("no input images: pass files/folders or --example")
+    names, renamed = _output_names([rel for rel, _ in sources], net.name)
 
-    out.mkdir(parents=True, exist_ok=True)
-    for stem, path in tqdm(sources, desc=f"sr {net.name}", unit="img"):
-        lr = example_face() if path is None else read_image(path)
-        sr_img = infer(net, lr.unsqueeze(0).to(dev), precision, channels_last)[0].clamp(0, 1).cpu()
-        write_image(sr_img, out / f"{stem}_{net.name}.png")
-    typer.echo(f"wrote {len(sources)} image(s) x{net.scale} to {out}/ ({describe(precision, channels_last, dev)})")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"--out {out}: cannot create the folder ({exc.strerror or exc}); choose a writable folder") from None
+    failures: list[str] = []
+    for (_, path), name in zip(tqdm(sources, desc=f"sr {net.name}", unit="img"), names):
+        try:
+            lr = example_face() if path is None else read_image(path)
+            pixels = lr.shape[-2] * lr.shape[-1] * net.scale ** 2
+            if tile:  # memory is bounded by the tile, not the image
+                try:
+                    sr_img = tiled_forward(net, lr.unsqueeze(0), tile=tile, overlap=overlap,
+                                           forward=lambda x: infer(net, x.to(dev), precision, channels_last))
+                except ValueError as exc:
+                    raise fail(f"--tile: {exc}") from None
+                sr_img = sr_img[0].clamp(0, 1).cpu()
+            elif pixels > max_pixels:
+                raise _TooLarge(f"{path}: {lr.shape[-1]}x{lr.shape[-2]} at x{net.scale} makes "
+                                f"{pixels / 1e6:.1f} MP, more than --max-pixels {max_pixels / 1e6:.1f} MP; "
+                                "use --tile 256, crop the face first, or raise --max-pixels if the memory allows")
+            else:
+                sr_img = infer(net, lr.unsqueeze(0).to(dev), precision, channels_last)[0].clamp(0, 1).cpu()
+            write_image(sr_img, out / name)
+        except OSError as exc:  # the output cannot be written: every other image would fail too
+            raise fail(f"cannot write {exc.filename or out / name}: {exc.strerror or exc}; "
+                       "choose a writable --out") from None
+        except FsrBenchError as exc:
+            if on_error == "stop":
+                raise fail(f"{exc} (stopped: --on-error stop)") from None
+            failures.append(str(exc))
+    for old, new in renamed:
+        typer.echo(f"note: {old} shares its output name with another input; written as {new}")
+    typer.echo(f"wrote {len(sources) - len(failures)} image(s) x{net.scale} to {out}/"
+               f" ({describe(precision, channels_last, dev)}{f', {tile}-px tiles' if tile else ''})")
+    if failures:
+        for message in failures:
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+class _TooLarge(FsrBenchError):
+    """An input over the ``--max-pixels`` budget."""
+
+
+def _output_names(rels: list[Path], model: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """``a/x.png`` -> ``a/x_<model>.png``; names that collide get their extension (``x_jpg``), then
+    a number. Returns the names and the (input, output) pairs that were renamed."""
+    plain = [(rel.parent / f"{rel.stem}_{model}.png").as_posix() for rel in rels]
+    counts: dict[str, int] = {}
+    for name in plain:
+        counts[name] = counts.get(name, 0) + 1
+    names: list[str] = []
+    renamed: list[tuple[str, str]] = []
+    taken: set[str] = set()
+    for rel, name in zip(rels, plain):
+        if counts[name] > 1:
+            base = (rel.parent / f"{rel.stem}_{rel.suffix.lstrip('.') or 'noext'}_{model}").as_posix()
+            name, n = f"{base}.png", 2
+            while name in taken or name in counts:
+                name, n = f"{base}_{n}.png", n + 1
+            renamed.append((rel.as_posix(), name))
+        taken.add(name)
+        names.append(name)
+    return names, renamed
 
 
 def example_face(side: int = 64):

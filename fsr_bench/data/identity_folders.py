@@ -204,6 +204,12 @@ class FaceProbeDegradation:
         else:
             lh, lw = self.lr_size
             ch, cw = (h, max(1, round(h * lw / lh))) if h * lw <= w * lh else (max(1, round(w * lh / lw)), w)
+            if ch < lh or cw < lw:  # the "HR" probe would be an upsampled speck
+                raise FsrBenchDataError(
+                    f"{source}: image is {h}x{w} (HxW), smaller than the LR probe "
+                    f"(probe_degradation.lr_size {lh}x{lw}), so crop: null cannot make an HR face of it; "
+                    "remove the file from the set (or its list file)"
+                )
         top, left = (h - ch) // 2, (w - cw) // 2
         return top, left, ch, cw
 
@@ -402,6 +408,28 @@ class IdentityFolderSet(ListedSet):
             )
         return {i: chosen[i] for i in identities}
 
+    def check_files(self) -> None:
+        """Read every gallery and probe file's header before any computing: a bad file is reported
+        (all of them, at once) before the detector and the models spend minutes on the others."""
+        from PIL import Image
+
+        problems: list[str] = []
+        for path, is_probe in [(g.path, False) for g in self._gallery] + [(p.path, True) for p in self._probes]:
+            try:
+                with Image.open(path) as img:
+                    w, h = img.size
+                if is_probe:
+                    self.degradation._crop_box(h, w, str(path))
+            except FsrBenchDataError as exc:
+                problems.append(str(exc))
+            except Exception as exc:
+                problems.append(f"{path}: cannot read the image header ({type(exc).__name__}: {exc})")
+        if problems:
+            shown = problems[:10]
+            more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+            raise FsrBenchDataError(f"{len(problems)} unusable image(s) in {self.root}:\n  - " + "\n  - ".join(shown)
+                                    + more + "\nRemove them (or leave them out with list_file / gallery_list).")
+
     # -- RecognitionSet (gallery/probes/read_gallery from ListedSet) ---------------------------
     def read_probe(self, item: ProbeItem, seed: int = 0) -> ProbeImages:
         face, _, lr = self.degradation(read_image(item.path), index=item.index, seed=seed, source=str(item.path))
@@ -465,8 +493,8 @@ RECOGNITION_SETS: Registry[Any] = Registry("recognition set", "fsr_bench.recogni
 @RECOGNITION_SETS.register("identity_folder")
 def identity_folder(block: Mapping[str, Any], *, cache_dir: Path | None = None, device: str = "cpu",
                     progress: bool = False) -> IdentityFolderSet:
-    """Any ``root/<identity>/<image>`` set (no cache or device needed)."""
-    return IdentityFolderSet(root=block["root"], list_file=block.get("list_file"),
+    """Any ``root/<identity>/<image>`` set (no cache or device needed); every file is checked first."""
+    dataset = IdentityFolderSet(root=block["root"], list_file=block.get("list_file"),
                              gallery_list=block.get("gallery_list"), max_identities=block.get("max_identities"),
                              max_probes_per_identity=block.get("max_probes_per_identity"),
                              seed=block.get("seed", 0), probe_degradation=block.get("probe_degradation"),
@@ -474,6 +502,8 @@ def identity_folder(block: Mapping[str, Any], *, cache_dir: Path | None = None, 
                              single_image_distractors=bool(block.get("single_image_distractors", False)),
                              include_identities=_identities(block.get("include_identities")),
                              exclude_identities=_identities(block.get("exclude_identities")) or frozenset())
+    dataset.check_files()
+    return dataset
 
 
 def _identities(value: Any) -> frozenset[str] | None:

@@ -26,9 +26,9 @@ References: Pillow handbook, "Image file formats" and "Concepts: modes"
 
 from __future__ import annotations
 
+import io
 import os
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps
 
+from fsr_bench import atomic
 from fsr_bench.errors import FsrBenchError
 
 __all__ = [
@@ -70,9 +71,21 @@ class FsrBenchDataError(FsrBenchError, ValueError):
 class ImageReadError(FsrBenchDataError):
     """An image that cannot be read. ``path`` and ``reason`` are kept as attributes."""
 
-    def __init__(self, path: str | os.PathLike[str], reason: str):
-        self.path = Path(path)
-        self.reason = reason
+    #: torch's DataLoader re-raises a worker's exception as ``type(message=<its traceback text>)``
+    #: when the class has a ``message``; :meth:`__init__` keeps the original one line from it.
+    message = "cannot read image"
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, reason: str | None = None, *,
+                 message: str | None = None):
+        if message is not None:  # from a DataLoader worker: the message, without the traceback
+            lines = [line.split(f"{type(self).__name__}: ", 1)[1] for line in message.splitlines()
+                     if f"{type(self).__name__}: " in line]
+            text = lines[-1] if lines else message
+            self.path, self.reason = (Path(path) if path is not None else None), text
+            super().__init__(text)
+            return
+        self.path = Path(path if path is not None else "?")
+        self.reason = reason or "unreadable"
         super().__init__(
             f"cannot read image {self.path}: {reason}. Check that the file exists and opens in an"
             " image viewer; re-export or re-download it, or remove it from the dataset/list file."
@@ -213,15 +226,9 @@ def write_image(
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
     pixels = to_uint8(image).permute(1, 2, 0).contiguous().cpu().numpy()  # (H, W, 3) uint8
     options = {"quality": int(jpeg_quality)} if fmt == "JPEG" else {}
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        Image.fromarray(pixels).save(tmp, format=fmt, **options)
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return p
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt, **options)
+    return atomic.write_bytes(p, buf.getvalue())  # the one atomic writer (temp file cleaned on failure)
 
 
 # -- listing --------------------------------------------------------------------------------------

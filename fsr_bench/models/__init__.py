@@ -89,7 +89,7 @@ def create_model(
     elif ckpt_name is not None and ckpt_name != name:
         raise CheckpointError(
             f"checkpoint {checkpoint} was saved for model {ckpt_name!r}, not {name!r}; "
-            f"drop the model name or use --model {ckpt_name}"
+            f"name the model {ckpt_name!r} (or give no model name: the checkpoint names it)"
         )
     entry = MODELS.get(name)
     config = dict(ckpt.get("config") or {}) if ckpt else {}

@@ -69,8 +69,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             return {"state_dict": load_file(str(path))}
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""  # torch's is a page long
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}. fsr-bench loads with "
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {reason} fsr-bench loads with "
             "weights_only=True; re-save foreign checkpoints as a plain state_dict of tensors."
         ) from exc
     if isinstance(obj, dict) and obj.get("format") == FORMAT:

@@ -30,6 +30,7 @@ is attended over as a whole in most windows.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Callable
 
 import torch
 
@@ -84,12 +85,14 @@ def _windows(length: int, tile: int, overlap: int, multiple: int) -> Iterator[tu
 
 
 def tiled_forward(model: SuperResolver, lr: torch.Tensor, tile: int = DEFAULT_TILE,
-                  overlap: int = DEFAULT_OVERLAP, progress: bool = False) -> torch.Tensor:
+                  overlap: int = DEFAULT_OVERLAP, progress: bool = False,
+                  forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """``model(lr)`` computed tile by tile (see the module docstring for what that changes).
 
     ``lr``: (N, 3, H, W) on any device; each tile moves to the model's device and its output back to
     ``lr``'s, so a frame larger than the accelerator's memory stays on the host. ``tile`` and
-    ``overlap`` are in LR pixels. Runs without gradients (inference only).
+    ``overlap`` are in LR pixels. Runs without gradients (inference only). ``forward`` replaces
+    ``model(tile)`` (e.g. ``fsr_bench.models.precision.infer`` in bf16).
     """
     if lr.ndim != 4 or lr.shape[1] != 3:
         raise ValueError(f"tiled_forward expects an RGB batch (N, 3, H, W); got shape {tuple(lr.shape)}")
@@ -112,7 +115,7 @@ def tiled_forward(model: SuperResolver, lr: torch.Tensor, tile: int = DEFAULT_TI
     with torch.no_grad():
         for y0, y1, cy0, cy1 in rows:
             for x0, x1, cx0, cx1 in cols:
-                sr = model(lr[:, :, y0:y1, x0:x1].to(device))
+                sr = (forward or model)(lr[:, :, y0:y1, x0:x1].to(device))
                 if out is None:  # allocated from the first tile: the model's output dtype
                     out = torch.empty(n, 3, h * s, w * s, dtype=sr.dtype, device=lr.device)
                 core = sr[:, :, (cy0 - y0) * s : (cy1 - y0) * s, (cx0 - x0) * s : (cx1 - x0) * s]

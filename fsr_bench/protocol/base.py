@@ -8,15 +8,32 @@ benchmark number.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fsr_bench.config_io import ConfigInputError
+from fsr_bench.naming import safe_filename
 from fsr_bench.provenance import stable_hash
 from fsr_bench.registry import Registry
 
 __all__ = ["PROTOCOL_KINDS", "BaseProtocol", "ModelSpec", "ProtocolError", "RunSpec", "register_protocol"]
+
+
+#: A protocol ``name`` (the default output folder ``runs/<name>``).
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+#: File names the sample folders use themselves (a label may not become one of them).
+SAMPLE_FILES = ("hr", "lr", "gallery")
+
+
+def _label_file_name(label: str) -> str:
+    """The file name a label becomes (:func:`fsr_bench.naming.safe_filename`), checked to be usable."""
+    file = safe_filename(label)
+    if not re.search(r"[A-Za-z0-9]", label) or file.startswith(".") or file.lower() in SAMPLE_FILES:
+        raise ValueError(f"label {label!r} becomes the file name {file!r}, which is empty, hidden, '..' or used by "
+                         f"the sample folders ({', '.join(SAMPLE_FILES)}); choose a `label` with letters or digits")
+    return file
 
 
 class ProtocolError(ConfigInputError):
@@ -78,14 +95,27 @@ class BaseProtocol(_Strict):
     def _unique_labels(cls, models: list[ModelSpec]) -> list[ModelSpec]:
         if cls.requires_models and not models:
             raise ValueError("list at least one model")
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # file name (case-folded: some file systems are) -> label
         for m in models:
             if m.display in cls.reserved_labels:
                 raise ValueError(f"label {m.display!r} is reserved for a reference row; choose another `label`")
-            if m.display in seen:
+            if m.display in seen.values():
                 raise ValueError(f"two models are labelled {m.display!r}; give one a distinct `label`")
-            seen.add(m.display)
+            file = _label_file_name(m.display)
+            if file.lower() in seen:
+                raise ValueError(f"labels {seen[file.lower()]!r} and {m.display!r} both become the file name "
+                                 f"{file!r} (models/<label>/, samples/<image>/<label>.png); give one a distinct "
+                                 "`label`")
+            seen[file.lower()] = m.display
         return models
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not SAFE_NAME.fullmatch(name) or set(name) <= {"."}:
+            raise ValueError(f"{name!r} is not a safe folder name (it names runs/<name>): use letters, digits "
+                             "and . _ + - only, starting with a letter or digit (no '/', '..' or absolute path)")
+        return name
 
     def hash(self) -> str:
         return stable_hash(self.model_dump(mode="json"))

@@ -34,6 +34,22 @@ def _recognition(protocol, out_dir, **kwargs):  # the face stack (MTCNN, recogni
     return run_recognition(protocol, out_dir, **kwargs)
 
 
-def run_protocol(protocol, out_dir, **kwargs):
-    """Run ``protocol`` with its kind's runner; returns the written :class:`~fsr_bench.results.RunResult`."""
-    return RUNNERS.get(protocol.kind).builder(protocol, out_dir, **kwargs)
+def run_protocol(protocol, out_dir, *, force: bool = False, **kwargs):
+    """Run ``protocol`` with its kind's runner; returns the written :class:`~fsr_bench.results.RunResult`.
+
+    The output folder is claimed first (:func:`fsr_bench.run.outdir.claim`: lock, owner check,
+    stale temp files swept); ``protocol.yaml`` is written only when the run succeeded. An OSError
+    while writing (read-only, full disk, a file in the way) becomes one message naming the path.
+    """
+    from pathlib import Path
+
+    from fsr_bench.run.outdir import claim, finish, os_error
+
+    runner = RUNNERS.get(protocol.kind).builder
+    with claim(out_dir, protocol, force=force) as out:
+        try:
+            result = runner(protocol, out, force=force, **kwargs)
+            finish(out, protocol)
+        except OSError as exc:
+            raise os_error(exc, Path(out_dir)) from None
+    return result

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from fsr_bench.models.base import SuperResolver
 
 __all__ = ["Log", "checkpoint_sha", "count_gflops", "load_model", "read_json", "resolve_device",
-           "safe_filename", "write_protocol"]
+           "safe_filename"]
 
 Log = Callable[[str], None]
 
@@ -86,12 +86,6 @@ def count_gflops(model: "SuperResolver", lr: torch.Tensor) -> float | None:
         return count(model, (int(lr.shape[-2]), int(lr.shape[-1])))
     except Exception:
         return None
-
-
-def write_protocol(out: Path, protocol: Any) -> None:
-    import yaml
-
-    atomic.write_text(out / "protocol.yaml", yaml.safe_dump(protocol.model_dump(mode="json"), sort_keys=False))
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -75,7 +75,6 @@ from fsr_bench.run.common import (
     load_model,
     resolve_device,
     safe_filename,
-    write_protocol,
 )
 
 __all__ = ["build_recognition_set", "calibration_blocks", "run_recognition", "trained_with"]
@@ -285,7 +284,6 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache"
-    write_protocol(out, protocol)
     device = resolve_device(protocol.run.device)
     rec, run = protocol.recognition, protocol.run
 

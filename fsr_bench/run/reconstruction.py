@@ -8,7 +8,10 @@ Output folder layout (read by ``fsr_bench.reporting``)::
     OUT/summary.csv               fsr_bench.results.COLUMNS["reconstruction"]["summary"]
     OUT/per_image.csv             model, label, image, psnr, ssim, lpips
     OUT/models/<label>/…          per-model result.json + per_image.csv (the unit of reuse)
-    OUT/samples/<image>/…         lr.png, hr.png, <label>.png for the first ``run.num_samples`` images
+    OUT/samples/<image>/…         lr.png, hr.png, <label>.png for the first ``run.num_samples`` images;
+                                  ``.key`` names the data they were made from (dataset, degradation,
+                                  seed): when it changes, the folder's images are made again
+    OUT/owner.json, OUT/.lock     who owns the folder (fsr_bench.run.outdir)
 
 Scoring goes through :class:`fsr_bench.metrics.ReconstructionMetrics` (its ``compute`` states the
 rule for exact reconstructions). A model's finished result is reused by a rerun when its *work
@@ -37,7 +40,6 @@ from fsr_bench.run.common import (
     read_json,
     resolve_device,
     safe_filename,
-    write_protocol,
 )
 
 __all__ = ["batches", "build_dataset", "metric_conventions", "run_model", "run_reconstruction"]
@@ -85,11 +87,74 @@ def _metrics(protocol: ReconstructionProtocol, conv: MetricConventions, device: 
     return metrics
 
 
+def hr_of(item: dict[str, Any], scale: int, dataset=None) -> torch.Tensor:
+    """An item's HR cropped to a multiple of ``scale``; an HR smaller than the scale names its file."""
+    from fsr_bench.data.degradations import mod_crop
+
+    h, w = item["hr"].shape[-2:]
+    if h < scale or w < scale:
+        paths = getattr(dataset, "paths", None)
+        where = paths[item["index"]] if paths is not None else item["name"]
+        raise ProtocolError(f"{where}: the HR image is {w}x{h}, smaller than the scale "
+                            f"{scale} (data.degradation.scale); remove it from the dataset (or its list_file)")
+    return mod_crop(item["hr"], scale)
+
+
+def prepare_samples(folder: Path, dataset, degradation, indices: list[int], data_key: str, seed: int
+                    ) -> dict[int, Path]:
+    """``samples/<image>/`` with hr.png and lr.png of ``data_key`` for each of ``indices``.
+
+    A folder made from other data (another dataset, degradation or seed: its ``.key`` differs) loses
+    its images, which are made again; the folders of one data key are what every model adds its
+    ``<label>.png`` to."""
+    from fsr_bench.data.io import write_image
+
+    dirs: dict[int, Path] = {}
+    for i in indices:
+        item = dataset[i]
+        sub = folder / safe_filename(str(item["name"]))
+        dirs[i] = sub
+        key_file = sub / ".key"
+        if key_file.is_file() and key_file.read_text().strip() == data_key and (sub / "lr.png").is_file():
+            continue
+        if sub.is_dir():
+            for old in sub.glob("*.png"):
+                old.unlink()
+        hr = hr_of(item, degradation.scale, dataset)
+        lr = degradation(hr.unsqueeze(0), index=[item["index"]], seed=seed)[0]
+        write_image(hr, sub / "hr.png")
+        write_image(lr.clamp(0, 1), sub / "lr.png")
+        atomic.write_text(key_file, data_key + "\n")
+    return dirs
+
+
+def write_missing_samples(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degradation, device: str,
+                          sample_dirs: dict[int, Path], log: Log) -> int:
+    """``<label>.png`` of a reused model for the sample folders that lack it (``run.num_samples``
+    raised on a rerun, or the folder made again for new data); returns how many were written."""
+    from fsr_bench.data.io import write_image
+
+    name = f"{safe_filename(spec.display)}.png"
+    missing = [i for i, sub in sample_dirs.items() if not (sub / name).is_file()]
+    if not missing:
+        return 0
+    model = load_model(spec, device, degradation.scale)
+    for items in batches(dataset, missing, protocol.run.batch_size):
+        hr = torch.stack([hr_of(it, model.scale, dataset) for it in items])
+        lr = degradation(hr, index=[it["index"] for it in items], seed=protocol.run.seed).to(device)
+        with torch.inference_mode():
+            sr = model(lr).clamp(0, 1).cpu()
+        for k, it in enumerate(items):
+            write_image(sr[k], sample_dirs[it["index"]] / name)
+    log(f"{spec.display}: wrote {len(missing)} missing sample image(s)")
+    return len(missing)
+
+
 def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degradation, scoring: ReconstructionMetrics,
-              device: str, indices: list[int], samples_dir: Path, progress: bool) -> dict[str, Any]:
+              device: str, indices: list[int], sample_dirs: dict[int, Path], progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from fsr_bench.data.degradations import mod_crop, needs_mod_crop
+    from fsr_bench.data.degradations import needs_mod_crop
     from fsr_bench.data.io import write_image
 
     model = load_model(spec, device, degradation.scale,
@@ -102,7 +167,7 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
     bar = tqdm(total=len(indices), desc=f"{spec.display}", unit="img", disable=not progress, leave=False)
     for batch_no, items in enumerate(batches(dataset, indices, protocol.run.batch_size)):
         cropped += sum(needs_mod_crop(it["hr"], model.scale) for it in items)
-        hr_cpu = torch.stack([mod_crop(it["hr"], model.scale) for it in items])
+        hr_cpu = torch.stack([hr_of(it, model.scale, dataset) for it in items])
         lr = degradation(hr_cpu, index=[it["index"] for it in items], seed=seed).to(device)
         hr = hr_cpu.to(device)
         if gflops is None and protocol.run.flops and batch_no == 0:
@@ -118,12 +183,8 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
             timed_images += len(items)
         scorer.update(sr, hr, names=[str(it["name"]) for it in items])
         for k, it in enumerate(items):
-            if it["index"] < protocol.run.num_samples:
-                folder = samples_dir / safe_filename(str(it["name"]))
-                write_image(sr[k].cpu(), folder / f"{safe_filename(spec.display)}.png")
-                if not (folder / "hr.png").exists():
-                    write_image(hr[k].cpu(), folder / "hr.png")
-                    write_image(lr[k].clamp(0, 1).cpu(), folder / "lr.png")
+            if it["index"] in sample_dirs:
+                write_image(sr[k].cpu(), sample_dirs[it["index"]] / f"{safe_filename(spec.display)}.png")
         bar.update(len(items))
     bar.close()
     means = scorer.compute()
@@ -159,7 +220,6 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_protocol(out, protocol)
     device = resolve_device(protocol.run.device)
     dataset = build_dataset(protocol.data.dataset)
     if len(dataset) == 0:
@@ -178,6 +238,10 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
         "hr_mod_crop": "HR sizes not divisible by the scale are cropped to the next multiple, top-left"
                        " anchored (models[].n_mod_cropped counts them)",
     }
+    sample_idx = indices[: protocol.run.num_samples]
+    data_key = stable_hash({"dataset": describe_dataset(dataset), "degradation": conventions["degradation"],
+                            "seed": protocol.run.seed})
+    sample_dirs = prepare_samples(out / "samples", dataset, degradation, sample_idx, data_key, protocol.run.seed)
     rows = []
     for spec in protocol.models:
         folder = out / "models" / safe_filename(spec.display)
@@ -187,9 +251,10 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
         cached = read_json(folder / "result.json")
         if cached and cached.get("work_key") == key and not force:
             log(f"{spec.display}: reusing finished result ({folder / 'result.json'})")
+            write_missing_samples(spec, protocol, dataset, degradation, device, sample_dirs, log)
             rows.append(cached)
             continue
-        result = run_model(spec, protocol, dataset, degradation, scoring, device, indices, out / "samples", progress)
+        result = run_model(spec, protocol, dataset, degradation, scoring, device, indices, sample_dirs, progress)
         result["work_key"] = key
         atomic.write_csv(folder / "per_image.csv", ["image", "psnr", "ssim", "lpips"],
                          ([r["image"], r["psnr"], r["ssim"], r.get("lpips")] for r in result["per_image"]))
@@ -200,8 +265,7 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
             (f"  LPIPS {m['lpips']:.4f}  MPS {m['mps']:.4f}" if m["lpips"] is not None else "  LPIPS n/a"))
         rows.append(result)
 
-    samples = _samples_manifest(out / "samples", dataset, indices[: protocol.run.num_samples],
-                                [r["label"] for r in rows])
+    samples = _samples_manifest(out / "samples", dataset, sample_idx, [r["label"] for r in rows])
     run = results.RunResult.model_validate({
         "kind": "reconstruction",
         "protocol_name": protocol.name,

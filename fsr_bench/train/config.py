@@ -20,7 +20,14 @@ from typing import Any, Literal, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fsr_bench.config_io import ConfigInputError, apply_sets, format_validation_error, parse_set, read_yaml_mapping
+from fsr_bench.config_io import (
+    ConfigInputError,
+    apply_sets,
+    expand_env,
+    format_validation_error,
+    parse_set,
+    read_yaml_mapping,
+)
 
 __all__ = ["ConfigError", "TrainConfig", "apply_overrides", "load_config", "parse_override"]
 
@@ -197,6 +204,9 @@ def load_config(
         if raw.get("out_dir") is None:
             raw["out_dir"] = str(Path("runs") / p.stem)
     overridden = apply_sets(raw, overrides, ConfigError)
+    # ${VAR} in path keys (out_dir, checkpoints, weights); the data block's paths expand when the
+    # datasets are built, where data.data_root stands in for ${FSR_BENCH_DATA}
+    raw = {k: v if k == "data" else expand_env({k: v}, error=ConfigError)[k] for k, v in raw.items()}
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:

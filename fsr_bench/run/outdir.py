@@ -1,0 +1,146 @@
+"""The output folder of a run has one owner.
+
+:func:`claim` is what every runner's output folder goes through (``run_protocol`` calls it):
+
+* an advisory lock ``OUT/.lock`` (``fcntl.flock``, non-blocking) held for the whole run; a second run
+  on the same OUT is refused with who holds it (pid, host, start time);
+* ``OUT/owner.json`` records the protocol's *owner hash* — kind, name and data block, i.e. what the
+  rows are measured on. Models, metrics and run settings may change between reruns (each model's
+  work key decides its reuse), but another protocol or another dataset/degradation in the same OUT is
+  refused unless ``force`` (which also recomputes every model);
+* stale temp files (``.NAME.*.tmp``) a killed run left anywhere under OUT are removed (nobody else
+  writes there while the lock is held);
+* ``OUT/protocol.yaml`` is written by :func:`finish`, only after the run succeeded.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any, Iterator
+
+from fsr_bench import atomic
+from fsr_bench.errors import FsrBenchError
+from fsr_bench.provenance import stable_hash
+
+__all__ = ["LOCK_FILE", "OWNER_FILE", "OutputFolderError", "claim", "finish", "owner_hash", "sweep_temp_files"]
+
+LOCK_FILE = ".lock"
+OWNER_FILE = "owner.json"
+
+
+class OutputFolderError(FsrBenchError):
+    """The output folder cannot be used (busy, owned by another protocol, not writable)."""
+
+
+def owner_hash(protocol: Any) -> str:
+    """What OUT belongs to: the protocol's kind, name and data block."""
+    doc = protocol.model_dump(mode="json")
+    return stable_hash({"kind": doc.get("kind"), "name": doc.get("name"), "data": doc.get("data")})
+
+
+def os_error(exc: OSError, out: Path) -> OutputFolderError:
+    """An OSError while writing a run as one message naming the path."""
+    where = exc.filename or out
+    reason = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "free some space or choose another --out",
+            errno.EROFS: "choose a writable --out", errno.EACCES: "choose a writable --out",
+            errno.ENOTDIR: "a file is in the way; choose another --out"}.get(exc.errno or 0, "choose another --out")
+    return OutputFolderError(f"cannot write the run to {where}: {reason}; {hint}")
+
+
+def sweep_temp_files(out: Path) -> list[Path]:
+    """Remove temp files a killed writer left under ``out`` (``.NAME.*.tmp``, see :mod:`fsr_bench.atomic`)."""
+    removed = []
+    for tmp in out.rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _lock(out: Path) -> int:
+    import fcntl
+
+    path = out / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        holder = _read_json(path) or {}
+        who = (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started', '?')}"
+               if holder else "another process")
+        raise OutputFolderError(f"{out} is in use by another run ({who}); wait for it to finish or choose "
+                                f"another --out (the lock is {path})") from None
+    info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, info.encode(), 0)
+    return fd
+
+
+def _check_owner(out: Path, protocol: Any, force: bool) -> None:
+    want = owner_hash(protocol)
+    owner = _read_json(out / OWNER_FILE)
+    if owner is None:
+        others = [p.name for p in out.iterdir() if p.name not in (LOCK_FILE, OWNER_FILE)]
+        if not others or force:
+            pass
+        elif (out / "protocol.yaml").is_file() or (out / "results.json").is_file():
+            raise OutputFolderError(
+                f"{out} holds a run without {OWNER_FILE} (written by an older fsr-bench); rerun with --force "
+                "to take it over (every model is recomputed) or choose another --out")
+        else:
+            raise OutputFolderError(f"{out} is not empty and not an fsr-bench run folder; choose another --out "
+                                    "(or pass --force to write into it anyway)")
+    elif owner.get("owner_hash") != want and not force:
+        same_name = owner.get("protocol_name") == protocol.name and owner.get("kind") == protocol.kind
+        what = "its data block (dataset or degradation) differs from this run's" if same_name else \
+            f"not to {protocol.name!r} (kind {protocol.kind})"
+        raise OutputFolderError(
+            f"{out} belongs to protocol {owner.get('protocol_name')!r} (kind {owner.get('kind')}), {what}; "
+            "choose another --out, or pass --force to take the folder over (every model is recomputed)")
+    atomic.write_json(out / OWNER_FILE, {"protocol_name": protocol.name, "kind": protocol.kind,
+                                         "owner_hash": want, "protocol_hash": protocol.hash()})
+
+
+@contextlib.contextmanager
+def claim(out_dir: str | os.PathLike[str], protocol: Any, force: bool = False) -> Iterator[Path]:
+    """Lock ``out_dir``, check (or record) its owner, sweep stale temp files; yields the folder."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = _lock(out)
+    except OSError as exc:
+        raise os_error(exc, out) from None
+    try:
+        try:
+            _check_owner(out, protocol, force)
+            sweep_temp_files(out)
+        except OSError as exc:
+            raise os_error(exc, out) from None
+        yield out
+    finally:
+        os.close(fd)  # releases the flock; the file stays (its content is only advisory)
+
+
+def finish(out: Path, protocol: Any) -> None:
+    """Record the protocol as run (``OUT/protocol.yaml``): called once the run succeeded."""
+    import yaml
+
+    atomic.write_text(out / "protocol.yaml", yaml.safe_dump(protocol.model_dump(mode="json"), sort_keys=False))
