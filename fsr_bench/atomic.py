@@ -1,14 +1,12 @@
 """Atomic file writes: a crash never leaves a half-written result behind."""
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 
 def _default_mode() -> int:
@@ -85,15 +83,6 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
-    return write_text(path, buf.getvalue())
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fsr_bench import atomic
-from fsr_bench.results import RunResult, read_run
+from fsr_bench.results import RunResult, read_run, shown_label
 
 RECONSTRUCTION = ("psnr", "ssim", "lpips", "identity_cosine")
 RECOGNITION = ("matching_accuracy", "rank1", "tar_at_far_1e-3", "eer", "tar_cal_1e-3", "wrong_id_cal_1e-3")
@@ -58,7 +58,7 @@ def leaderboard_rows(runs: Sequence[tuple[str, RunResult]]) -> list[dict[str, An
         wanted = RECONSTRUCTION if run.kind == "reconstruction" else RECOGNITION
         for row in run.models:
             key = (row.name, getattr(row, "checkpoint_sha256", None), row.label if row.role == "reference" else "")
-            line = lines.setdefault(key, {"method": row.label, "name": row.name, "role": row.role,
+            line = lines.setdefault(key, {"method": shown_label(row.label, getattr(row, "variant", None)), "name": row.name, "role": row.role,
                                           "params": row.params, "weights_sha256": key[1],
                                           **{f"budget_{k}": v for k, v in _budget(row).items()}, "sources": []})
             line["params"] = line["params"] if line["params"] is not None else row.params

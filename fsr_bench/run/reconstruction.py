@@ -256,8 +256,9 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
             continue
         result = run_model(spec, protocol, dataset, degradation, scoring, device, indices, sample_dirs, progress)
         result["work_key"] = key
-        atomic.write_csv(folder / "per_image.csv", ["image", "psnr", "ssim", "lpips"],
-                         ([r["image"], r["psnr"], r["ssim"], r.get("lpips")] for r in result["per_image"]))
+        results.write_csv(folder / "per_image.csv", results.frame(
+            ([r["image"], r["psnr"], r["ssim"], r.get("lpips")] for r in result["per_image"]),
+            ["image", "psnr", "ssim", "lpips"]))
         atomic.write_json(folder / "result.json", result)
         m = result["metrics"]
         psnr = "n/a (every image exact)" if m["psnr"] is None else f"{m['psnr']:.2f}"
