@@ -20,6 +20,8 @@ from fsr_bench.reporting.tables import (
     dataset_size,
     efficiency_table,
     markdown_table,
+    open_set_table,
+    operating_points_table,
     per_distance_table,
     recognition_table,
     reconstruction_table,
@@ -157,6 +159,12 @@ def _recognition_section(group: RunGroup, figs: _Figures, colours: Mapping[str, 
     slug = _slug(group.title)
     out = [f"## {group.title}\n", "### Matching (paper Table 4 layout)\n",
            recognition_table(group.runs)]
+    operating = operating_points_table(group.runs)  # calibrated thresholds: the practitioner's table
+    if operating:
+        out += ["### Operating points: fixed 0.4 and calibrated FAR, wrong-identity risk\n", operating]
+    open_set = open_set_table(group.runs)
+    if open_set:
+        out += ["### Open-set identification (unmated probes)\n", open_set]
     out.append(figs.add(f"{slug}-metrics", lambda: plots.recognition_bars(
         group.runs, colours, f"{group.title}: per method"), "recognition metrics per method"))
     distances = per_distance_table(group.runs)
