@@ -182,7 +182,8 @@ def test_lfw_protocol_file_validates():
     p = load_protocol(REPO / "protocols" / "lfw_surveillance_x8.yaml")
     assert p.data.type == "identity_folder" and p.data.max_identities == 100
     assert p.data.probe_degradation.crop == (160, 120) and p.data.probe_degradation.preset == "tanet_21x28_x8"
-    assert [m.name for m in p.models] == ["bicubic_x8"] and p.references.hr_probes and p.references.lr_image
+    assert [m.name for m in p.models] == ["bicubic_x8", "tanet_s_x8"] and p.models[1].pretrained
+    assert p.references.hr_probes and p.references.lr_image
 
 
 # -- end to end on real LFW faces ------------------------------------------------------------------
