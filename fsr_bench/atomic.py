@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 
 def _default_mode() -> int:
@@ -24,13 +24,15 @@ def _discard(tmp: str) -> None:
         pass
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def _publish(path: str | os.PathLike, fill: Callable[[BinaryIO], object]) -> Path:
+    """Write through ``fill`` into a temp file beside ``path``, fsync, then rename over ``path``:
+    readers see the old file or the whole new one; a failure removes the temp file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _default_mode())
@@ -39,6 +41,10 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         _discard(tmp)
         raise
     return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return _publish(path, lambda f: f.write(data))
 
 
 def sweep_stale_temp(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
@@ -60,21 +66,12 @@ def sweep_stale_temp(folder: str | os.PathLike, names: Iterable[str]) -> list[Pa
 
 def copy_file(src: str | os.PathLike, dst: str | os.PathLike, chunk: int = 1 << 20) -> Path:
     """Copy ``src`` to ``dst`` atomically (temp file in dst's folder, fsync, rename; removed on failure)."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+    def fill(out: BinaryIO) -> None:
+        with open(src, "rb") as inp:
             for block in iter(lambda: inp.read(chunk), b""):
                 out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, dst)
-    except BaseException:
-        _discard(tmp)
-        raise
-    return dst
+
+    return _publish(dst, fill)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
