@@ -144,6 +144,28 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return to_uint8(x).to(torch.float32) / 255.0
 
 
+def read_native_probe(path: Path, lr_size: tuple[int, int] | None) -> ProbeImages:
+    """A real low-resolution probe (TinyFace, SurvFace): the file is both "HR" and, resized to
+    ``lr_size`` with MATLAB bicubic when set, the LR input; 8-bit as a decoded image is."""
+    image = read_image(path)
+    if lr_size is None:
+        return ProbeImages(hr=image, lr=quantize(image))
+    from fsr_bench.data.resize import imresize
+
+    return ProbeImages(hr=image, lr=quantize(imresize(image, size=lr_size)))
+
+
+def native_lr_degradation(kind: str, note: str, lr_size: tuple[int, int] | None, scale: int) -> dict[str, Any]:
+    """``describe_degradation`` of a set whose probes are natively low resolution."""
+    return {
+        "type": kind,
+        "note": note,
+        "lr_size": list(lr_size) if lr_size else None,
+        "lr_resize": "MATLAB bicubic (antialiased), 8-bit rounding" if lr_size else None,
+        "scale": scale,
+    }
+
+
 def _size(value: Any, key: str) -> tuple[int, int] | None:
     if value is None:
         return None

@@ -42,7 +42,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from fsr_bench.data.identity_folders import RECOGNITION_SETS, GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
+from fsr_bench.data.identity_folders import (
+    RECOGNITION_SETS,
+    GalleryItem,
+    ListedSet,
+    ProbeImages,
+    ProbeItem,
+    native_lr_degradation,
+    quantize,
+    read_native_probe,
+)
 from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError, read_image
 from fsr_bench.data.matlists import load_mat, mat_ints, mat_pairs, mat_strings
 
@@ -271,12 +280,7 @@ class SurvFaceIdentificationSet(ListedSet):
     # -- RecognitionSet (gallery/probes/read_gallery from ListedSet) ---------------------------
     def read_probe(self, item: ProbeItem, seed: int = 0) -> ProbeImages:
         """``seed`` is unused: SurvFace probes are real surveillance faces."""
-        image = read_image(item.path)
-        if self.lr_size is None:
-            return ProbeImages(hr=image, lr=quantize(image))
-        from fsr_bench.data.resize import imresize
-
-        return ProbeImages(hr=image, lr=quantize(imresize(image, size=self.lr_size)))
+        return read_native_probe(item.path, self.lr_size)
 
     @property
     def enrolled_subjects(self) -> list[str]:
@@ -300,17 +304,7 @@ class SurvFaceIdentificationSet(ListedSet):
         }
 
     def describe_degradation(self) -> dict[str, Any]:
-        return {
-            "type": "real_surveillance",
-            "note": "native surveillance faces; no synthetic degradation, no HR version exists",
-            "lr_size": list(self.lr_size) if self.lr_size else None,
-            "lr_resize": "MATLAB bicubic (antialiased), 8-bit rounding" if self.lr_size else None,
-            "scale": self.scale,
-        }
-
-
-def _lr(value: Any) -> tuple[int, int] | None:
-    return None if value is None else (int(value[0]), int(value[1]))
+        return native_lr_degradation("real_surveillance", "native surveillance faces; no synthetic degradation, no HR version exists", self.lr_size, self.scale)
 
 
 @RECOGNITION_SETS.register("survface")
@@ -319,5 +313,5 @@ def survface(block: Mapping[str, Any], *, cache_dir: Path | None = None, device:
     """A recognition protocol's ``data: {type: survface, ...}`` block (no cache or device needed)."""
     return SurvFaceIdentificationSet(root=block["root"], max_mated_probes=block.get("max_mated_probes"),
                                      max_unmated_probes=block.get("max_unmated_probes"), seed=block.get("seed", 0),
-                                     lr_size=_lr(block.get("lr_size")), scale=block.get("scale", 4),
+                                     lr_size=block.get("lr_size"), scale=block.get("scale", 4),
                                      name=block.get("name") or "QMUL-SurvFace")

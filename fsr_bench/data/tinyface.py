@@ -36,8 +36,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from fsr_bench.data.identity_folders import RECOGNITION_SETS, GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
-from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError, read_image
+from fsr_bench.data.identity_folders import (
+    RECOGNITION_SETS,
+    GalleryItem,
+    ListedSet,
+    ProbeImages,
+    ProbeItem,
+    native_lr_degradation,
+    read_native_probe,
+)
+from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError
 from fsr_bench.data.matlists import load_mat, mat_ints, mat_strings
 
 __all__ = [
@@ -215,12 +223,7 @@ class TinyFaceSet(ListedSet):
     # -- RecognitionSet (gallery/probes/read_gallery from ListedSet) ---------------------------
     def read_probe(self, item: ProbeItem, seed: int = 0) -> ProbeImages:
         """``seed`` is unused: TinyFace probes are real low-resolution faces."""
-        image = read_image(item.path)
-        if self.lr_size is None:
-            return ProbeImages(hr=image, lr=quantize(image))
-        from fsr_bench.data.resize import imresize
-
-        return ProbeImages(hr=image, lr=quantize(imresize(image, size=self.lr_size)))
+        return read_native_probe(item.path, self.lr_size)
 
     def describe(self) -> dict[str, Any]:
         n_match = sum(1 for g in self._gallery if not g.subject.startswith("distractor/"))
@@ -240,17 +243,7 @@ class TinyFaceSet(ListedSet):
         }
 
     def describe_degradation(self) -> dict[str, Any]:
-        return {
-            "type": "real_low_resolution",
-            "note": "native low-resolution faces; no synthetic degradation, no HR version exists",
-            "lr_size": list(self.lr_size) if self.lr_size else None,
-            "lr_resize": "MATLAB bicubic (antialiased), 8-bit rounding" if self.lr_size else None,
-            "scale": self.scale,
-        }
-
-
-def _lr(value: Any) -> tuple[int, int] | None:
-    return None if value is None else (int(value[0]), int(value[1]))
+        return native_lr_degradation("real_low_resolution", "native low-resolution faces; no synthetic degradation, no HR version exists", self.lr_size, self.scale)
 
 
 @RECOGNITION_SETS.register("tinyface")
@@ -259,5 +252,5 @@ def tinyface(block: Mapping[str, Any], *, cache_dir: Path | None = None, device:
     """A recognition protocol's ``data: {type: tinyface, ...}`` block (no cache or device needed)."""
     return TinyFaceSet(root=block["root"], distractors=bool(block.get("distractors", True)),
                        max_distractors=block.get("max_distractors"), seed=block.get("seed", 0),
-                       lr_size=_lr(block.get("lr_size")), scale=block.get("scale", 4),
+                       lr_size=block.get("lr_size"), scale=block.get("scale", 4),
                        name=block.get("name") or "TinyFace")
