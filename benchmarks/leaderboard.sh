@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The equal-budget leaderboard (reports/leaderboard/): every method's S variant trained with the same
-# recipe and the same number of optimizer steps (30 epochs = 7,530 steps of batch 8 on the faces256
-# train split, bf16 + channels-last on the CPU), scored on faces256 val x8 and on the LFW development
+# recipe and the same number of optimizer steps, scored on faces256 val x8 and on the LFW development
 # surveillance protocol x8, next to bicubic and the LR / HR reference rows.
+#
+# The recipe is each method's protocols/train_<method>_faces256_x8.yaml (the shared recipe: L1, Adam 2e-4,
+# 128-px patches, batch 8, bf16 + channels-last, 1 thread) with the schedule compressed 5x so that all ten
+# S variants fit this 2-core CPU: 6 epochs = 1,506 steps, lr x0.5 every 2 epochs (the recipes' own 30
+# epochs, x0.5 every 10, would take almost 3 h of CPU for SRFBN-S alone). The budget is set here, in BUDGET,
+# and nowhere else; the shipped TANet-S (30 epochs) is not a leaderboard row for that reason.
 #
 #   bash benchmarks/leaderboard.sh train METHOD     # one method (e.g. sisn_s); resumable: rerun continues
 #   bash benchmarks/leaderboard.sh score            # score every finished method, write reports/leaderboard/
@@ -11,18 +16,21 @@
 # Methods: srfbn_s sparnet_s nlsn_s didnet_s sisn_s ipt_s tanet_s tanet_s_window tanet_s_no_global tanet_s_no_local
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BUDGET=(--set schedule.epochs=6 --set optim.step_epochs=2)
+BUDGET_LABEL="6 epochs, 1,506 steps, CPU bf16"
 METHODS=(srfbn_s sparnet_s nlsn_s didnet_s sisn_s ipt_s tanet_s tanet_s_window tanet_s_no_global tanet_s_no_local)
 case "${1:-}" in
   train)
-    m=${2:?method}; cfg=protocols/train_${m}_faces256_x8.yaml
-    if [ -f "runs/train_${m}_faces256_x8/last.pt" ]; then fsr-bench train "$cfg" --resume; else fsr-bench train "$cfg"; fi ;;
+    m=${2:?method}; cfg=protocols/train_${m}_faces256_x8.yaml; out=runs/leaderboard/${m}_x8
+    if [ -f "$out/last.pt" ]; then fsr-bench train "$cfg" "${BUDGET[@]}" -o "$out" --resume
+    else fsr-bench train "$cfg" "${BUDGET[@]}" -o "$out"; fi ;;
   score)
     rows="{name: bicubic_x8, label: Bicubic}"
     for m in "${METHODS[@]}"; do
-      ck=runs/train_${m}_faces256_x8/best.pt
+      ck=runs/leaderboard/${m}_x8/best.pt
       [ -f "$ck" ] || { echo "skip $m: no $ck (train it first)"; continue; }
       name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open('protocols/train_${m}_faces256_x8.yaml'))['model']['name'])")
-      rows="$rows, {name: $name, label: \"$m (30 epochs, CPU)\", checkpoint: $ck}"
+      rows="$rows, {name: $name, label: \"$m ($BUDGET_LABEL)\", checkpoint: $ck}"
     done
     fsr-bench run protocols/faces256_val_x8.yaml -o runs/leaderboard_faces256_val_x8 --set "models=[$rows]" --set name=faces256_val_x8
     fsr-bench run protocols/lfw_surveillance_x8.yaml -o runs/leaderboard_lfw_x8 --set "models=[$rows]" --set name=lfw_surveillance_x8
