@@ -43,6 +43,7 @@ class _Section(BaseModel):
 class ModelSection(_Section):
     name: str  # a registered model (`fsr-bench list models`)
     checkpoint: Optional[str] = None  # initial weights (fine-tuning); --resume uses OUT/last.pt instead
+    pretrained: bool = False  # initial weights: the registered pretrained ones (fine-tuning a shipped model)
     overrides: dict[str, Any] = Field(default_factory=dict)  # architecture config fields
 
 

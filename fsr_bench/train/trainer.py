@@ -177,7 +177,18 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         MODELS.get(cfg.model.name)  # unknown names: error with close matches
-        self.model = create_model(cfg.model.name, checkpoint=cfg.model.checkpoint, **cfg.model.overrides)
+        if cfg.model.pretrained and cfg.model.checkpoint is not None:
+            raise TrainError("model.checkpoint and model.pretrained both set: give one source of initial weights")
+        self.model = create_model(cfg.model.name, checkpoint=cfg.model.checkpoint, pretrained=cfg.model.pretrained,
+                                  **cfg.model.overrides)
+        # provenance of a fine-tuning start: which weights, by content
+        self.init_weights: dict[str, Any] | None = None
+        if cfg.model.checkpoint is not None or cfg.model.pretrained:
+            from fsr_bench.weights import sha256_file
+
+            init_path = Path(self.model.checkpoint_path)
+            self.init_weights = {"path": str(init_path), "sha256": sha256_file(init_path),
+                                 "pretrained": bool(cfg.model.pretrained)}
         if self.model.num_parameters(trainable_only=True) == 0:
             raise TrainError(f"model {cfg.model.name!r} has no trainable parameters: nothing to train")
         self.scale = self.model.scale
@@ -383,6 +394,7 @@ class Trainer:
             "elapsed_s": self._elapsed(),
             "best": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.best.items()},
             "train_config": self.cfg.to_dict(),
+            "init_weights": self.init_weights,
             "world_size": self.world,
             "meta": {"torch": str(torch.__version__), "device": str(self.device), "time": time.strftime("%Y-%m-%dT%H:%M:%S")},
         }
@@ -708,6 +720,7 @@ class Trainer:
             "epochs": round(self.epoch + self.epoch_step / self.steps_per_epoch, 3),
             "elapsed_s": round(self._elapsed(), 1),
             "stop_reason": reason,
+            "init_weights": self.init_weights,
             "img_per_s_median": float(np.median(self._ips)) if self._ips else None,
             "best": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.best.items()},
             "last_val": self.last_val,
