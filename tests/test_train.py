@@ -207,6 +207,36 @@ def test_train_pairs_are_keyed_and_aligned(data):
     assert len({tuple(dihedral(hr, k).flatten().tolist()) for k in range(8)}) == 8
 
 
+def test_surveillance_chain_training_draws_per_sample_parameters_the_checkpoint_recovers(tmp_path, data):
+    """Issue 14 §2: every sample gets its own chain parameters from the configured ranges, new each epoch;
+    the checkpoint's train_config records ranges and seed, from which any sample's parameters follow."""
+    from fsr_bench.data.degradations import SurveillanceChain
+    from fsr_bench.train.config import TrainConfig
+    from fsr_bench.train.data import _stream
+
+    chain = "{type: surveillance, blur_sigma: [0.5, 2.0], noise_sigma: [1, 10], jpeg_quality: [30, 70]}"
+    train(_cfg(tmp_path, data, f"data.degradation={chain}", "schedule.max_steps=2", "val_every=0"), **quiet)
+    recorded = read_checkpoint(tmp_path / "run" / "last.pt")["train_config"]
+    assert recorded["data"]["degradation"] == {"type": "surveillance", "blur_sigma": [0.5, 2.0],
+                                               "noise_sigma": [1, 10], "jpeg_quality": [30, 70]}
+    pairs = Trainer(TrainConfig.model_validate(recorded), write_outputs=False).train_pairs
+    params = {(i, e): pairs.degradation_params(i, e) for i in range(len(pairs)) for e in range(2)}
+    for p in params.values():
+        assert 0.5 <= p["blur_sigma"] <= 2.0 and 1 <= p["noise_sigma"] <= 10 and 30 <= p["jpeg_quality"] <= 70
+    assert len({p["blur_sigma"] for p in params.values()}) == len(params)  # per sample and per epoch
+    # the recovered parameters are the ones the sample was made with
+    item = pairs[(4, 1, 0)]
+    p = params[(4, 1)]
+    fixed = SurveillanceChain(4, blur_sigma=p["blur_sigma"], noise_sigma=p["noise_sigma"],
+                              jpeg_quality=p["jpeg_quality"])
+    assert torch.equal(item["lr"], fixed(item["hr"], index=4, seed=_stream(recorded["seed"], 1, 4)[3]))
+    assert not torch.equal(item["lr"], SurveillanceChain(4, blur_sigma=p["blur_sigma"] + 0.3, noise_sigma=p[
+        "noise_sigma"], jpeg_quality=p["jpeg_quality"])(item["hr"], index=4, seed=_stream(recorded["seed"], 1, 4)[3]))
+    from fsr_bench.data.degradations import BicubicDown
+
+    assert TrainPairs(pairs.hr_set, 4, BicubicDown(4)).degradation_params(0, 0) is None  # nothing random to record
+
+
 # -- losses for baselines: forward_steps (SRFBN) and training_loss (DIDnet) ----------------------
 class _Feedback(SuperResolver):
     def __init__(self, scale: int = 4):
