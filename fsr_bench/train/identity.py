@@ -12,8 +12,9 @@ al., ICME 2021, as reconstructed in ``baselines/didnet.py``)
 
 over the faces of the **global** batch (ê = φ / ‖φ‖): SR_i must be closer to its own HR face than to
 every other one. Under DDP the HR embeddings (targets, no gradient) are gathered from every
-process, so the negatives, and the loss, do not depend on the number of processes; with fewer than
-two faces the term is 0.
+process, so the negatives, and so each face's term, do not depend on the number of processes (the
+per-process means are averaged with DDP's gradients, as for every other term); with fewer than two
+faces in the global batch the term is 0.
 
 where φ is a frozen face recogniser (eval mode, no gradient into its weights) and ``warp_i`` is the
 5-point similarity alignment to the ArcFace 112×112 template **estimated on the HR face** (MTCNN
