@@ -12,10 +12,11 @@
 #   faces256_val_x8            PSNR/SSIM (Y, crop 8) on the faces256 val split       protocols/faces256_val_x8.yaml
 #   lfw_surveillance_x8        LFW dev, 160x120 crop -> 21x28 LR, bicubic             protocols/lfw_surveillance_x8.yaml
 #   lfw_surveillance_wide_x8   the same with the wide 224x168 crop                    protocols/lfw_surveillance_wide_x8.yaml
-#   lfw_surveillance_chain_x8  the 160x120 protocol with probes made by the surveillance chain of the
-#                              _surv_ recipes (same ranges), at the protocol's fixed seed (run.seed 0,
-#                              per-probe draws from (seed, probe index)): in-distribution for the _surv_
-#                              runs, so read it beside, not instead of, the bicubic-probe protocols
+#   lfw_surveillance_chain_x8  the 160x120 protocol with probes made by the surveillance chain at a fixed
+#                              seed (run.seed 0, per-probe draws from (seed, probe index))
+#                              protocols/lfw_surveillance_chain_x8.yaml: in-distribution for the _surv_ runs
+#                              (checked: a _surv_ recipe with other chain ranges is reported), so read it
+#                              beside, not instead of, the bicubic-probe protocols
 # Every LFW run scores with both recognisers (MobileFaceNet, the one in the identity loss, and dlib's
 # ResNet, held out), fixed 0.4 and calibrated thresholds, LR image / HR probes reference rows. The
 # report (fsr-bench leaderboard + fsr-bench report) marks with † each figure whose recogniser was the
@@ -69,7 +70,7 @@ case "${1:-}" in
       else echo "$n: no recipe $CONFIGS/train_$n.yaml"; fi
     done ;;
   score)
-    rows="{name: bicubic_x8, label: Bicubic}"; budgets=(); surv=""
+    rows="{name: bicubic_x8, label: Bicubic}"; budgets=()
     for n in "${NAMES[@]}"; do
       [ -f "$CONFIGS/train_$n.yaml" ] || { echo "skip $n: no recipe $CONFIGS/train_$n.yaml"; continue; }
       IFS=$'\t' read -r state out steps epochs < <(status "$n")
@@ -77,8 +78,18 @@ case "${1:-}" in
       name=$("$PY" -c "import sys; from fsr_bench.train.config import load_config as l; print(l(sys.argv[1]).model.name)" "$CONFIGS/train_$n.yaml")
       rows="$rows, {name: $name, label: \"${n%_faces256_x8} ($steps steps, $epochs epochs)\", checkpoint: $out/best.pt}"
       budgets+=("$steps")
-      if [ -z "$surv" ] && [[ $n == *_surv_* ]]; then
-        surv=$("$PY" -c "import json, sys; from fsr_bench.train.config import load_config as l; print(json.dumps({'scale': 8, **l(sys.argv[1]).data.degradation}))" "$CONFIGS/train_$n.yaml")
+      if [[ $n == *_surv_* ]]; then  # the chain it trained on vs the chain-probe protocol's
+        "$PY" - "$out/best.pt" protocols/lfw_surveillance_chain_x8.yaml <<'EOF' >&2
+import sys
+from fsr_bench.data.degradations import build_degradation
+from fsr_bench.models.checkpoint import read_checkpoint
+from fsr_bench.protocol import load_protocol
+train = build_degradation({"scale": 8, **read_checkpoint(sys.argv[1])["train_config"]["data"]["degradation"]}).describe()
+probe = build_degradation(load_protocol(sys.argv[2]).data.probe_degradation.degradation).describe()
+train.pop("seed"), probe.pop("seed")  # seeds differ by design: per (seed, epoch, index) vs (run.seed, probe)
+if train != probe:
+    print(f"note: {sys.argv[1]} trained on {train}, the chain probes of {sys.argv[2]} are {probe}: not in-distribution")
+EOF
       fi
     done
     [ ${#budgets[@]} -gt 0 ] || { echo "no finished run to score" >&2; exit 1; }
@@ -88,20 +99,13 @@ case "${1:-}" in
     read -r -a rsets <<< "${IDT_SETS:-}"; read -r -a csets <<< "${IDT_RECON_SETS:-}"
     setargs() { for s in "$@"; do printf -- '--set\0%s\0' "$s"; done; }
     mapfile -d '' R < <(setargs "${rsets[@]}"); mapfile -d '' C < <(setargs "${csets[@]}")
-    "${FSR[@]}" run protocols/faces256_val_x8.yaml -o "$RUNS/faces256_val_x8" --set "models=[$rows]" \
-      --set name=faces256_val_x8 "${C[@]}"
-    for p in lfw_surveillance_x8 lfw_surveillance_wide_x8; do
-      "${FSR[@]}" run "protocols/$p.yaml" -o "$RUNS/$p" --set "models=[$rows]" --set name=$p \
+    "${FSR[@]}" run protocols/faces256_val_x8.yaml -o "$RUNS/faces256_val_x8" --set "models=[$rows]" "${C[@]}"
+    lfw=()
+    for p in lfw_surveillance_x8 lfw_surveillance_wide_x8 lfw_surveillance_chain_x8; do
+      "${FSR[@]}" run "protocols/$p.yaml" -o "$RUNS/$p" --set "models=[$rows]" \
         --set "recognition.recognisers=[mobilefacenet, dlib]" "${R[@]}"
+      lfw+=("$RUNS/$p")
     done
-    lfw=("$RUNS/lfw_surveillance_x8" "$RUNS/lfw_surveillance_wide_x8")
-    if [ -n "$surv" ]; then  # the chain the _surv_ runs trained on, at the protocol's fixed seed
-      "${FSR[@]}" run protocols/lfw_surveillance_x8.yaml -o "$RUNS/lfw_surveillance_chain_x8" --set "models=[$rows]" \
-        --set name=lfw_surveillance_chain_x8 --set "data.probe_degradation.degradation=$surv" \
-        --set "description=LFW dev identities, 160x120 crop, probes by the training surveillance chain (fixed seed), x8 SR, MobileFaceNet and dlib" \
-        --set "recognition.recognisers=[mobilefacenet, dlib]" "${R[@]}"
-      lfw+=("$RUNS/lfw_surveillance_chain_x8")
-    fi
     "${FSR[@]}" leaderboard "$RUNS/faces256_val_x8" "${lfw[@]}" -o "$REPORT"
     "${FSR[@]}" report "$RUNS/faces256_val_x8" "${lfw[@]}" -o "$REPORT" ;;
   *) sed -n 2,30p "$0"; exit 2 ;;
