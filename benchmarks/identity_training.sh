@@ -26,7 +26,7 @@
 # finished run whose step count differs from the others is reported with its own count in its label
 # and flagged here. dlib embeds ~0.5-0.7 faces/s on 2 CPU cores: the three LFW runs take hours there.
 # Environment: PYTHON (the interpreter that has fsr-bench; default python3), IDT_CONFIGS (recipe folder,
-# default protocols), IDT_RUNS (scored runs, default runs/identity_training), IDT_REPORT (default
+# default protocols), IDT_RUNS (scored runs, default runs/identity_training/scores), IDT_REPORT (default
 # reports/identity_training), IDT_SETS / IDT_RECON_SETS (extra --set items for the LFW / faces256 runs,
 # space-separated, for smoke tests only: a report made with them is not the benchmark).
 set -euo pipefail
@@ -34,7 +34,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 FSR=("$PY" -m fsr_bench.cli)
 CONFIGS=${IDT_CONFIGS:-protocols}
-RUNS=${IDT_RUNS:-runs/identity_training}
+RUNS=${IDT_RUNS:-runs/identity_training/scores}
 REPORT=${IDT_REPORT:-reports/identity_training}
 NAMES=()
 for m in tanet_s ipt_s; do for loss in l1 id; do for deg in bicubic surv; do
