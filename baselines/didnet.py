@@ -19,29 +19,26 @@ Assumed (every number is a config field; change it, not the code)
     skip → PixelShuffle ×2 stages → conv3x3(64→3), plus a bicubic-upsampled copy of the LR added
     at the output (residual learning). ≈ 1.5 M parameters at ×4 (a modest CNN, consistent with
     DIDnet ranking below the ~10–44 M-parameter baselines in TANet's tables).
-  * **Dual identity constraint** (:class:`DualIdentityLoss`), with φ a frozen face recogniser
-    mapping aligned (N, 3, 112, 112) faces in [0, 1] to embeddings, ê = φ/‖φ‖:
+  * **Dual identity constraint**: two terms through a frozen face recogniser φ with ê = φ/‖φ‖,
       1. *identity consistency* ``1 − cos(ê(SR_i), ê(HR_i))`` — SR keeps the HR identity;
       2. *identity discrimination* (InfoNCE over the batch): SR_i must be closer to HR_i than to
          every other HR_j, ``CE(ê(SR)·ê(HR)ᵀ / τ, i)`` — SR does not drift to another identity.
-         Label-free, so it works on FFHQ (no identity labels); 0 for a batch of one.
-    Weights 0.1 / 0.1 and τ = 0.1 are assumptions, as is resizing the whole face crop to 112×112
-    (bilinear, antialiased) before φ (pass ``preprocess`` to align differently).
+         Label-free, so it works on FFHQ (no identity labels).
+    Both are the shared identity loss every model can train with (``fsr_bench.train.identity``:
+    faces aligned to the ArcFace template by the **HR** face's landmarks, frozen recogniser in eval
+    mode, autocast- and DDP-safe), so DIDnet's recipe states them in its training config:
+    ``loss: {identity: {recogniser: mobilefacenet, weight: 0.1, infonce_weight: 0.1, temperature: 0.1}}``
+    (``protocols/train_didnet_s_identity_faces256_x{4,8}.yaml``). Weights 0.1 / 0.1 and τ = 0.1
+    are assumptions. The generator itself is a plain super-resolver.
 
-Trainer hook (for the trainer author)
-  * ``model.identity_net = net`` injects φ (any callable; an ``nn.Module`` is frozen, set to
-    eval and moved to the SR tensor's device). It is **not** a sub-module: it never enters the
-    model's ``state_dict``/checkpoints or ``parameters()``.
-  * ``model.training_loss(sr, hr, lr) -> dict[str, Tensor]`` returns the **already weighted**
-    extra terms ``{"identity": …, "identity_discrimination": …}``; add them to the pixel loss.
-    With ``use_identity_loss=True`` (default, the paper's method) and no ``identity_net`` it
-    raises; ``use_identity_loss=False`` returns ``{}`` (a plain-L1 DIDnet generator).
-  * ``DIDnet.extra_losses = {"identity": DualIdentityLoss}`` names the loss class for configs.
+Checkpoints written while DIDnet carried its own identity hook record five training-only config
+fields (``use_identity_loss``, ``identity_weight``, ``discrimination_weight``, ``temperature``,
+``identity_size``); they never changed the generator, and the builders drop them so those
+checkpoints still load.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -60,64 +57,6 @@ class DIDnetConfig:
     reduction: int = 16  # channel-attention squeeze ratio (assumed, RCAN's)
     res_scale: float = 1.0  # residual scaling inside blocks (assumed)
     bicubic_skip: bool = True  # add bicubic(LR) to the output (assumed)
-    # dual identity constraint (training only; see DualIdentityLoss)
-    use_identity_loss: bool = True  # the paper's method; False: pixel loss only
-    identity_weight: float = 0.1  # weight of 1 - cos(SR, HR) (assumed)
-    discrimination_weight: float = 0.1  # weight of the batch InfoNCE term (assumed)
-    temperature: float = 0.1  # InfoNCE temperature (assumed)
-    identity_size: int = 112  # recogniser input side (MobileFaceNet / ArcFace: 112)
-
-
-# ----------------------------------------------------------------------------------------------
-# Dual identity constraint
-# ----------------------------------------------------------------------------------------------
-class DualIdentityLoss(nn.Module):
-    """Two identity terms from a frozen face recogniser ``embed`` (see module docstring).
-
-    ``forward(sr, hr)`` → ``{"identity": 1 − cos mean, "identity_discrimination": InfoNCE}``
-    (unweighted). ``embed`` maps (N, 3, size, size) RGB [0, 1] to (N, D) embeddings; ``preprocess``
-    (default: bilinear antialiased resize of the whole crop to size×size) maps SR/HR to that.
-    """
-
-    def __init__(
-        self,
-        embed: Callable[[torch.Tensor], torch.Tensor],
-        size: int = 112,
-        temperature: float = 0.1,
-        preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ):
-        super().__init__()
-        if isinstance(embed, nn.Module):
-            embed.eval().requires_grad_(False)  # a fixed metric: gradients flow to SR, not into φ
-        object.__setattr__(self, "embed", embed)  # plain attribute: never saved with a model
-        self.size, self.temperature = size, temperature
-        self.preprocess = preprocess or self._resize
-
-    def _resize(self, img: torch.Tensor) -> torch.Tensor:
-        if img.shape[-2:] == (self.size, self.size):
-            return img
-        size = (self.size, self.size)
-        return F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-    def embeddings(self, img: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.embed, nn.Module):
-            p = next(self.embed.parameters(), None)
-            if p is not None and p.device != img.device:
-                self.embed.to(img.device)
-        return F.normalize(self.embed(self.preprocess(img)).flatten(1).float(), dim=1)  # (N, D)
-
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
-        e_sr = self.embeddings(sr)  # (N, D), differentiable w.r.t. sr
-        with torch.no_grad():
-            e_hr = self.embeddings(hr)  # (N, D), target
-        identity = (1.0 - (e_sr * e_hr).sum(dim=1)).mean()  # 1 − cos
-        if sr.shape[0] > 1:
-            logits = e_sr @ e_hr.t() / self.temperature  # (N, N): row i should peak at column i
-            target = torch.arange(sr.shape[0], device=sr.device)
-            discrimination = F.cross_entropy(logits, target)
-        else:
-            discrimination = identity.new_zeros(())
-        return {"identity": identity, "identity_discrimination": discrimination}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,10 +98,9 @@ class DIDnet(SuperResolver):
         paper="Cheng, Lu, Wang, Zhang, Face Super-Resolution Through Dual-Identity Constraint, ICME 2021",
         input_convention="native LR, RGB [0,1]",
         repo="(no public code; generator layout and loss details assumed, see baselines/didnet.py)",
-        notes="residual channel-attention generator (assumed); DualIdentityLoss = 1-cos(SR,HR) + "
-        "batch InfoNCE via an injected face recogniser (model.identity_net); trainer calls training_loss",
+        notes="residual channel-attention generator (assumed); its dual identity constraint (1-cos(SR,HR) + "
+        "batch InfoNCE through a frozen recogniser) is the training config's loss.identity",
     )
-    extra_losses: ClassVar[dict[str, type]] = {"identity": DualIdentityLoss}
 
     def __init__(self, cfg: DIDnetConfig):
         super().__init__(cfg.scale, cfg)
@@ -173,27 +111,6 @@ class DIDnet(SuperResolver):
             default_conv(c, c, 3),
         )
         self.tail = nn.Sequential(Upsampler(cfg.scale, c), default_conv(c, 3, 3))
-        object.__setattr__(self, "_identity_loss", None)  # not a sub-module (see identity_net)
-
-    # -- identity network injection ------------------------------------------------------------
-    @property
-    def identity_net(self):
-        loss = self.__dict__.get("_identity_loss")
-        return None if loss is None else loss.embed
-
-    @identity_net.setter
-    def identity_net(self, net) -> None:
-        loss = None
-        if net is not None:
-            cfg = self.config
-            loss = DualIdentityLoss(net, size=cfg.identity_size, temperature=cfg.temperature)
-        object.__setattr__(self, "_identity_loss", loss)  # bypasses nn.Module registration
-
-    def __setattr__(self, name, value):
-        if name == "identity_net":  # nn.Module.__setattr__ would register a Module as a child
-            type(self).identity_net.fset(self, value)
-        else:
-            super().__setattr__(name, value)
 
     # -- interface -------------------------------------------------------------------------------
     def forward_native(self, lr: torch.Tensor) -> torch.Tensor:
@@ -203,27 +120,6 @@ class DIDnet(SuperResolver):
         if self.config.bicubic_skip:
             sr = sr + F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return sr
-
-    def training_loss(
-        self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Extra, already weighted loss terms of the dual identity constraint (add to pixel loss)."""
-        cfg = self.config
-        if not cfg.use_identity_loss:
-            return {}
-        loss = self.__dict__.get("_identity_loss")
-        if loss is None:
-            raise RuntimeError(
-                "DIDnet's dual identity constraint is enabled (use_identity_loss=True) but no face "
-                "recogniser is set: assign model.identity_net = <callable mapping (N,3,112,112) RGB "
-                "[0,1] to embeddings> (e.g. the MobileFaceNet from fsr_bench.face) before training, "
-                "or build the model with use_identity_loss=False for a pixel-loss-only DIDnet"
-            )
-        terms = loss(sr, hr)
-        return {
-            "identity": cfg.identity_weight * terms["identity"],
-            "identity_discrimination": cfg.discrimination_weight * terms["identity_discrimination"],
-        }
 
     def convert_state_dict(self, state_dict):
         """No upstream release exists; only wrapper prefixes (``module.``, ``model.``) are stripped."""
@@ -236,7 +132,13 @@ class DIDnet(SuperResolver):
 _TINY = dict(n_feats=8, n_blocks=2, reduction=4)
 
 
+# training-only fields of checkpoints saved before the identity terms moved to loss.identity
+_REMOVED = ("use_identity_loss", "identity_weight", "discrimination_weight", "temperature", "identity_size")
+
+
 def _didnet(registered: int, **overrides) -> DIDnet:
+    for key in _REMOVED:
+        overrides.pop(key, None)
     overrides["scale"] = check_scale(overrides.get("scale", registered), registered)
     return DIDnet(DIDnetConfig(**overrides))
 

@@ -14,6 +14,8 @@ from fsr_bench.data.degradations import (
     gaussian_blur,
     mod_crop,
     mod_crop_size,
+    motion_blur,
+    motion_kernel,
     needs_mod_crop,
 )
 from fsr_bench.data.io import to_uint8
@@ -93,6 +95,46 @@ def test_gaussian_blur_preserves_constants_and_mean():
     assert torch.allclose(gaussian_blur(x, 1.5), x, atol=1e-6)
     assert gaussian_blur(x, 0) is x
     assert gaussian_blur(torch.rand(1, 3, 4, 4), 3.0).shape == (1, 3, 4, 4)  # replicate fallback
+
+
+def test_optional_steps_are_off_by_default_and_leave_the_other_draws_alone():
+    plain = SurveillanceChain(scale=4)
+    assert set(plain.describe()) == {"type", "scale", "blur_sigma", "noise_sigma", "jpeg_quality", "kernel", "seed"}
+    both = SurveillanceChain(scale=4, motion_length=[2, 9], recompress_scale=[1.5, 3.0])
+    for i in range(10):
+        p, q = plain.sample_params(i), both.sample_params(i)
+        assert {k: q[k] for k in p} == p  # blur, noise and JPEG draws unchanged
+        assert 2 <= q["motion_length"] <= 9 and 0 <= q["motion_angle"] < 180 and 1.5 <= q["recompress_scale"] <= 3
+    assert build_degradation(both.describe()) == both
+    with pytest.raises(DegradationConfigError, match="recompress_scale"):
+        SurveillanceChain(scale=4, recompress_scale=0.5)
+
+
+def test_motion_blur_of_an_edge_is_a_ramp_of_the_motion_length():
+    """A straight motion of L px smears a step edge into a linear ramp of width L (box convolution)."""
+    length = 9.0
+    edge = torch.zeros(1, 1, 40, 64, dtype=torch.float64)
+    edge[..., 32:] = 1.0
+    k = motion_kernel(length, 0.0)
+    assert k.sum().item() == pytest.approx(1.0) and k.shape[0] % 2 == 1
+    row = motion_blur(edge, length, 0.0)[0, 0, 20].numpy()
+    d = torch.arange(64, dtype=torch.float64).numpy() - 31.5  # pixel centre distance from the edge
+    ramp = (0.5 + d / length).clip(0, 1)
+    assert abs(row - ramp).max() < 0.06  # the ends of the segment are splatted over a pixel
+    # 90 degrees moves vertically: the transposed image blurred at 0 degrees, transposed back
+    # (angles are counter-clockwise with y down, so 90 degrees is the segment mirrored in y: same box)
+    img = torch.rand(1, 3, 30, 30, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    vertical = motion_blur(img, 6.0, 90.0)
+    torch.testing.assert_close(vertical, motion_blur(img.transpose(-1, -2), 6.0, 0.0).transpose(-1, -2))
+    assert motion_blur(img, 0.0, 30.0) is img
+
+
+def test_recompression_is_down_up_then_the_final_downscale(hr):
+    chain = SurveillanceChain(scale=4, blur_sigma=0, noise_sigma=0, jpeg_quality=None, recompress_scale=2.0)
+    h, w = hr.shape[-2:]
+    twice = imresize(imresize(imresize(hr, size=(h // 2, w // 2)), size=(h, w)), size=(h // 4, w // 4))
+    assert torch.equal(chain(hr), to_uint8(twice).float() / 255)
+    assert not torch.equal(chain(hr), BicubicDown(4)(hr))
 
 
 # -- mod crop -------------------------------------------------------------------------------------

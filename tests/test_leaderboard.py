@@ -43,3 +43,44 @@ def test_leaderboard_joins_runs_and_copies_their_numbers(tmp_path):
     assert "| Bicubic" in (tmp_path / "lb" / "leaderboard.md").read_text()
     bad = CliRunner().invoke(app, ["leaderboard", str(tmp_path / "nope")])
     assert bad.exit_code != 0 and "no results.json" in bad.output
+
+
+def _recognition_run(path, rows):
+    """A minimal results.json of a recognition run scored by two recognisers."""
+    path.mkdir(parents=True)
+    models = []
+    for label, name, sha, trained, values in rows:
+        by = {rec: {"metrics": {"matching_accuracy": v[0], "detection_rate": 1.0, "rank1": v[1],
+                                "tar_cal_1e-3": v[2], "eer": v[3]}, "trained_with": rec in trained}
+              for rec, v in values.items()}
+        models.append({"label": label, "name": name, "role": "model", "checkpoint_sha256": sha,
+                       "metrics": dict(by["mobilefacenet"]["metrics"]), "by_recogniser": by})
+    (path / "results.json").write_text(json.dumps({
+        "kind": "recognition", "protocol_name": path.name, "protocol_hash": "ab" * 32, "conventions": {},
+        "models": models}))
+    return path
+
+
+def test_leaderboard_has_a_column_per_recogniser_and_marks_the_loss_recogniser(tmp_path):
+    run = _recognition_run(tmp_path / "lfw", [
+        ("Bicubic", "bicubic_x8", None, [], {"mobilefacenet": (0.41, 0.84, 0.59, 0.053),
+                                             "dlib": (0.30, 0.70, 0.45, 0.081)}),
+        ("TANet-S id (7530 steps)", "tanet_s_x8", "cd" * 32, ["mobilefacenet"],
+         {"mobilefacenet": (0.66, 0.93, 0.80, 0.030), "dlib": (0.44, 0.78, 0.52, 0.070)}),
+    ])
+    result = CliRunner().invoke(app, ["leaderboard", str(run), "-o", str(tmp_path / "lb")])
+    assert result.exit_code == 0, result.output
+    rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "lb" / "leaderboard.csv"))}
+    tanet = rows["TANet-S id (7530 steps)"]
+    assert float(tanet["lfw:dlib:tar_cal_1e-3"]) == 0.52 and float(tanet["lfw:mobilefacenet:rank1"]) == 0.93
+    assert tanet["trained_with"] == "mobilefacenet" and rows["Bicubic"]["trained_with"] == ""
+    assert "lfw:matching_accuracy" not in tanet  # the fixed 0.4 is MobileFaceNet's: not per recogniser
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| TANet-S id"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    header = [c.strip() for c in next(x for x in md.splitlines() if x.startswith("| method")).strip("|").split("|")]
+    cell = dict(zip(header, cells))
+    assert cell["lfw:mobilefacenet:tar_cal_1e-3"] == "0.8000 †" and cell["lfw:dlib:tar_cal_1e-3"] == "0.5200"
+    bic = dict(zip(header, [c.strip() for c in next(x for x in md.splitlines() if x.startswith("| Bicubic"))
+                            .strip("|").split("|")]))
+    assert "†" not in "".join(bic.values())

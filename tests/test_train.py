@@ -207,6 +207,36 @@ def test_train_pairs_are_keyed_and_aligned(data):
     assert len({tuple(dihedral(hr, k).flatten().tolist()) for k in range(8)}) == 8
 
 
+def test_surveillance_chain_training_draws_per_sample_parameters_the_checkpoint_recovers(tmp_path, data):
+    """Issue 14 §2: every sample gets its own chain parameters from the configured ranges, new each epoch;
+    the checkpoint's train_config records ranges and seed, from which any sample's parameters follow."""
+    from fsr_bench.data.degradations import SurveillanceChain
+    from fsr_bench.train.config import TrainConfig
+    from fsr_bench.train.data import _stream
+
+    chain = "{type: surveillance, blur_sigma: [0.5, 2.0], noise_sigma: [1, 10], jpeg_quality: [30, 70]}"
+    train(_cfg(tmp_path, data, f"data.degradation={chain}", "schedule.max_steps=2", "val_every=0"), **quiet)
+    recorded = read_checkpoint(tmp_path / "run" / "last.pt")["train_config"]
+    assert recorded["data"]["degradation"] == {"type": "surveillance", "blur_sigma": [0.5, 2.0],
+                                               "noise_sigma": [1, 10], "jpeg_quality": [30, 70]}
+    pairs = Trainer(TrainConfig.model_validate(recorded), write_outputs=False).train_pairs
+    params = {(i, e): pairs.degradation_params(i, e) for i in range(len(pairs)) for e in range(2)}
+    for p in params.values():
+        assert 0.5 <= p["blur_sigma"] <= 2.0 and 1 <= p["noise_sigma"] <= 10 and 30 <= p["jpeg_quality"] <= 70
+    assert len({p["blur_sigma"] for p in params.values()}) == len(params)  # per sample and per epoch
+    # the recovered parameters are the ones the sample was made with
+    item = pairs[(4, 1, 0)]
+    p = params[(4, 1)]
+    fixed = SurveillanceChain(4, blur_sigma=p["blur_sigma"], noise_sigma=p["noise_sigma"],
+                              jpeg_quality=p["jpeg_quality"])
+    assert torch.equal(item["lr"], fixed(item["hr"], index=4, seed=_stream(recorded["seed"], 1, 4)[3]))
+    assert not torch.equal(item["lr"], SurveillanceChain(4, blur_sigma=p["blur_sigma"] + 0.3, noise_sigma=p[
+        "noise_sigma"], jpeg_quality=p["jpeg_quality"])(item["hr"], index=4, seed=_stream(recorded["seed"], 1, 4)[3]))
+    from fsr_bench.data.degradations import BicubicDown
+
+    assert TrainPairs(pairs.hr_set, 4, BicubicDown(4)).degradation_params(0, 0) is None  # nothing random to record
+
+
 # -- losses for baselines: forward_steps (SRFBN) and training_loss (DIDnet) ----------------------
 class _Feedback(SuperResolver):
     def __init__(self, scale: int = 4):
@@ -346,7 +376,7 @@ def _trainable():
     for name in list_models():
         entry = MODELS.get(name)
         model = create_model(name, **(entry.tiny or {}))
-        if model.num_parameters(trainable_only=True) and not hasattr(type(model), "identity_net"):
+        if model.num_parameters(trainable_only=True):
             names.append(name)
     return names
 
@@ -363,36 +393,11 @@ def test_every_registered_model_trains(tmp_path, data, name):
     assert summary["steps"] == 1 and summary["last_val"]["n"] == 3
 
 
-def _didnet_cfg(tmp_path, data, *sets):
-    hr = {"hr_size": 64}
-    return _cfg(tmp_path, data, "schedule.max_steps=2", "data.batch_size=3", *sets,
-                model={"name": "didnet_x4", "overrides": MODELS.get("didnet_x4").tiny},
-                data__train={"type": "folder", "root": str(data / "train"), **hr},
-                data__val={"type": "folder", "root": str(data / "val"), **hr})
-
-
-def test_didnet_identity_loss_needs_a_recogniser(tmp_path, data):
-    if "didnet_x4" not in MODELS:
-        pytest.skip("the DIDnet baseline is not registered")
-    with pytest.raises(TrainError, match="loss.identity_net=mobilefacenet"):
-        train(_didnet_cfg(tmp_path, data), **quiet)
-    with pytest.raises(TrainError, match="takes no identity network"):
-        train(_cfg(tmp_path, data, "loss.identity_net=mobilefacenet"), **quiet)
-
-
-def test_didnet_trains_with_mobilefacenet_identity_terms(tmp_path, data, shared_dir):
-    if "didnet_x4" not in MODELS:
-        pytest.skip("the DIDnet baseline is not registered")
-    weights = shared_dir / "weights" / "mobilefacenet" / "mobilefacenet.pt"
-    train(_didnet_cfg(tmp_path, data, "loss.identity_net=mobilefacenet", f"loss.identity_weights={weights}",
-                      "loss.weights={identity: 2.0}"), **quiet)
-    with open(tmp_path / "run" / "train_log.csv", newline="") as f:
-        row = next(csv.DictReader(f))
-    assert float(row["loss_identity"]) > 0 and float(row["loss_identity_discrimination"]) > 0
-    total = float(row["loss_pixel"]) + 2.0 * float(row["loss_identity"]) + float(row["loss_identity_discrimination"])
-    assert float(row["loss_total"]) == pytest.approx(total, rel=1e-4)
-    ck = read_checkpoint(tmp_path / "run" / "last.pt")
-    assert not any(k.startswith("identity") or "_identity" in k for k in ck["state_dict"])  # φ is not saved
+def test_removed_identity_net_keys_name_their_replacement(tmp_path, data):
+    with pytest.raises(ConfigError, match=r"replaced by the identity loss.*loss.identity: \{recogniser: mobilefacenet"):
+        _cfg(tmp_path, data, "loss.identity_net=mobilefacenet")
+    # resolved configs of older runs (OUT/config.yaml) carry them as null: still readable
+    assert _cfg(tmp_path, data, "loss.identity_net=", "loss.identity_weights=").loss.identity is None
 
 
 def test_tensorboard_optional(tmp_path, data):

@@ -7,8 +7,9 @@ rebuilds the same degradation.
 
 * :class:`BicubicDown` — the field's standard: MATLAB ``imresize(hr, 1/scale, 'bicubic')``, then
   8-bit quantisation (the published LR sets are 8-bit PNGs).
-* :class:`SurveillanceChain` — a synthetic surveillance camera: Gaussian blur → bicubic downscale →
-  Gaussian noise → JPEG, with per-image parameters drawn reproducibly from ``(seed, index)``.
+* :class:`SurveillanceChain` — a synthetic surveillance camera: Gaussian blur → (motion blur) →
+  (re-compression: down- and up-scaling) → bicubic downscale → Gaussian noise → JPEG, with per-image
+  parameters drawn reproducibly from ``(seed, index)``.
   Its default ranges are fsr-bench's choice (in the spirit of real-world SR degradation models such
   as Wang et al., Real-ESRGAN, ICCVW 2021), not values from the TANet paper.
 
@@ -44,6 +45,8 @@ __all__ = [
     "build_degradation",
     "gaussian_blur",
     "mod_crop",
+    "motion_blur",
+    "motion_kernel",
     "mod_crop_size",
     "needs_mod_crop",
 ]
@@ -165,6 +168,43 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)  # along H
 
 
+def motion_kernel(length: float, angle_deg: float) -> torch.Tensor:
+    """Linear motion-blur kernel (k, k), k odd: a segment of ``length`` px through the centre at
+    ``angle_deg`` (0 = horizontal, counter-clockwise in image coordinates with y down), as densely
+    sampled points splatted bilinearly onto the pixel grid, normalised to sum 1.
+
+    A uniform linear motion during the exposure (the model of e.g. Kupyn et al., DeblurGAN, CVPR 2018,
+    in its simplest, straight-line form). ``length <= 0`` is the identity kernel (1, 1).
+    """
+    if length <= 0:
+        return torch.ones(1, 1, dtype=torch.float64)
+    half = int(np.ceil(length / 2.0)) + 1
+    k = 2 * half + 1
+    t = np.linspace(-length / 2.0, length / 2.0, max(2, int(np.ceil(length * 8)) + 1))
+    theta = np.deg2rad(angle_deg)
+    xs, ys = half + t * np.cos(theta), half - t * np.sin(theta)
+    kernel = np.zeros((k, k), dtype=np.float64)
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    fx, fy = xs - x0, ys - y0
+    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        np.add.at(kernel, (y0 + dy, x0 + dx), w)
+    return torch.from_numpy(kernel / kernel.sum())
+
+
+def motion_blur(x: torch.Tensor, length: float, angle_deg: float) -> torch.Tensor:
+    """Convolve ``(N, C, H, W)`` with :func:`motion_kernel` (reflected borders, replicated when smaller)."""
+    kernel = motion_kernel(length, angle_deg)
+    if kernel.numel() == 1:
+        return x
+    r = kernel.shape[-1] // 2
+    c = x.shape[1]
+    mode = "reflect" if r < min(x.shape[-2:]) else "replicate"
+    x = F.pad(x, (r, r, r, r), mode=mode)
+    # conv2d is a correlation: flip so the kernel is applied as a convolution
+    weight = kernel.flip(0, 1).to(dtype=x.dtype, device=x.device).expand(c, 1, -1, -1)
+    return F.conv2d(x, weight, groups=c)
+
+
 def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     """In-memory JPEG round trip of one (3, H, W) image with Pillow (libjpeg), 4:2:0 chroma."""
     pixels = to_uint8(x).permute(1, 2, 0).contiguous().cpu().numpy()  # (H, W, 3) uint8
@@ -241,6 +281,15 @@ class SurveillanceChain:
       0 disables.
     * ``jpeg_quality`` — Pillow JPEG quality 1–100 (integers, inclusive range), 4:2:0 chroma;
       ``None`` disables (the LR is still rounded to 8 bits).
+    * ``motion_length`` — linear motion blur of this length in **HR** pixels after the Gaussian blur,
+      at an angle drawn uniformly in [0°, 180°) per image (:func:`motion_kernel`); ``None`` (default)
+      disables.
+    * ``recompress_scale`` — an earlier resampling generation ("re-compression"): before the final
+      downscale the HR image is shrunk by this factor (≥ 1) and enlarged back with the same kernel,
+      so the chain is downscale → upscale → downscale; ``None`` (default) disables.
+
+    The two optional steps default to off, and each has its own random stream, so chains written
+    before they existed produce the same LR and the same ``describe()``.
 
     Reproducibility: step ``k`` of image ``index`` (blur σ, noise σ, JPEG quality, noise field)
     uses NumPy ``PCG64`` seeded with ``SeedSequence([seed, index, k])``, so changing one step's
@@ -255,9 +304,13 @@ class SurveillanceChain:
     jpeg_quality: Range | int | None = (30, 70)
     kernel: str = "matlab_bicubic"
     seed: int = 0
+    motion_length: Range | float | None = None
+    recompress_scale: Range | float | None = None
 
     # one independent random stream per step (see class docstring)
-    _STEPS: ClassVar[dict[str, int]] = {"blur": 0, "noise": 1, "jpeg": 2, "noise_field": 3}
+    _STEPS: ClassVar[dict[str, int]] = {"blur": 0, "noise": 1, "jpeg": 2, "noise_field": 3, "motion": 4,
+                                        "motion_angle": 5, "recompress": 6}
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("motion_length", "recompress_scale")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", _check_scale(self.scale))
@@ -268,14 +321,23 @@ class SurveillanceChain:
         object.__setattr__(
             self, "jpeg_quality", _as_range(self.jpeg_quality, "jpeg_quality", 1, 100, integer=True)
         )
+        object.__setattr__(
+            self, "motion_length", _as_range(self.motion_length, "motion_length", 0.0, 100.0)
+        )
+        object.__setattr__(
+            self, "recompress_scale", _as_range(self.recompress_scale, "recompress_scale", 1.0, 8.0)
+        )
         _check_kernel(self.kernel, self.name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise DegradationConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
 
     def describe(self) -> dict[str, Any]:
         d = {"type": self.name, **dataclasses.asdict(self)}
-        for key in ("blur_sigma", "noise_sigma", "jpeg_quality"):  # JSON/YAML-friendly lists
+        for key in ("blur_sigma", "noise_sigma", "jpeg_quality", *self._OPTIONAL):  # JSON/YAML lists
             d[key] = list(d[key]) if d[key] is not None else None
+        for key in self._OPTIONAL:  # off: left out, as before the step existed
+            if d[key] is None:
+                del d[key]
         return d
 
     def _rng(self, seed: int, index: int, step: str) -> np.random.Generator:
@@ -295,12 +357,26 @@ class SurveillanceChain:
             if self.jpeg_quality
             else None
         )
-        return {"blur_sigma": float(blur), "noise_sigma": float(noise), "jpeg_quality": quality}
+        p: dict[str, float | int | None] = {"blur_sigma": float(blur), "noise_sigma": float(noise),
+                                             "jpeg_quality": quality}
+        if self.motion_length:
+            p["motion_length"] = float(self._rng(s, index, "motion").uniform(*self.motion_length))
+            p["motion_angle"] = float(self._rng(s, index, "motion_angle").uniform(0.0, 180.0))
+        if self.recompress_scale:
+            p["recompress_scale"] = float(self._rng(s, index, "recompress").uniform(*self.recompress_scale))
+        return p
 
     def _degrade_one(self, hr: torch.Tensor, index: int, seed: int) -> torch.Tensor:
         """(1, 3, H, W) -> (3, h, w) on hr's device."""
         p = self.sample_params(index, seed)
         x = gaussian_blur(hr.to(torch.float32), p["blur_sigma"])
+        if p.get("motion_length"):
+            x = motion_blur(x, float(p["motion_length"]), float(p["motion_angle"] or 0.0))
+        r = float(p.get("recompress_scale") or 1.0)
+        if r > 1.0:
+            H, W = x.shape[-2:]
+            small = (max(1, int(round(H / r))), max(1, int(round(W / r))))
+            x = resize(resize(x, small, kernel=self.kernel), (H, W), kernel=self.kernel)
         h, w = hr.shape[-2] // self.scale, hr.shape[-1] // self.scale
         x = resize(x, (h, w), kernel=self.kernel)[0]  # (3, h, w)
         if p["noise_sigma"] > 0:

@@ -96,6 +96,9 @@ class DataSection(_Section):
 
 class IdentitySection(_Section):
     weight: float = Field(0.1, gt=0)  # L = pixel + weight * (1 - cos(phi(SR), phi(HR)))
+    # + infonce_weight * batch InfoNCE over SR-vs-HR embeddings (DIDnet's discrimination term); 0 = off
+    infonce_weight: float = Field(0.0, ge=0)
+    temperature: float = Field(0.1, gt=0)  # InfoNCE temperature tau
     recogniser: str = "mobilefacenet"  # frozen recogniser phi (fsr_bench.face registry; needs a PyTorch net)
     weights: Optional[str] = None  # its weights file (default: the recogniser's own resolution)
     landmarks_cache: Optional[str] = None  # folder for the HR landmark cache (default: $FSR_BENCH_HOME/landmarks)
@@ -105,10 +108,22 @@ class LossSection(_Section):
     pixel: Literal["l1", "mse", "charbonnier"] = "l1"  # paper: L1
     # identity-preserving term for any model, aligned by the HR face's landmarks (train/identity.py)
     identity: Optional[IdentitySection] = None
-    weights: dict[str, float] = Field(default_factory=dict)  # term -> weight; terms from model.training_loss
-    # frozen face recogniser injected as model.identity_net (DIDnet's identity terms), e.g. mobilefacenet
-    identity_net: Optional[str] = None
-    identity_weights: Optional[str] = None  # its weights file (default: the recogniser's own resolution)
+    weights: dict[str, float] = Field(default_factory=dict)  # term -> weight (pixel, identity*, a model's own)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, v):
+        # DIDnet's private recogniser hook became loss.identity; resolved configs written before
+        # (OUT/config.yaml) carry the keys as null, which still reads
+        if isinstance(v, dict) and any(k in v for k in ("identity_net", "identity_weights")):
+            v = dict(v)
+            net, weights = v.pop("identity_net", None), v.pop("identity_weights", None)
+            if net is not None or weights is not None:
+                raise ValueError(
+                    "identity_net / identity_weights were replaced by the identity loss every model uses:"
+                    f" loss.identity: {{recogniser: {net or 'mobilefacenet'}, weights: {weights or '...'}, weight: 0.1,"
+                    " infonce_weight: 0.1, temperature: 0.1}} (DIDnet's two terms: 1 - cos and batch InfoNCE)")
+        return v
 
 
 class OptimSection(_Section):

@@ -143,6 +143,15 @@ class TrainPairs(_Pairs):
         ops = [0, 1, 2, 3] if rot90 else [0]
         self.ops = ops + [o + 4 for o in ops] if hflip else ops
 
+    def degradation_params(self, index: int, epoch: int) -> dict[str, Any] | None:
+        """The parameters sample ``index`` was degraded with in ``epoch`` (e.g. the surveillance chain's
+        blur σ, noise σ and JPEG quality), recomputed from the seed the checkpoint's train_config records;
+        None for a degradation without per-sample parameters or pre-generated LR."""
+        sample = getattr(self.degradation, "sample_params", None)
+        if self.lr_folder is not None or sample is None:
+            return None
+        return dict(sample(int(index), seed=_stream(self.seed, int(epoch), int(index))[3]))
+
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
         index, epoch, pos = (int(k) for k in key)
         words = _stream(self.seed, epoch, index)

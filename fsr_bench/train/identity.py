@@ -4,6 +4,18 @@
 
     L_id = mean_i (1 − cos(φ(warp_i(SR_i)), φ(warp_i(HR_i))))
 
+and, with ``infonce_weight: w > 0``, the batch-contrastive term (InfoNCE, van den Oord et al.,
+arXiv:1807.03748; the "identity discrimination" half of DIDnet's dual identity constraint, Cheng et
+al., ICME 2021, as reconstructed in ``baselines/didnet.py``)
+
+    L_nce = mean_i −log( exp(s_ii / τ) / Σ_j exp(s_ij / τ) ),   s_ij = ê(SR_i) · ê(HR_j)
+
+over the faces of the **global** batch (ê = φ / ‖φ‖): SR_i must be closer to its own HR face than to
+every other one. Under DDP the HR embeddings (targets, no gradient) are gathered from every
+process, so the negatives, and so each face's term, do not depend on the number of processes (the
+per-process means are averaged with DDP's gradients, as for every other term); with fewer than two
+faces in the global batch the term is 0.
+
 where φ is a frozen face recogniser (eval mode, no gradient into its weights) and ``warp_i`` is the
 5-point similarity alignment to the ArcFace 112×112 template **estimated on the HR face** (MTCNN
 landmarks, computed once per training image and cached) and applied to SR and HR alike with
@@ -14,8 +26,12 @@ ArcFace family's reference), applied as ``cv2.warpAffine`` would, but differenti
 Landmarks follow the training augmentation: crops shift them, the dihedral ops map them exactly as
 :func:`fsr_bench.train.data.dihedral` maps pixels, and a horizontal flip swaps left/right points so
 the template's order (image-left eye first) still holds. Faces MTCNN did not find carry NaN
-landmarks and are left out of the mean (a batch with none contributes 0). Identity training needs
+landmarks and are left out of both terms (a batch with none contributes 0). Identity training needs
 whole faces (``data.patch_size: null``): a 128-px patch of a 256-px face is not a face.
+
+Autocast: the warp and the recogniser run in float32 with autocast switched off inside the loss
+(the embeddings are compared through cosines close to 1, where bf16's 8-bit mantissa is too
+coarse); the super-resolver outside it keeps the configured precision.
 """
 from __future__ import annotations
 
@@ -27,6 +43,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -82,27 +99,99 @@ def align_faces(images: torch.Tensor, affine: torch.Tensor, size: int = ALIGNED)
 
 
 # -- the loss ------------------------------------------------------------------------------------
-class IdentityLoss(nn.Module):
-    """``forward(sr, hr, affine) -> mean(1 − cos)`` over the faces with landmarks (see module docstring)."""
+#: term names (what TrainStep logs and ``loss.weights`` may re-weight)
+IDENTITY, INFONCE = "identity", "identity_infonce"
 
-    def __init__(self, embedder: nn.Module):
+
+def info_nce(e_sr: torch.Tensor, e_targets: torch.Tensor, offset: int, temperature: float) -> torch.Tensor:
+    """Mean cross-entropy of ``e_sr @ e_targetsᵀ / τ`` with row i's positive at column ``offset + i``."""
+    logits = e_sr @ e_targets.t() / temperature  # (b, B)
+    target = torch.arange(e_sr.shape[0], device=e_sr.device) + offset
+    return F.cross_entropy(logits, target)
+
+
+def _gather_targets(e_hr: torch.Tensor, dim: int) -> tuple[torch.Tensor, int]:
+    """Every process's HR embeddings (B_total, D) and where this process's rows start.
+
+    Targets carry no gradient, so a plain ``all_gather`` suffices; processes may hold different
+    numbers of faces (undetected ones are dropped), so rows are padded to the largest count.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return e_hr, 0
+    world, rank = dist.get_world_size(), dist.get_rank()
+    count = torch.tensor([e_hr.shape[0]], device=e_hr.device, dtype=torch.long)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    sizes = [int(c.item()) for c in counts]
+    padded = e_hr.new_zeros((max(sizes), dim))
+    padded[: e_hr.shape[0]] = e_hr
+    rows = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(rows, padded)
+    return torch.cat([r[:n] for r, n in zip(rows, sizes)]), sum(sizes[:rank])
+
+
+class IdentityLoss(nn.Module):
+    """``forward(sr, hr, affine) -> {"identity": mean(1 − cos)[, "identity_infonce": InfoNCE]}``.
+
+    Unweighted terms over the faces with landmarks (see the module docstring); ``weights`` holds
+    each term's weight from the config, which TrainStep applies (``loss.weights`` may override).
+    """
+
+    def __init__(self, embedder: nn.Module, weight: float = 1.0, infonce_weight: float = 0.0,
+                 temperature: float = 0.1):
         super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"InfoNCE temperature must be positive, got {temperature}")
         self.embedder = embedder.eval().requires_grad_(False)
+        self.temperature = float(temperature)
+        self.weights = {IDENTITY: float(weight)}
+        if infonce_weight > 0:
+            self.weights[INFONCE] = float(infonce_weight)
+
+    @classmethod
+    def from_config(cls, section: Any, embedder: nn.Module) -> "IdentityLoss":
+        """The loss a training config's ``loss.identity`` section describes, around ``embedder``."""
+        return cls(embedder, weight=section.weight, infonce_weight=section.infonce_weight,
+                   temperature=section.temperature)
 
     def train(self, mode: bool = True):  # the recogniser stays in eval mode (fixed BatchNorm statistics)
         return super().train(False)
 
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
+    def _embed(self, faces: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.embedder(faces).flatten(1).float(), dim=1)
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor, affine: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.autocast(sr.device.type, enabled=False):
+            return self._terms(sr, hr, affine)
+
+    def _terms(self, sr: torch.Tensor, hr: torch.Tensor, affine: torch.Tensor) -> dict[str, torch.Tensor]:
         valid = torch.isfinite(affine).flatten(1).all(dim=1)  # (B,)
-        if not bool(valid.any()):
-            return sr.float().sum() * 0.0  # keeps the graph (DDP) with a zero contribution
-        affine = affine[valid]
-        # float32 in the recogniser: its embeddings are compared through a cosine close to 1
-        sr_faces = align_faces(sr[valid].float().contiguous(), affine)  # (b, 3, 112, 112)
-        with torch.no_grad():
-            e_hr = F.normalize(self.embedder(align_faces(hr[valid].float().contiguous(), affine)).float(), dim=1)
-        e_sr = F.normalize(self.embedder(sr_faces).float(), dim=1)
-        return (1.0 - (e_sr * e_hr).sum(dim=1)).mean()
+        zero = sr.float().sum() * 0.0  # keeps the graph (DDP) with a zero contribution
+        e_sr = e_hr = None
+        if bool(valid.any()):
+            affine = affine[valid]
+            sr_faces = align_faces(sr[valid].float().contiguous(), affine)  # (b, 3, 112, 112)
+            with torch.no_grad():
+                e_hr = self._embed(align_faces(hr[valid].float().contiguous(), affine))  # (b, D)
+            e_sr = self._embed(sr_faces)  # (b, D), differentiable w.r.t. sr
+        terms = {IDENTITY: zero if e_sr is None else (1.0 - (e_sr * e_hr).sum(dim=1)).mean()}
+        if INFONCE in self.weights:  # every process reaches the gather, faces or not (DDP)
+            dim = self._dim(sr) if e_hr is None else e_hr.shape[1]
+            local = e_hr if e_hr is not None else sr.new_zeros((0, dim), dtype=torch.float32)
+            targets, offset = _gather_targets(local, dim)
+            if e_sr is None or targets.shape[0] < 2:  # no face here, or no negative anywhere
+                terms[INFONCE] = zero
+            else:
+                terms[INFONCE] = info_nce(e_sr, targets, offset, self.temperature)
+        return terms
+
+    def _dim(self, like: torch.Tensor) -> int:
+        """The embedding size, for a process without faces in this batch (DDP gather shapes)."""
+        if not hasattr(self, "_embedding_dim"):
+            with torch.no_grad():
+                probe = like.new_zeros((1, 3, ALIGNED, ALIGNED), dtype=torch.float32)
+                self._embedding_dim = int(self._embed(probe).shape[1])
+        return self._embedding_dim
 
 
 # -- landmarks of the training set, computed once ------------------------------------------------

@@ -6,11 +6,12 @@ DDP's gradient hooks correct even for models trained through a method other than
 
 * a model with ``forward_steps(lr) -> list[sr]`` (SRFBN's feedback steps) gets the pixel loss
   averaged over the steps;
-* a model with ``training_loss(sr, hr, lr) -> dict[str, Tensor]`` (DIDnet's identity terms) gets
+* a model with ``training_loss(sr, hr, lr) -> dict[str, Tensor]`` (a plug-in's own terms) gets
   its terms added, each times ``loss.weights[name]`` (default 1.0). The pixel term is called
   ``pixel`` and can be re-weighted the same way;
-* any model gets ``identity`` (``loss.identity``: a frozen recogniser on SR vs HR faces aligned by
-  the HR landmarks, :mod:`fsr_bench.train.identity`) when the batch carries ``face_affine``.
+* any model gets ``identity`` and, optionally, ``identity_infonce`` (``loss.identity``: a frozen
+  recogniser on SR vs HR faces aligned by the HR landmarks, :mod:`fsr_bench.train.identity`; DIDnet's
+  dual identity constraint is these two terms) when the batch carries ``face_affine``.
 """
 from __future__ import annotations
 
@@ -39,14 +40,15 @@ class TrainStep(nn.Module):
     """``forward(lr, hr) -> (total loss, {"total", "pixel", *extra terms} detached)``."""
 
     def __init__(self, model: nn.Module, pixel: str = "l1", weights: Mapping[str, float] | None = None,
-                 identity: nn.Module | None = None, identity_weight: float = 0.0):
+                 identity: nn.Module | None = None):
         super().__init__()
         self.model = model
         self.pixel = pixel
         self.weights = dict(weights or {})
         self.identity = identity  # IdentityLoss (frozen recogniser inside) or None
-        if identity is not None:
-            self.weights.setdefault("identity", float(identity_weight))
+        if identity is not None:  # its configured term weights; loss.weights still overrides them
+            for name, w in getattr(identity, "weights", {}).items():
+                self.weights.setdefault(name, float(w))
 
     def _check_shape(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
         if sr.shape != hr.shape:
@@ -79,7 +81,10 @@ class TrainStep(nn.Module):
         if self.identity is not None:
             if face_affine is None:
                 raise ValueError("loss.identity needs the batch's face_affine (HR landmarks); the data has none")
-            terms["identity"] = self.identity(sr, hr, face_affine)
+            for name, value in self.identity(sr, hr, face_affine).items():
+                if name in terms:
+                    raise ValueError(f"loss.identity's term {name!r} collides with a term of the model's training_loss")
+                terms[name] = value
         total = sum(self.weights.get(n, 1.0) * v for n, v in terms.items())
         # the logged values are views of one new detached tensor: returning detached aliases of
         # `total` itself next to it makes torch.compile (2.14) hand back a loss without grad_fn

@@ -200,23 +200,14 @@ class Trainer:
         np.random.seed((cfg.seed + self.rank) % 2**32)
         random.seed(cfg.seed + self.rank)
 
-        if cfg.loss.identity_net is not None:
-            if not hasattr(type(self.model), "identity_net"):
-                raise TrainError(
-                    f"loss.identity_net is set, but model {cfg.model.name!r} takes no identity network"
-                    " (only models with an `identity_net` hook, e.g. DIDnet, use one)"
-                )
-            self.model.identity_net = _identity_module(cfg.loss.identity_net, cfg.loss.identity_weights, self.device)
-
         self._build_data()
         identity = None
         if cfg.loss.identity is not None:
             from fsr_bench.train.identity import IdentityLoss
 
             spec = cfg.loss.identity
-            identity = IdentityLoss(_identity_module(spec.recogniser, spec.weights, self.device, "loss.identity"))
-        self.step_module = TrainStep(self.model, cfg.loss.pixel, cfg.loss.weights, identity,
-                                     cfg.loss.identity.weight if cfg.loss.identity is not None else 0.0)
+            identity = IdentityLoss.from_config(spec, _identity_module(spec.recogniser, spec.weights, self.device))
+        self.step_module = TrainStep(self.model, cfg.loss.pixel, cfg.loss.weights, identity)
         wrapped: nn.Module = self.step_module
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -650,10 +641,6 @@ class Trainer:
                             terms = self._train_step(lr, hr)
                         except torch.OutOfMemoryError as exc:
                             raise self._oom_error(exc) from None
-                        except RuntimeError as exc:
-                            if "identity_net" in str(exc) and self.term_names is None:
-                                raise TrainError(f"{exc}. In a training config: --set loss.identity_net=mobilefacenet") from None
-                            raise
                         if self.term_names is None:
                             try:
                                 self.term_names = self.step_module.check_terms(terms)
@@ -818,7 +805,7 @@ class _FrozenEmbedder(nn.Module):
         return self.net((faces - self.mean.to(faces.dtype)) / self.std.to(faces.dtype))
 
 
-def _identity_module(name: str, weights: str | None, device: torch.device, key: str = "loss.identity_net") -> nn.Module:
+def _identity_module(name: str, weights: str | None, device: torch.device, key: str = "loss.identity") -> nn.Module:
     """The recogniser ``name`` (fsr_bench.face registry) as a frozen, differentiable embedder.
 
     A recogniser's ``embed`` runs under ``no_grad``; an identity loss needs gradients through the
