@@ -20,12 +20,13 @@ keeps SR and HR aligned) and returns float32 LR of the same rank.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypedDict, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -95,16 +96,13 @@ def mod_crop(hr: torch.Tensor, scale: int) -> torch.Tensor:
 
 # -- helpers --------------------------------------------------------------------------------------
 def _check_scale(scale: Any) -> int:
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, numbers.Real)
-        or int(scale) != scale
-        or scale < 1
-    ):
+    # any real number type (NumPy's too) holding a whole value; nan and inf are not whole
+    value = float(scale) if isinstance(scale, numbers.Real) and not isinstance(scale, bool) else math.nan
+    if not value.is_integer() or value < 1:
         raise DegradationConfigError(
             f"scale must be a positive integer (e.g. 4 or 8), got {scale!r}"
         )
-    return int(scale)
+    return int(value)
 
 
 def _check_kernel(kernel: str, kind: str) -> None:
@@ -133,7 +131,7 @@ def _as_batch(hr: torch.Tensor, scale: int) -> tuple[torch.Tensor, bool]:
 
 def _indices(index: int | Sequence[int], n: int) -> list[int]:
     """Per-image indices: ``index + i`` for an int, or an explicit sequence of length n."""
-    if isinstance(index, numbers.Integral):
+    if isinstance(index, (int, numbers.Integral)):  # NumPy integers too
         return [int(index) + i for i in range(n)]
     out = [int(i) for i in index]
     if len(out) != n:
@@ -210,6 +208,14 @@ class BicubicDown:
 Range = tuple[float, float]
 
 
+class SampleParams(TypedDict):
+    """What one image of a :class:`SurveillanceChain` gets (its per-image provenance)."""
+
+    blur_sigma: float
+    noise_sigma: float
+    jpeg_quality: int | None
+
+
 def _as_range(value: Any, key: str, low: float, high: float, integer: bool = False) -> Range | None:
     """Normalise ``x`` or ``[lo, hi]`` to a validated ``(lo, hi)`` tuple (YAML gives lists)."""
     if value is None:
@@ -283,16 +289,17 @@ class SurveillanceChain:
             np.random.PCG64(np.random.SeedSequence([seed, index, self._STEPS[step]]))
         )
 
-    def sample_params(self, index: int, seed: int | None = None) -> dict[str, float | int | None]:
+    def sample_params(self, index: int, seed: int | None = None) -> SampleParams:
         """The blur σ, noise σ and JPEG quality image ``index`` gets (for per-image provenance)."""
         s = self.seed if seed is None else seed
-        blur = self._rng(s, index, "blur").uniform(*self.blur_sigma) if self.blur_sigma else 0.0
-        noise = self._rng(s, index, "noise").uniform(*self.noise_sigma) if self.noise_sigma else 0.0
+        # __post_init__ made every field a (low, high) tuple or None (jpeg_quality: integers)
+        blur_range, noise_range, jpeg_range = (cast("Range | None", v) for v in (
+            self.blur_sigma, self.noise_sigma, self.jpeg_quality))
+        blur = self._rng(s, index, "blur").uniform(*blur_range) if blur_range else 0.0
+        noise = self._rng(s, index, "noise").uniform(*noise_range) if noise_range else 0.0
         quality = (
-            int(
-                self._rng(s, index, "jpeg").integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)
-            )
-            if self.jpeg_quality
+            int(self._rng(s, index, "jpeg").integers(int(jpeg_range[0]), int(jpeg_range[1]) + 1))
+            if jpeg_range
             else None
         )
         return {"blur_sigma": float(blur), "noise_sigma": float(noise), "jpeg_quality": quality}

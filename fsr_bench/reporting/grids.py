@@ -35,7 +35,7 @@ from fsr_bench.reporting.load import (
     Sample,
     file_forms,
 )
-from fsr_bench.reporting.plots import STYLE
+from fsr_bench.reporting.plots import STYLE, Colour
 from fsr_bench.reporting.tables import RECONSTRUCTION_METRICS, best_flags
 
 __all__ = ["CropBox", "DEFAULT_CROP_BOX", "parse_crop_box", "recognition_grid", "reconstruction_grid"]
@@ -223,7 +223,7 @@ def _lr_tile(sample: Sample, size: tuple[int, int] | None, scale: int) -> _Tile:
 
 
 # -- public ----------------------------------------------------------------------------------------
-def reconstruction_grid(run: Run, colours: Mapping[str, object], *, crop: CropBox | None = DEFAULT_CROP_BOX,
+def reconstruction_grid(run: Run, colours: Mapping[str, Colour], *, crop: CropBox | None = DEFAULT_CROP_BOX,
                         max_samples: int = 2, title: str | None = None) -> Figure | None:
     """Fig. 4 layout: rows = samples; columns LR | each model | HR; zoomed crop under each tile;
     per-tile PSNR/SSIM from ``per_image.csv``. None when the run saved no samples."""
@@ -273,7 +273,7 @@ def _probe_score(scores: Sequence[ProbeScore], label: str, folder: str) -> Probe
     return None
 
 
-def recognition_grid(run: Run, colours: Mapping[str, object], *, max_samples: int = 2,
+def recognition_grid(run: Run, colours: Mapping[str, Colour], *, max_samples: int = 2,
                      title: str | None = None) -> Figure | None:
     """Fig. 5 layout: rows = probes; columns LR | each SR | gallery; each tile annotated with its
     cosine similarity to the gallery face (``per_probe.csv``). None when no samples were saved."""
