@@ -175,7 +175,7 @@ class Trainer:
             identity = IdentityLoss(_identity_module(spec.recogniser, spec.weights, self.device, "loss.identity"))
         self.step_module = TrainStep(self.model, cfg.loss.pixel, cfg.loss.weights, identity,
                                      cfg.loss.identity.weight if cfg.loss.identity is not None else 0.0)
-        wrapped: nn.Module = self.step_module
+        wrapped: Callable[..., Any] = self.step_module  # (lr, hr, face_affine) -> (loss, terms)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -185,7 +185,7 @@ class Trainer:
         self.wrapped = wrapped
         kw: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
+            self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
             weight_decay=cfg.optim.weight_decay, **kw,
         )
         self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -490,6 +490,8 @@ class Trainer:
         ips = count * self.cfg.data.batch_size / max(1e-9, now - self._t_log)
         self._t_log = now
         self._ips.append(ips)
+        if self.term_names is None:  # set by the first optimizer step, which precedes every log
+            raise RuntimeError("_log called before the first optimizer step")
         terms = dict(zip(self.term_names, values))
         if not all(math.isfinite(v) for v in values):
             raise TrainError(
@@ -666,7 +668,9 @@ class Trainer:
 
     def _val_step_due(self) -> bool:
         every = self.cfg.val_every_steps
-        return bool(every) and self.step % every == 0
+        if not every:
+            return False
+        return self.step % every == 0
 
     def _optimizer_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimizer step on ``batch``; its loss terms as one device vector (no host sync)."""
@@ -688,7 +692,7 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         reason = self._stop_reason or ("max_steps" if self.cfg.schedule.max_steps and self.step >= self.cfg.schedule.max_steps else "epochs")
-        summary = {
+        summary: dict[str, Any] = {
             "model": self.cfg.model.name,
             "params": self.model.num_parameters(),
             "device": str(self.device) if self.device.type == "cpu" else torch.cuda.get_device_name(self.device),
@@ -780,6 +784,9 @@ class Trainer:
 
 class _FrozenEmbedder(nn.Module):
     """A recogniser's network as a differentiable map: RGB [0, 1] faces -> embeddings (frozen)."""
+
+    mean: torch.Tensor  # buffers (1, 3, 1, 1)
+    std: torch.Tensor
 
     def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor):
         super().__init__()
