@@ -375,8 +375,8 @@ def _package_faces(kwargs: dict[str, Any], where: str, data_root: str | os.PathL
 
 
 for _name, _preset in DATASET_PRESETS.items():
-    DATASETS.register(_name)(_folder_type(_preset))  # type: ignore[type-var]
-DATASETS.register("package_faces")(DatasetType(_PACKAGE_KEYS, _package_faces, needs_root=False))  # type: ignore[type-var]
+    DATASETS.register(_name)(_folder_type(_preset))
+DATASETS.register("package_faces")(DatasetType(_PACKAGE_KEYS, _package_faces, needs_root=False))
 
 
 def check_dataset_spec(spec: Mapping[str, Any], where: str = "dataset") -> None:
@@ -388,7 +388,7 @@ def check_dataset_spec(spec: Mapping[str, Any], where: str = "dataset") -> None:
     if not isinstance(kind, str) or kind not in DATASETS:
         what = "has no 'type'" if kind is None else f"has unknown type {kind!r}"
         raise DatasetConfigError(f"{where} {what}; valid types: {', '.join(valid_types)}")
-    dtype: DatasetType = DATASETS.get(kind).builder  # type: ignore[assignment]
+    dtype: DatasetType = DATASETS.get(kind).builder
     for key in spec:
         if key != "type" and key not in dtype.keys:
             raise DatasetConfigError(
@@ -412,5 +412,5 @@ def build_dataset(
     ``${FSR_BENCH_DATA}`` (see :func:`expand_path`).
     """
     check_dataset_spec(spec, where)
-    dtype: DatasetType = DATASETS.get(spec["type"]).builder  # type: ignore[assignment]
+    dtype: DatasetType = DATASETS.get(spec["type"]).builder
     return dtype.build({k: v for k, v in spec.items() if k != "type"}, where, data_root)
