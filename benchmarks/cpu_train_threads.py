@@ -13,7 +13,6 @@ trainer's own logged img/s after the first ``--warmup`` steps. Writes
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -22,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +47,9 @@ def one_run(config: str, threads: int, steps: int, warmup: int, sets: list[str])
         t0 = time.perf_counter()
         train(cfg, echo=lambda s: None)
         wall = time.perf_counter() - t0
-        with open(Path(tmp) / "run" / "train_log.csv", newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) > warmup]
-    return {"threads": threads, "img_per_s": statistics.median(float(r["img_per_s"]) for r in rows),
+        log = pd.read_csv(Path(tmp) / "run" / "train_log.csv")
+        ips = [float(v) for v in log.loc[log["step"] > warmup, "img_per_s"]]
+    return {"threads": threads, "img_per_s": statistics.median(ips),
             "wall_s": round(wall, 1), "precision": cfg.precision, "channels_last": cfg.channels_last,
             "batch": cfg.data.batch_size, "workers": cfg.data.workers,
             "load_before": [round(x, 2) for x in before], "load_after": [round(x, 2) for x in os.getloadavg()]}

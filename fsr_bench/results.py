@@ -226,9 +226,13 @@ def frame(lines: Iterable[Sequence[Any]], columns: Sequence[str]):  # -> pandas.
     return pd.DataFrame(list(lines), columns=list(columns), dtype=object)
 
 
+#: The project's one CSV dialect (``DataFrame.to_csv`` arguments): results tables and training logs.
+CSV_DIALECT: dict[str, Any] = {"index": False, "lineterminator": "\n", "na_rep": ""}
+
+
 def write_csv(path: Path, table) -> Path:
     """A DataFrame as CSV, atomically; None cells are empty, values as ``str()`` writes them."""
-    return atomic.write_text(path, table.to_csv(index=False, lineterminator="\n", na_rep=""))
+    return atomic.write_text(path, table.to_csv(**CSV_DIALECT))
 
 
 # -- reading ---------------------------------------------------------------------------------------

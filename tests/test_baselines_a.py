@@ -44,14 +44,33 @@ def perturb(model):
 
 
 # -- parameter counts at the default (paper / upstream) configs --------------------------------
-def test_srfbn_parameter_count_matches_upstream_readme():
-    # upstream README: SRFBN 3,631K, SRFBN-S 483K (×4); upstream also counts the 24 frozen
-    # mean-shift weights that are buffers here
+def _srfbn_parameters(m: int, groups: int, kernel: int) -> int:
+    """SRFBN's parameter count written out from upstream's layer list (Paper99/SRFBN_CVPR19,
+    ``networks/srfbn_arch.py`` + ``networks/blocks.py``): every (de)conv has a bias, every PReLU one
+    weight (``n_prelu=1``), no normalisation; the feedback block's weights are shared by the T
+    steps, so T does not count. ``kernel``: the projection (de)conv size (8 at ×4, 12 at ×8)."""
+    conv = lambda cin, cout, k: cin * cout * k * k + cout  # noqa: E731 - Conv2d / ConvTranspose2d
+    prelu = 1
+    n = conv(3, 4 * m, 3) + prelu + conv(4 * m, m, 1) + prelu  # conv_in, feat_in
+    n += conv(2 * m, m, 1) + prelu  # FB compress_in: [f_in, h_{t-1}] -> m
+    n += groups * 2 * (conv(m, m, kernel) + prelu)  # upBlocks (deconv), downBlocks (strided conv)
+    n += sum(2 * (conv(m * (g + 1), m, 1) + prelu) for g in range(1, groups))  # uptran/downtranBlocks
+    n += conv(groups * m, m, 1) + prelu  # compress_out
+    n += conv(m, m, kernel) + prelu + conv(m, 3, 3)  # out (deconv + PReLU), conv_out (no activation)
+    return n
+
+
+def test_srfbn_parameter_count_matches_upstream_layer_list_and_readme():
+    # upstream train_SRFBN.json: m=64, T=4, G=6; test_SRFBN-S_x4_BI.json: m=32, T=4, G=3
     n = default("srfbn_x4").num_parameters()
-    assert abs(n + 24 - 3_631_000) < 500, n
+    assert n == _srfbn_parameters(64, 6, kernel=8)
     n_s = create_model("srfbn_x4", num_features=32, num_groups=3).num_parameters()
+    assert n_s == _srfbn_parameters(32, 3, kernel=8)
+    assert default("srfbn_x8").num_parameters() == _srfbn_parameters(64, 6, kernel=12)  # 12×12 projections
+    # upstream README: SRFBN 3,631K, SRFBN-S 483K (×4); upstream also counts its two frozen
+    # MeanShift 1×1 convs (2 × (9 + 3) = 24 weights), buffers here
+    assert abs(n + 24 - 3_631_000) < 500, n
     assert abs(n_s + 24 - 483_000) < 500, n_s
-    assert default("srfbn_x8").num_parameters() == 7_891_294  # 12×12 projections
 
 
 def test_sparnet_parameter_count_matches_released_model():

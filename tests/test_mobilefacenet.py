@@ -70,9 +70,29 @@ def test_state_dict_keys_and_shapes_match_the_release(shared_dir):
     assert ours == listed
 
 
+def _mobilefacenet_parameters(embedding: int = 128) -> int:
+    """Written out from Chen et al. 2018 (MobileFaceNets, arXiv:1804.07573) Table 1: conv3×3/2 (64),
+    depthwise 3×3 (64), bottlenecks (t, c, n, s) = (2,64,5,2) (4,128,1,2) (2,128,6,1) (4,128,1,2)
+    (2,128,2,1), conv1×1 (512), linear GDConv 7×7, linear conv1×1 (embedding). Convs without bias
+    but the last, each followed by BatchNorm (weight + bias), as foamliu/MobileFaceNet's release."""
+    bn = lambda c: 2 * c  # noqa: E731
+    n = 3 * 64 * 9 + bn(64)  # conv1
+    n += 64 * 9 + bn(64) + 64 * 64 + bn(64)  # depthwise 3×3 + pointwise 1×1
+    cin = 64
+    for t, c, repeats, _ in [(2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1)]:
+        for _ in range(repeats):
+            hidden = cin * t  # expand 1×1, depthwise 3×3, linear project 1×1
+            n += cin * hidden + bn(hidden) + hidden * 9 + bn(hidden) + hidden * c + bn(c)
+            cin = c
+    n += cin * 512 + bn(512)  # conv 1×1 to 512
+    n += 512 * 49 + bn(512)  # GDConv: depthwise 7×7
+    n += 512 * embedding + embedding + bn(embedding)  # linear conv 1×1 (with bias), BN
+    return n
+
+
 def test_parameter_count_and_output_shape():
     net = MobileFaceNet().eval()
-    assert sum(p.numel() for p in net.parameters()) == 999_936
+    assert sum(p.numel() for p in net.parameters()) == _mobilefacenet_parameters()  # 999,936
     with torch.no_grad():
         assert net(torch.zeros(2, 3, 112, 112)).shape == (2, 128)
 

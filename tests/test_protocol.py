@@ -1,9 +1,12 @@
 """Protocol schema: unknown keys are located errors, precedence is CLI > YAML > defaults."""
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from fsr_bench.protocol import ProtocolError, load_protocol, load_protocol_dict
+import pytest
+from conftest import REPO
+
+from fsr_bench.protocol import ProtocolError, find_protocol, load_protocol, load_protocol_dict
 
 BASE = {
     "name": "t",
@@ -88,6 +91,29 @@ def test_labels_are_checked_as_file_names(labels):  # issue 11 item 3
 def test_missing_file_lists_available(tmp_path):
     with pytest.raises(ProtocolError, match="not found"):
         load_protocol(tmp_path / "nope.yaml")
+
+
+def test_a_bundled_name_is_the_checkouts_file_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no protocols/ here
+    want = (REPO / "protocols" / "quickstart.yaml").resolve()
+    assert find_protocol("quickstart").resolve() == want
+    assert find_protocol("quickstart.yaml").resolve() == want
+    assert load_protocol("quickstart").name == "quickstart"
+    with pytest.raises(ProtocolError, match="did you mean quickstart"):
+        find_protocol("quickstrat")
+    with pytest.raises(ProtocolError, match="not found: sub/quickstart"):
+        find_protocol("sub/quickstart")  # a path is never read as a bundled name
+    (tmp_path / "quickstart").write_text("name: mine\n")  # an existing file wins over the bundled name
+    assert find_protocol("quickstart") == Path("quickstart")
+
+
+def test_training_configs_load_by_bundled_name(tmp_path, monkeypatch):
+    from fsr_bench.train.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    by_name = load_config("train_tanet_s_faces256_x4")
+    by_path = load_config(REPO / "protocols" / "train_tanet_s_faces256_x4.yaml")
+    assert by_name.to_dict() == by_path.to_dict()
 
 
 def test_bundled_protocols_validate(monkeypatch):

@@ -26,6 +26,7 @@ from fsr_bench.models.base import SuperResolver
 from fsr_bench.models.checkpoint import read_checkpoint, save_checkpoint
 from fsr_bench.train.config import ConfigError, load_config
 from fsr_bench.train.data import EpochSampler, TrainPairs, dihedral
+from fsr_bench.train.logs import CsvLog
 from fsr_bench.train.losses import TrainStep
 from fsr_bench.train.trainer import Trainer, TrainError, train
 
@@ -538,3 +539,40 @@ def test_stale_temp_files_of_a_killed_run_are_swept(tmp_path, data):
         (out / name).write_bytes(b"x" * 10)
     train(_cfg(tmp_path, data, "schedule.max_steps=1"), **quiet)
     assert sorted(p.name for p in out.glob("*.tmp")) == ["keep.tmp"]
+
+
+# -- the streaming CSV logs (pandas; issue 16) ----------------------------------------------------
+def _csv_module_log(path: Path, rows: list[dict]) -> None:
+    """The reference: what the csv-module writer the trainer used before wrote for these rows."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]), extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_csv_log_writes_what_the_csv_module_wrote_and_resume_drops_later_rows(tmp_path):
+    rows = [{"step": 1, "epoch": "0.250", "loss_total": "0.500000", "note": "a,b"},  # a quoted cell
+            {"step": 2, "epoch": "0.500", "loss_total": "0.400000", "note": "", "gpu_mem_gb": "1.00"},  # extra key
+            {"step": 3, "epoch": "0.750", "note": 'say "hi"'},  # a missing key: empty cell
+            {"step": 4, "epoch": "1.000", "loss_total": "0.300000", "note": ""}]
+    log = CsvLog(tmp_path / "log.csv", resume_step=None)
+    for r in rows:
+        log.write(r)
+    _csv_module_log(tmp_path / "ref.csv", rows)
+    assert (tmp_path / "log.csv").read_bytes() == (tmp_path / "ref.csv").read_bytes()
+    with open(tmp_path / "log.csv", newline="") as f:
+        assert list(csv.DictReader(f)) == [
+            {"step": "1", "epoch": "0.250", "loss_total": "0.500000", "note": "a,b"},
+            {"step": "2", "epoch": "0.500", "loss_total": "0.400000", "note": ""},
+            {"step": "3", "epoch": "0.750", "loss_total": "", "note": 'say "hi"'},
+            {"step": "4", "epoch": "1.000", "loss_total": "0.300000", "note": ""}]
+    # resume at step 2: rows 3 and 4 are logged again by the resumed run; kept rows unchanged
+    log = CsvLog(tmp_path / "log.csv", resume_step=2)
+    log.write({"step": 3, "epoch": "0.750", "loss_total": "0.350000", "note": ""})
+    _csv_module_log(tmp_path / "ref.csv", rows[:2] + [{"step": 3, "epoch": "0.750", "loss_total": "0.350000", "note": ""}])
+    assert (tmp_path / "log.csv").read_bytes() == (tmp_path / "ref.csv").read_bytes()
+    # a resume before the first logged row keeps the header only, once
+    CsvLog(tmp_path / "log.csv", resume_step=0).write({"step": 1, "epoch": "0.250", "loss_total": "0.1", "note": ""})
+    assert (tmp_path / "log.csv").read_text() == "step,epoch,loss_total,note\n1,0.250,0.1,\n"
+    CsvLog(tmp_path / "log.csv", resume_step=None)  # a fresh run replaces an old log
+    assert not (tmp_path / "log.csv").exists()

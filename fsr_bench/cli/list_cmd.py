@@ -43,8 +43,21 @@ def recognisers() -> None:
 @app.command("protocols")
 @catches_errors
 def protocols() -> None:
-    """Protocol YAML files in ./protocols."""
+    """Bundled protocols (`fsr-bench run NAME`, `fsr-bench train NAME`), then other YAML files in ./protocols."""
     from pathlib import Path
 
-    for p in sorted(Path("protocols").glob("*.yaml")):
+    from fsr_bench.config_io import read_yaml_mapping
+    from fsr_bench.protocol import ProtocolError, bundled_protocols
+
+    bundled = bundled_protocols()
+    width = max([len(n) for n in bundled] + [4])
+    typer.echo(f"{'name':<{width}}  {'kind':<14}  description")
+    for name, path in sorted(bundled.items()):
+        doc = read_yaml_mapping(path, ProtocolError, "protocol")
+        kind = doc.get("kind", "reconstruction")
+        about = doc.get("description") or (f"trains {(doc.get('model') or {}).get('name')}" if kind == "train" else "")
+        typer.echo(f"{name:<{width}}  {kind:<14}  {about}")
+    shipped = {p.resolve() for p in bundled.values()}
+    local = [p for p in sorted(Path("protocols").glob("*.yaml")) if p.resolve() not in shipped]
+    for p in local:  # a user's own folder beside the bundled ones: run these by path
         typer.echo(str(p))

@@ -1,4 +1,4 @@
-"""``fsr-bench run PROTOCOL.yaml``: run a benchmark protocol end to end."""
+"""``fsr-bench run PROTOCOL``: run a benchmark protocol (a YAML path or a bundled name) end to end."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ from fsr_bench.cli._common import catches_errors, fail
 
 @catches_errors
 def run(
-    protocol: Path = typer.Argument(..., help="protocol YAML, e.g. protocols/quickstart.yaml"),
+    protocol: Path = typer.Argument(..., help="protocol YAML (protocols/quickstart.yaml) or bundled name (quickstart)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: runs/<protocol name>)"),
     set_: List[str] = typer.Option([], "--set", help="override any protocol key: --set run.batch_size=4 (repeatable)"),
     force: bool = typer.Option(False, "--force", help="recompute models whose finished results would be reused; take over an OUT that another protocol owns"),

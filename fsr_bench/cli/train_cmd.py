@@ -20,7 +20,7 @@ from fsr_bench.cli._common import catches_errors
 
 @catches_errors
 def train(
-    config: Path = typer.Argument(..., help="training config YAML (e.g. protocols/train_tanet_ffhq_x4.yaml)"),
+    config: Path = typer.Argument(..., help="training config YAML (protocols/train_tanet_ffhq_x4.yaml) or bundled name (train_tanet_ffhq_x4)"),
     set_: Optional[List[str]] = typer.Option(
         None, "--set", "-s", metavar="KEY=VALUE",
         help="override a config value, dotted key, YAML-typed value (repeatable): --set optim.lr=1e-4",

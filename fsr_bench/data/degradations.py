@@ -21,17 +21,19 @@ keeps SR and HR aligned) and returns float32 LR of the same rank.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypedDict, cast, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from typing_extensions import Required
 
 from fsr_bench.data.io import FsrBenchDataError, to_uint8
 from fsr_bench.data.resize import KERNELS, resize
@@ -98,16 +100,13 @@ def mod_crop(hr: torch.Tensor, scale: int) -> torch.Tensor:
 
 # -- helpers --------------------------------------------------------------------------------------
 def _check_scale(scale: Any) -> int:
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, numbers.Real)
-        or int(scale) != scale
-        or scale < 1
-    ):
+    # any real number type (NumPy's too) holding a whole value; nan and inf are not whole
+    value = float(scale) if isinstance(scale, numbers.Real) and not isinstance(scale, bool) else math.nan
+    if not value.is_integer() or value < 1:
         raise DegradationConfigError(
             f"scale must be a positive integer (e.g. 4 or 8), got {scale!r}"
         )
-    return int(scale)
+    return int(value)
 
 
 def _check_kernel(kernel: str, kind: str) -> None:
@@ -136,7 +135,7 @@ def _as_batch(hr: torch.Tensor, scale: int) -> tuple[torch.Tensor, bool]:
 
 def _indices(index: int | Sequence[int], n: int) -> list[int]:
     """Per-image indices: ``index + i`` for an int, or an explicit sequence of length n."""
-    if isinstance(index, numbers.Integral):
+    if isinstance(index, (int, numbers.Integral)):  # NumPy integers too
         return [int(index) + i for i in range(n)]
     out = [int(i) for i in index]
     if len(out) != n:
@@ -250,6 +249,18 @@ class BicubicDown:
 Range = tuple[float, float]
 
 
+class SampleParams(TypedDict, total=False):
+    """What one image of a :class:`SurveillanceChain` gets (its per-image provenance); the motion and
+    re-compression keys only when those optional steps are on."""
+
+    blur_sigma: Required[float]
+    noise_sigma: Required[float]
+    jpeg_quality: Required[int | None]
+    motion_length: float
+    motion_angle: float
+    recompress_scale: float
+
+
 def _as_range(value: Any, key: str, low: float, high: float, integer: bool = False) -> Range | None:
     """Normalise ``x`` or ``[lo, hi]`` to a validated ``(lo, hi)`` tuple (YAML gives lists)."""
     if value is None:
@@ -345,25 +356,26 @@ class SurveillanceChain:
             np.random.PCG64(np.random.SeedSequence([seed, index, self._STEPS[step]]))
         )
 
-    def sample_params(self, index: int, seed: int | None = None) -> dict[str, float | int | None]:
+    def sample_params(self, index: int, seed: int | None = None) -> SampleParams:
         """The blur σ, noise σ and JPEG quality image ``index`` gets (for per-image provenance)."""
         s = self.seed if seed is None else seed
-        blur = self._rng(s, index, "blur").uniform(*self.blur_sigma) if self.blur_sigma else 0.0
-        noise = self._rng(s, index, "noise").uniform(*self.noise_sigma) if self.noise_sigma else 0.0
+        # __post_init__ made every field a (low, high) tuple or None (jpeg_quality: integers)
+        blur_range, noise_range, jpeg_range = (cast("Range | None", v) for v in (
+            self.blur_sigma, self.noise_sigma, self.jpeg_quality))
+        motion_range, recompress_range = (cast("Range | None", v) for v in (self.motion_length, self.recompress_scale))
+        blur = self._rng(s, index, "blur").uniform(*blur_range) if blur_range else 0.0
+        noise = self._rng(s, index, "noise").uniform(*noise_range) if noise_range else 0.0
         quality = (
-            int(
-                self._rng(s, index, "jpeg").integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)
-            )
-            if self.jpeg_quality
+            int(self._rng(s, index, "jpeg").integers(int(jpeg_range[0]), int(jpeg_range[1]) + 1))
+            if jpeg_range
             else None
         )
-        p: dict[str, float | int | None] = {"blur_sigma": float(blur), "noise_sigma": float(noise),
-                                             "jpeg_quality": quality}
-        if self.motion_length:
-            p["motion_length"] = float(self._rng(s, index, "motion").uniform(*self.motion_length))
+        p: SampleParams = {"blur_sigma": float(blur), "noise_sigma": float(noise), "jpeg_quality": quality}
+        if motion_range:
+            p["motion_length"] = float(self._rng(s, index, "motion").uniform(*motion_range))
             p["motion_angle"] = float(self._rng(s, index, "motion_angle").uniform(0.0, 180.0))
-        if self.recompress_scale:
-            p["recompress_scale"] = float(self._rng(s, index, "recompress").uniform(*self.recompress_scale))
+        if recompress_range:
+            p["recompress_scale"] = float(self._rng(s, index, "recompress").uniform(*recompress_range))
         return p
 
     def _degrade_one(self, hr: torch.Tensor, index: int, seed: int) -> torch.Tensor:
@@ -371,8 +383,8 @@ class SurveillanceChain:
         p = self.sample_params(index, seed)
         x = gaussian_blur(hr.to(torch.float32), p["blur_sigma"])
         if p.get("motion_length"):
-            x = motion_blur(x, float(p["motion_length"]), float(p["motion_angle"] or 0.0))
-        r = float(p.get("recompress_scale") or 1.0)
+            x = motion_blur(x, p["motion_length"], p.get("motion_angle", 0.0))
+        r = p.get("recompress_scale", 1.0)
         if r > 1.0:
             H, W = x.shape[-2:]
             small = (max(1, int(round(H / r))), max(1, int(round(W / r))))

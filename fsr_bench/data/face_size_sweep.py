@@ -159,7 +159,7 @@ def face_size_sweep(
         crop = None
         if crop_height is not None:
             crop = (crop_height, max(1, round_half_up(crop_height * w / h)))
-        if source_interocular_px is not None:
+        if source_interocular_px is not None and crop is not None:  # crop: crop_height is set (checked above)
             ied, basis = float(source_interocular_px) * w / crop[1], "measured"
         else:
             ied, basis = face_width_fraction * w * ied_t / width_t, "template"

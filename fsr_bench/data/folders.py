@@ -34,7 +34,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -68,6 +68,15 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
 
 _FOLDER_KEYS = ("root", "list_file", "hr_size", "hr_transform", "on_error", "cache")
 _PACKAGE_KEYS = ("hr_size", "names")
+
+
+class SizedDataset(Protocol):
+    """What every registered dataset type builds: a map-style dataset of known length, items
+    ``{"hr": (3, H, W) float tensor, "name": str, ...}`` (torch's ``Dataset`` declares no ``__len__``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
 
 
 class DatasetConfigError(FsrBenchDataError):
@@ -339,7 +348,7 @@ class DatasetType:
     ``fsr_bench.datasets`` and ``DATASETS.register("name")(DatasetType(...))``."""
 
     keys: tuple[str, ...]
-    build: Callable[[dict[str, Any], str, str | os.PathLike[str] | None], Dataset]
+    build: Callable[[dict[str, Any], str, str | os.PathLike[str] | None], SizedDataset]
     needs_root: bool = True
 
 
@@ -347,7 +356,7 @@ DATASETS: Registry[DatasetType] = Registry("dataset type", "fsr_bench.datasets")
 
 
 def _folder_type(preset: Mapping[str, Any]) -> DatasetType:
-    def build(kwargs: dict[str, Any], where: str, data_root: str | os.PathLike[str] | None) -> Dataset:
+    def build(kwargs: dict[str, Any], where: str, data_root: str | os.PathLike[str] | None) -> SizedDataset:
         kwargs = {**preset, **kwargs}
         kwargs["root"] = expand_path(kwargs["root"], f"{where}.root", data_root)
         if kwargs.get("list_file") is not None:
@@ -357,7 +366,7 @@ def _folder_type(preset: Mapping[str, Any]) -> DatasetType:
     return DatasetType(_FOLDER_KEYS, build)
 
 
-def _package_faces(kwargs: dict[str, Any], where: str, data_root: str | os.PathLike[str] | None) -> Dataset:
+def _package_faces(kwargs: dict[str, Any], where: str, data_root: str | os.PathLike[str] | None) -> SizedDataset:
     from fsr_bench.data.package_faces import PackageFaces
 
     if "names" in kwargs:
@@ -366,8 +375,8 @@ def _package_faces(kwargs: dict[str, Any], where: str, data_root: str | os.PathL
 
 
 for _name, _preset in DATASET_PRESETS.items():
-    DATASETS.register(_name)(_folder_type(_preset))  # type: ignore[type-var]
-DATASETS.register("package_faces")(DatasetType(_PACKAGE_KEYS, _package_faces, needs_root=False))  # type: ignore[type-var]
+    DATASETS.register(_name)(_folder_type(_preset))
+DATASETS.register("package_faces")(DatasetType(_PACKAGE_KEYS, _package_faces, needs_root=False))
 
 
 def check_dataset_spec(spec: Mapping[str, Any], where: str = "dataset") -> None:
@@ -379,7 +388,7 @@ def check_dataset_spec(spec: Mapping[str, Any], where: str = "dataset") -> None:
     if not isinstance(kind, str) or kind not in DATASETS:
         what = "has no 'type'" if kind is None else f"has unknown type {kind!r}"
         raise DatasetConfigError(f"{where} {what}; valid types: {', '.join(valid_types)}")
-    dtype: DatasetType = DATASETS.get(kind).builder  # type: ignore[assignment]
+    dtype: DatasetType = DATASETS.get(kind).builder
     for key in spec:
         if key != "type" and key not in dtype.keys:
             raise DatasetConfigError(
@@ -395,7 +404,7 @@ def build_dataset(
     spec: Mapping[str, Any],
     where: str = "dataset",
     data_root: str | os.PathLike[str] | None = None,
-) -> Dataset:
+) -> SizedDataset:
     """Build a dataset from ``{type: <registered type>, **kwargs}`` (:data:`DATASETS`).
 
     For folder types, keys are :class:`FaceFolder` arguments; a preset supplies ``hr_size`` and
@@ -403,5 +412,5 @@ def build_dataset(
     ``${FSR_BENCH_DATA}`` (see :func:`expand_path`).
     """
     check_dataset_spec(spec, where)
-    dtype: DatasetType = DATASETS.get(spec["type"]).builder  # type: ignore[assignment]
+    dtype: DatasetType = DATASETS.get(spec["type"]).builder
     return dtype.build({k: v for k, v in spec.items() if k != "type"}, where, data_root)

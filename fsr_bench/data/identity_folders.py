@@ -322,7 +322,7 @@ class IdentityFolderSet(ListedSet):
     :meth:`describe`).
     """
 
-    root: str | Path
+    root: Path  # a str is made a Path in __post_init__
     list_file: str | Path | None = None
     gallery_list: str | Path | None = None
     max_identities: int | None = None

@@ -337,7 +337,7 @@ def list_images(
     entries = read_list_file(list_file)
     if not entries:
         raise FsrBenchDataError(f"list file {list_file} has no entries (only blanks/comments)")
-    images: list[Path] = []
+    images = []  # list[Path], as the scan's above
     problems: list[str] = []
     for entry in entries:
         target = root_path / entry

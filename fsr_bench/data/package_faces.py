@@ -27,8 +27,8 @@ def _load(name: str) -> np.ndarray:
         import matplotlib.cbook as cbook
         from PIL import Image
 
-        with cbook.get_sample_data("grace_hopper.jpg") as f:
-            return np.asarray(Image.open(f).convert("RGB"))
+        with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as f:
+            return np.asarray(f.convert("RGB"))
     raise KeyError(name)
 
 

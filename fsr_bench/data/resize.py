@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -58,7 +59,10 @@ ScaleArg = float | int | tuple[float, float]
 SizeArg = tuple[int, int]
 
 
-def cubic(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+_Array = TypeVar("_Array", torch.Tensor, np.ndarray)
+
+
+def cubic(x: _Array) -> _Array:
     """Keys' cubic convolution kernel with a = -0.5 (MATLAB ``imresize``'s ``cubic``)."""
     ax = abs(x)
     ax2 = ax * ax
@@ -73,6 +77,7 @@ def _contributions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """MATLAB's ``contributions``: weights (out, taps) float64, 0-based indices (out, taps)."""
     width = 4.0
+    kernel: Callable[[np.ndarray], np.ndarray]
     if scale < 1 and antialias:
         kernel = lambda t: scale * cubic(scale * t)  # noqa: E731 - mirrors MATLAB's h = @(x) ...
         width = width / scale

@@ -40,7 +40,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,9 @@ import torch.nn.functional as F
 from fsr_bench.atomic import sha256_file
 from fsr_bench.data.identity_folders import RECOGNITION_SETS, GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
 from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError, read_image
+
+if TYPE_CHECKING:
+    from fsr_bench.face.detect import Selection  # the detector is imported only when cropping
 
 __all__ = [
     "BOB_PROTOCOLS",
@@ -182,10 +185,10 @@ class FaceCrop:
 
     aspect_hw: tuple[int, int] = (28, 21)
     min_face_size: int = 12
-    selection: str = "probability"
+    selection: Selection = "probability"
     enlarge: float = 1.3
     on_failure: str = "error"
-    cache_dir: Path | None = None
+    cache_dir: str | Path | None = None
     device: str = "cpu"
     _aligner: Any = field(default=None, init=False, repr=False)
     _boxes: dict[str, list[float] | None] = field(default_factory=dict, init=False, repr=False)
@@ -283,7 +286,7 @@ class SCfaceSet(ListedSet):
         cache_dir: where face boxes are cached (the runner passes ``OUT/cache``).
     """
 
-    root: str | Path
+    root: Path  # a str is made a Path in __post_init__
     subjects: str | Sequence[int] = "all"
     distances: Sequence[int] = DISTANCES
     cameras: Sequence[int] = VISIBLE_CAMERAS

@@ -136,7 +136,7 @@ class VerificationPair:
 class SurvFaceVerificationSet:
     """The QMUL-SurvFace 1:1 pairs (see module doc); ``max_pairs`` draws that many of each kind."""
 
-    root: str | Path
+    root: Path  # a str is made a Path in __post_init__
     max_pairs: int | None = None
     seed: int = 0
     name: str = "QMUL-SurvFace verification"
@@ -200,7 +200,7 @@ class SurvFaceIdentificationSet(ListedSet):
         scale: the SR factor the protocol is for.
     """
 
-    root: str | Path
+    root: Path  # a str is made a Path in __post_init__
     max_mated_probes: int | None = None
     max_unmated_probes: int | None = None
     seed: int = 0

@@ -108,7 +108,7 @@ class TinyFaceSet(ListedSet):
         scale: the SR factor the protocol is for.
     """
 
-    root: str | Path
+    root: Path  # a str is made a Path in __post_init__
     distractors: bool = True
     max_distractors: int | None = None
     seed: int = 0
@@ -191,12 +191,12 @@ class TinyFaceSet(ListedSet):
         mat = test / mat_name
         if not mat.is_file():
             out = []
-            for name, p in files.items():
-                s = subject_of(p.stem)
+            for name, path in files.items():
+                s = subject_of(path.stem)
                 if s is None:
                     problems["misnamed"].append(f"{folder}/{name}")
                 else:
-                    out.append((p, s))
+                    out.append((path, s))
             return out
         self.lists_used.append(mat_name)
         data = load_mat(mat, [names_key, ids_key], "TinyFace")

@@ -18,7 +18,7 @@ say ``recogniser: onnx:~/.insightface/models/buffalo_s/w600k_mbf.onnx``.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from fsr_bench.registry import Registry, RegistryError
 
@@ -96,7 +96,7 @@ def create_recogniser(
         weights, name = path, "onnx"
     entry = RECOGNISERS.get(name)
     recogniser = entry.builder(weights=weights, device=device, **options)
-    recogniser.name = name if name != "onnx" else f"{ONNX_PREFIX}{os.fspath(weights)}"
+    recogniser.name = name if name != "onnx" else f"{ONNX_PREFIX}{os.fspath(cast('str', weights))}"  # the file's path
     return recogniser
 
 

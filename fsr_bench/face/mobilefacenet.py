@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
+from typing import Iterable, cast
 
 import torch
 from torch import nn
@@ -82,9 +83,9 @@ class DepthwiseSeparable(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.depthwise = nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn1: nn.Module = nn.BatchNorm2d(channels)
         self.pointwise = nn.Conv2d(channels, channels, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.bn2: nn.Module = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +122,7 @@ class InvertedResidual(nn.Module):
         return x + y if self.use_residual else y
 
     def fold_bn(self) -> None:
-        for pair in (self.conv[0], self.conv[1]):
+        for pair in cast("tuple[ConvBNReLU6, ConvBNReLU6]", (self.conv[0], self.conv[1])):
             pair[0], pair[1] = _fold(pair[0], pair[1])
         self.conv[2], self.conv[3] = _fold(self.conv[2], self.conv[3])
 
@@ -132,7 +133,7 @@ class GlobalDepthwise(nn.Module):
     def __init__(self, channels: int, kernel: int = 7):
         super().__init__()
         self.depthwise = nn.Conv2d(channels, channels, kernel, groups=channels, bias=False)
-        self.bn = nn.BatchNorm2d(channels)
+        self.bn: nn.Module = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.depthwise(x))
@@ -159,7 +160,7 @@ class MobileFaceNet(nn.Module):
         self.conv2 = ConvBNReLU6(cin, 512, 1)  # (N, 512, 7, 7)
         self.gdconv = GlobalDepthwise(512, 7)  # (N, 512, 1, 1)
         self.conv3 = nn.Conv2d(512, embedding_dim, 1, bias=True)  # (N, D, 1, 1)
-        self.bn = nn.BatchNorm2d(embedding_dim)
+        self.bn: nn.Module = nn.BatchNorm2d(embedding_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dw_conv(self.conv1(x))
@@ -178,7 +179,7 @@ class MobileFaceNet(nn.Module):
         for seq in (net.conv1, net.conv2):
             seq[0], seq[1] = _fold(seq[0], seq[1])
         net.dw_conv.fold_bn()
-        for block in net.features:
+        for block in cast("Iterable[InvertedResidual]", net.features):
             block.fold_bn()
         net.gdconv.fold_bn()
         net.conv3, net.bn = _fold(net.conv3, net.bn)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import urllib.parse
 import urllib.request
 import warnings
 from pathlib import Path
@@ -74,7 +75,7 @@ def backbone_path(net: str = "alex") -> Path:
 
     Resolved at call time via ``torch.hub.get_dir()``, so ``TORCH_HOME`` set later still counts.
     """
-    filename = os.path.basename(urllib.request.urlparse(backbone_url(net)).path)
+    filename = os.path.basename(urllib.parse.urlparse(backbone_url(net)).path)
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 

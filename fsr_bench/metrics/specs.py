@@ -57,13 +57,13 @@ METRICS: Registry[Metric] = Registry("metric", "fsr_bench.metrics")  # type: ign
 
 
 def register_metric(m: Metric) -> Metric:
-    METRICS.register(m.key)(m)  # type: ignore[type-var]
+    METRICS.register(m.key)(m)
     return m
 
 
 def metric(key: str) -> Metric:
     """The registered metric ``key`` (an unknown key is an error listing close matches)."""
-    return METRICS.get(key).builder  # type: ignore[return-value]
+    return METRICS.get(key).builder
 
 
 _R: Literal["reconstruction"] = "reconstruction"

@@ -105,7 +105,7 @@ def create_model(
     if "scale" in config and model.scale != int(config["scale"]):
         raise ValueError(f"{name!r} built a x{model.scale} model although scale={config['scale']} was asked")
     model.name = name
-    if ckpt is not None:
+    if ckpt is not None and checkpoint is not None:  # both or neither
         load_state_dict_strict(model, ckpt["state_dict"], source=str(checkpoint))
         model.checkpoint_path = str(Path(checkpoint).resolve())
     return model

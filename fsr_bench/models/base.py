@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from fsr_bench.models.pretrained import Pretrained
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,12 @@ class SuperResolver(nn.Module):
     ``name`` is filled in by :func:`fsr_bench.models.create_model` with the registered name.
     """
 
-    info: ClassVar[ModelInfo] = ModelInfo(paper="")
+    info: ModelInfo = ModelInfo(paper="")  # a class attribute; a model may refine it per instance (TANet)
     size_multiple: int = 1
     name: str = ""
+    # set by create_model only when weights are loaded (annotations alone: absent otherwise)
+    checkpoint_path: str
+    pretrained: Pretrained
 
     def __init__(self, scale: int, config: Any = None):
         super().__init__()
@@ -86,7 +92,7 @@ class SuperResolver(nn.Module):
         """The architecture's config as plain JSON types (what a checkpoint stores)."""
         if self.config is None:
             return {}
-        if dataclasses.is_dataclass(self.config):
+        if dataclasses.is_dataclass(self.config) and not isinstance(self.config, type):
             return dataclasses.asdict(self.config)
         return dict(self.config)
 

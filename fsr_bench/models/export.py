@@ -152,6 +152,8 @@ def export_onnx(
             f"{_first_line(exc)}.{hint}"
         ) from exc
 
+    if program is None:  # torch.onnx.export returns None only without dynamo=True
+        raise ExportError(f"{name}: torch.onnx.export returned no ONNX program")
     proto = program.model_proto
     meta = {
         "fsr_bench.model": name,
@@ -228,7 +230,8 @@ def onnx_parity(
     session = onnx_session(onnx_model)
     input_name = session.get_inputs()[0].name
     model = model.cpu().float().eval()
-    rows, sq_err, n_values, max_diff = [], 0.0, 0, 0.0
+    rows: list[dict[str, Any]] = []
+    sq_err, n_values, max_diff = 0.0, 0, 0.0
     for lr in batches:
         lr = lr.detach().float().cpu()
         with torch.no_grad():

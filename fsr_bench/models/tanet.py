@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -120,7 +121,8 @@ class TransformerBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, norm: str,
                  qkv_bias: bool = True, attn_proj: bool = True):
         super().__init__()
-        make_norm = {"layernorm": lambda: nn.LayerNorm(dim), "none": nn.Identity}[norm]
+        norms: dict[str, Callable[[], nn.Module]] = {"layernorm": lambda: nn.LayerNorm(dim), "none": nn.Identity}
+        make_norm = norms[norm]
         self.norm1, self.norm2 = make_norm(), make_norm()
         self.attn = MultiHeadSelfAttention(dim, num_heads, qkv_bias=qkv_bias, proj=attn_proj)
         hidden = int(round(dim * mlp_ratio))
@@ -165,7 +167,7 @@ class GlobalPath(nn.Module):
         patches = feat.view(b, c, gh, p, gw, p).permute(0, 2, 4, 3, 5, 1)
         if self.tokenizer == "patch":
             tokens = self.embed(patches.reshape(b, gh * gw, p * p * c))  # (B, L=gh*gw, C)
-            pos = self.pos
+            pos: torch.Tensor = self.pos
             if pos.shape[-2:] != (gh, gw):
                 pos = F.interpolate(pos, size=(gh, gw), mode="bilinear", align_corners=False)
             tokens = tokens + pos.flatten(2).transpose(1, 2)

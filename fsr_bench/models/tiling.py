@@ -124,4 +124,6 @@ def tiled_forward(model: SuperResolver, lr: torch.Tensor, tile: int = DEFAULT_TI
                     bar.update()
     if bar is not None:
         bar.close()
+    if out is None:  # no tile ran
+        raise ValueError(f"tiled_forward got an empty image: shape {tuple(lr.shape)}")
     return out

@@ -6,13 +6,24 @@ plug-in registered with :func:`register_protocol`). The file's ``kind`` picks th
 discriminated union; ``reconstruction`` when absent). Training configs declare ``kind: train`` and
 are refused here with the command that runs them.
 
-Paths in a protocol are relative to the current working directory; ``${VAR}`` expands environment
-variables, e.g. ``${FSR_BENCH_DATA}/ffhq`` (see :mod:`fsr_bench.config_io`, shared with training).
+A protocol is named by a YAML path or, for the protocols that ship inside the package
+(``fsr_bench/protocols/*.yaml``, one copy in git: the checkout's ``protocols/`` folder, which the
+package links to and the wheel carries), by its bare name: ``fsr-bench run quickstart``. An existing
+file wins over a bundled name.
+
+Relative paths *inside* a protocol resolve against the current working directory, wherever the
+YAML lives, bundled or not (never against the YAML's folder): ``fsr-bench run faces256_val_x4`` and
+``fsr-bench run protocols/faces256_val_x4.yaml`` read the same ``../shared/...`` from a checkout's
+root. From elsewhere, point a bundled protocol at the data with ``--set data.dataset.root=...`` or
+its ``${VAR}`` (``${FSR_BENCH_DATA}/ffhq``; :mod:`fsr_bench.config_io`, shared with training); the
+quickstart reads no files.
 """
 from __future__ import annotations
 
 import copy
+import difflib
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Sequence, Union
 
@@ -31,6 +42,8 @@ __all__ = [
     "RecognitionProtocol",
     "ReconstructionProtocol",
     "RunSpec",
+    "bundled_protocols",
+    "find_protocol",
     "load_protocol",
     "load_protocol_dict",
     "register_protocol",
@@ -65,11 +78,33 @@ def load_protocol_dict(doc: dict[str, Any], overrides: Sequence[str] = (), sourc
                                                     drop_loc_prefix=1)) from None
 
 
+def bundled_protocols() -> dict[str, Path]:
+    """The protocol (and training-config) files shipped inside the package, by name (file stem)."""
+    folder = resources.files("fsr_bench") / "protocols"
+    if not folder.is_dir():
+        return {}
+    return {f.name[: -len(".yaml")]: Path(str(f)) for f in folder.iterdir() if f.name.endswith(".yaml")}
+
+
+def find_protocol(name: str | os.PathLike[str]) -> Path:
+    """A protocol file: ``name`` itself when it is a file, else the bundled protocol of that name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    bundled = bundled_protocols()
+    stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    if len(path.parts) == 1 and stem in bundled:
+        return bundled[stem]
+    near = difflib.get_close_matches(stem, sorted(bundled), n=5, cutoff=0.5)  # as the registries suggest
+    raise ProtocolError(
+        f"protocol file not found: {path}"
+        + (f"; did you mean {', '.join(near)}?" if near else "")
+        + f" Give a YAML path or a bundled name: {', '.join(n for n in sorted(bundled) if not n.startswith('train_'))}"
+        " (`fsr-bench list protocols` lists them all, training configs included)"
+    )
+
+
 def load_protocol(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        hint = ""
-        if Path("protocols").is_dir():
-            hint = f"; available: {', '.join(sorted(p.name for p in Path('protocols').glob('*.yaml')))}"
-        raise ProtocolError(f"protocol file not found: {path}{hint}")
+    """Read, override (``--set``) and validate a protocol named by path or bundled name."""
+    path = find_protocol(path)
     return load_protocol_dict(read_yaml_mapping(path, ProtocolError, "protocol"), overrides, source=str(path))

@@ -35,7 +35,7 @@ from fsr_bench.reporting.load import (
     Sample,
     file_forms,
 )
-from fsr_bench.reporting.plots import STYLE
+from fsr_bench.reporting.plots import STYLE, Colour
 from fsr_bench.reporting.tables import RECONSTRUCTION_METRICS, best_flags
 
 __all__ = ["CropBox", "DEFAULT_CROP_BOX", "parse_crop_box", "recognition_grid", "reconstruction_grid"]
@@ -201,8 +201,8 @@ def _draw(tiles: Sequence[Sequence[_Tile]], row_names: Sequence[str], colours: S
             else:
                 shown = _letterbox(tile.image, h, w)
                 ax.imshow(shown, interpolation="nearest" if c == 0 else "antialiased", aspect="auto")
-                if zoom_ax is not None:
-                    x0, y0, x1, y1 = crop.pixels(h, w)  # type: ignore[union-attr]
+                if zoom_ax is not None and crop is not None:  # zoom_ax exists only with a crop
+                    x0, y0, x1, y1 = crop.pixels(h, w)
                     ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
                                            edgecolor="#ffd400", linewidth=1.2))
                     zoom_ax.imshow(shown[y0:y1, x0:x1], interpolation="nearest", aspect="auto")
@@ -223,7 +223,7 @@ def _lr_tile(sample: Sample, size: tuple[int, int] | None, scale: int) -> _Tile:
 
 
 # -- public ----------------------------------------------------------------------------------------
-def reconstruction_grid(run: Run, colours: Mapping[str, object], *, crop: CropBox | None = DEFAULT_CROP_BOX,
+def reconstruction_grid(run: Run, colours: Mapping[str, Colour], *, crop: CropBox | None = DEFAULT_CROP_BOX,
                         max_samples: int = 2, title: str | None = None) -> Figure | None:
     """Fig. 4 layout: rows = samples; columns LR | each model | HR; zoomed crop under each tile;
     per-tile PSNR/SSIM from ``per_image.csv``. None when the run saved no samples."""
@@ -273,7 +273,7 @@ def _probe_score(scores: Sequence[ProbeScore], label: str, folder: str) -> Probe
     return None
 
 
-def recognition_grid(run: Run, colours: Mapping[str, object], *, max_samples: int = 2,
+def recognition_grid(run: Run, colours: Mapping[str, Colour], *, max_samples: int = 2,
                      title: str | None = None) -> Figure | None:
     """Fig. 5 layout: rows = probes; columns LR | each SR | gallery; each tile annotated with its
     cosine similarity to the gallery face (``per_probe.csv``). None when no samples were saved."""
@@ -317,8 +317,9 @@ def _similarity_tile(image: np.ndarray | None, label: str, score: ProbeScore | N
     return _Tile(image, label, f"cos {score.similarity:.4f}")
 
 
-def _hex(colour: object) -> str:
+def _hex(colour: Colour | str) -> str:
     """The method's colour, darkened by a quarter so light hues (olive, pink) read as text."""
     from matplotlib.colors import to_hex, to_rgb
 
-    return to_hex(tuple(0.75 * c for c in to_rgb(colour)))  # type: ignore[arg-type]
+    r, g, b = to_rgb(colour)
+    return to_hex((0.75 * r, 0.75 * g, 0.75 * b))

@@ -18,7 +18,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from matplotlib import colormaps, rc_context
@@ -39,6 +39,12 @@ from fsr_bench.reporting.tables import (
     scale_label,
 )
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType  # matplotlib >= 3.9 names the rc keys (stubs only)
+
+#: A method's colour: RGBA in [0, 1], as :func:`method_colours` gives it.
+Colour = tuple[float, float, float, float]
+
 __all__ = [
     "DPI",
     "STYLE",
@@ -56,7 +62,7 @@ __all__ = [
 
 DPI = 150
 #: Matplotlib settings shared by every figure (applied with ``rc_context``, never globally).
-STYLE: dict[str, object] = {
+STYLE: dict[RcKeyType, Any] = {
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.titleweight": "bold",
@@ -76,7 +82,7 @@ _NO_FACE = "no face detected"  # the bar-chart form of Table 4's "-"
 _PALETTE = (0, 1, 2, 3, 4, 5, 6, 8, 9)
 
 
-def method_colours(labels: Iterable[str]) -> dict[str, tuple[float, float, float, float]]:
+def method_colours(labels: Iterable[str]) -> dict[str, Colour]:
     """A colour per distinct label, in first-seen order (tab10 minus grey; tab20 beyond nine)."""
     unique = list(dict.fromkeys(labels))
     if len(unique) <= len(_PALETTE):
@@ -120,7 +126,7 @@ def _ylim(shown: Sequence[float], metric: Metric, headroom: float) -> tuple[floa
     return bottom, hi + headroom * (hi - bottom)
 
 
-def bar_panels(panels: Sequence[Panel], colours: Mapping[str, object], title: str) -> Figure:
+def bar_panels(panels: Sequence[Panel], colours: Mapping[str, Colour], title: str) -> Figure:
     """Grouped bars, one panel per metric, value labels on the bars, best label in bold.
 
     Panels without a single number (e.g. LPIPS/MPS when LPIPS could not run) are left out; the
@@ -183,7 +189,7 @@ def bar_panels(panels: Sequence[Panel], colours: Mapping[str, object], title: st
     return fig
 
 
-def reconstruction_bars(runs: Sequence[Run], colours: Mapping[str, object], title: str) -> Figure:
+def reconstruction_bars(runs: Sequence[Run], colours: Mapping[str, Colour], title: str) -> Figure:
     """PSNR/SSIM/LPIPS/MPS bars per method, grouped by scale (one comparable group of runs)."""
     scales = sorted({r.scale for r in runs})
     refs = _references(runs)
@@ -192,7 +198,7 @@ def reconstruction_bars(runs: Sequence[Run], colours: Mapping[str, object], titl
     return bar_panels(panels, colours, title)
 
 
-def recognition_bars(runs: Sequence[Run], colours: Mapping[str, object], title: str) -> Figure:
+def recognition_bars(runs: Sequence[Run], colours: Mapping[str, Colour], title: str) -> Figure:
     """Matching accuracy, average similarity, detection rate and Rank-1 bars per method."""
     scales = sorted({r.scale for r in runs})
     panels = []
@@ -202,7 +208,7 @@ def recognition_bars(runs: Sequence[Run], colours: Mapping[str, object], title: 
     return bar_panels(panels, colours, title)
 
 
-def per_distance_bars(run: Run, colours: Mapping[str, object], title: str) -> Figure | None:
+def per_distance_bars(run: Run, colours: Mapping[str, Colour], title: str) -> Figure | None:
     """Matching accuracy, average similarity and detection rate per camera distance, for one run
     (one scale); None when the run has no per-distance results."""
     distances = distances_of([run])
@@ -252,7 +258,7 @@ def _legend_right(fig: Figure, handles: list) -> None:
     fig.legend(handles=handles, loc="outside right center")
 
 
-def metric_vs_scale(runs: Sequence[Run], colours: Mapping[str, object], title: str) -> Figure | None:
+def metric_vs_scale(runs: Sequence[Run], colours: Mapping[str, Colour], title: str) -> Figure | None:
     """Each metric against the scale, one line per method; None with fewer than two scales."""
     if runs and runs[0].kind != RECONSTRUCTION:
         raise ValueError("metric_vs_scale expects reconstruction runs")
@@ -267,7 +273,7 @@ def metric_vs_scale(runs: Sequence[Run], colours: Mapping[str, object], title: s
             for label, series in _values_by_scale(runs, scales, m.key).items():
                 labels.append(label)
                 xs = [s for s, v in zip(scales, series) if v is not None]
-                ys = [m.display(v) for v in series if v is not None]
+                ys = [m.display(float(v)) for v in series if v is not None]  # no str: hide_undetected is off
                 ax.plot(xs, ys, marker="o", ms=4, lw=1.5, color=colours[label], label=label)
             ax.set_xscale("log", base=2)
             ax.set_xticks(scales, [scale_label(s) for s in scales])
@@ -293,7 +299,7 @@ def _curve_axes(runs: Sequence[Run], what: str, title: str) -> tuple[Figure, lis
     return fig, axes, scales
 
 
-def roc_curves(runs: Sequence[Run], colours: Mapping[str, object], title: str) -> Figure | None:
+def roc_curves(runs: Sequence[Run], colours: Mapping[str, Colour], title: str) -> Figure | None:
     """Verification ROC (TAR vs. log FAR), markers at FAR = 1e-3 and 1e-2; None without ROC data."""
     if not any(row.roc_far for run in runs for row in run.rows):
         return None
@@ -338,7 +344,7 @@ def roc_curves(runs: Sequence[Run], colours: Mapping[str, object], title: str) -
     return fig
 
 
-def cmc_curves(runs: Sequence[Run], colours: Mapping[str, object], title: str) -> Figure | None:
+def cmc_curves(runs: Sequence[Run], colours: Mapping[str, Colour], title: str) -> Figure | None:
     """Cumulative match characteristic (identification rate vs. rank); None without CMC data."""
     if not any(row.cmc for run in runs for row in run.rows):
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence, Union
 
@@ -139,8 +140,8 @@ def _reconstruction_section(group: RunGroup, figs: _Figures, colours: Mapping[st
     out += ["### Efficiency\n", efficiency_table(group.runs)]
     grid_links = []
     for run, tag in zip(group.runs, _run_tags(group)):
-        link = figs.add(f"{slug}-{tag}-samples", lambda run=run: grids.reconstruction_grid(
-            run, colours, crop=crop, max_samples=max_samples), f"visual comparison ×{run.scale}")
+        link = figs.add(f"{slug}-{tag}-samples", partial(grids.reconstruction_grid,
+                        run, colours, crop=crop, max_samples=max_samples), f"visual comparison ×{run.scale}")
         if link:
             grid_links.append(link)
     if grid_links:
@@ -171,8 +172,8 @@ def _recognition_section(group: RunGroup, figs: _Figures, colours: Mapping[str, 
     if distances:
         out += ["### Per camera distance\n", distances]
         for run, tag in zip(group.runs, _run_tags(group)):
-            out.append(figs.add(f"{slug}-{tag}-distance", lambda run=run: plots.per_distance_bars(
-                run, colours, f"{group.title} ×{run.scale}: per distance"), "per-distance results"))
+            out.append(figs.add(f"{slug}-{tag}-distance", partial(plots.per_distance_bars,
+                       run, colours, f"{group.title} ×{run.scale}: per distance"), "per-distance results"))
     roc = figs.add(f"{slug}-roc", lambda: plots.roc_curves(
         group.runs, colours, f"{group.title}: verification ROC"), "ROC")
     cmc = figs.add(f"{slug}-cmc", lambda: plots.cmc_curves(
@@ -180,8 +181,8 @@ def _recognition_section(group: RunGroup, figs: _Figures, colours: Mapping[str, 
     if roc or cmc:
         out += ["### Verification and identification curves\n",
                 "ROC: dots are the table's TAR at FAR = 1e-3 and 1e-2; dashed line = chance.\n", roc, cmc]
-    links = [figs.add(f"{slug}-{tag}-samples", lambda run=run: grids.recognition_grid(
-        run, colours, max_samples=max_samples), f"probes ×{run.scale}")
+    links = [figs.add(f"{slug}-{tag}-samples", partial(grids.recognition_grid,
+                      run, colours, max_samples=max_samples), f"probes ×{run.scale}")
         for run, tag in zip(group.runs, _run_tags(group))]
     if any(links):
         out += ["### Visual comparison (paper Fig. 5 layout)\n",

@@ -17,7 +17,10 @@ __all__ = ["plain", "rng_state", "set_rng_state"]
 
 def rng_state(device: torch.device) -> dict[str, Any]:
     """This process's RNG states as tensors/ints (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state()  # the global RandomState: always MT19937's legacy tuple
+    if not isinstance(legacy, tuple):
+        raise TypeError(f"numpy's global RNG state is {type(legacy).__name__}, not MT19937's tuple")
+    kind, keys, pos, has_gauss, cached = legacy
     version, pstate, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -212,6 +212,10 @@ def load_config(
     source = "(from --set)"
     if path is not None:
         p = Path(path)
+        if not p.is_file() and len(p.parts) == 1:  # a bundled name: `fsr-bench train train_tanet_s_faces256_x4`
+            from fsr_bench.protocol import bundled_protocols
+
+            p = bundled_protocols().get(p.name.removesuffix(".yaml"), p)
         raw.update(read_yaml_mapping(p, ConfigError, "training config"))
         source = str(p)
         if raw.get("kind") in PROTOCOL_KINDS:

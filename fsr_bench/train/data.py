@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+
+if TYPE_CHECKING:
+    from fsr_bench.data.folders import SizedDataset
 
 __all__ = ["EpochSampler", "TrainPairs", "ValPairs", "dihedral"]
 
@@ -83,7 +86,7 @@ def _find_lr(lr_root: Path, name: str) -> Path:
 
 
 class _Pairs(Dataset):
-    def __init__(self, hr_set: Dataset, scale: int, degradation=None, lr_folder: str | Path | None = None):
+    def __init__(self, hr_set: SizedDataset, scale: int, degradation=None, lr_folder: str | Path | None = None):
         if degradation is None and lr_folder is None:
             raise ValueError("need a degradation or a pre-generated LR folder")
         self.hr_set, self.scale, self.degradation = hr_set, int(scale), degradation
@@ -99,10 +102,10 @@ class _Pairs(Dataset):
         h, w = hr.shape[-2] - hr.shape[-2] % s, hr.shape[-1] - hr.shape[-1] % s
         return hr[:, :h, :w], item["name"]  # mod-crop (top-left), as the degradations expect
 
-    def _read_lr(self, name: str, hr_shape: Sequence[int]) -> torch.Tensor:
+    def _read_lr(self, lr_folder: Path, name: str, hr_shape: Sequence[int]) -> torch.Tensor:
         from fsr_bench.data.io import read_image
 
-        lr = read_image(_find_lr(self.lr_folder, name))
+        lr = read_image(_find_lr(lr_folder, name))
         want = (hr_shape[-2] // self.scale, hr_shape[-1] // self.scale)
         if tuple(lr.shape[-2:]) != want:
             raise ValueError(
@@ -125,7 +128,7 @@ class TrainPairs(_Pairs):
 
     def __init__(
         self,
-        hr_set: Dataset,
+        hr_set: SizedDataset,
         scale: int,
         degradation=None,
         lr_folder: str | Path | None = None,
@@ -156,7 +159,7 @@ class TrainPairs(_Pairs):
         index, epoch, pos = (int(k) for k in key)
         words = _stream(self.seed, epoch, index)
         hr, name = self._hr(index)
-        lr = self._read_lr(name, hr.shape) if self.lr_folder is not None else None
+        lr = self._read_lr(self.lr_folder, name, hr.shape) if self.lr_folder is not None else None
         s = self.scale
         y = x = 0
         if self.patch is not None:
@@ -193,14 +196,14 @@ class TrainPairs(_Pairs):
 class ValPairs(_Pairs):
     """(LR, HR) validation pairs: whole (mod-cropped) images; degradation seed fixed per index."""
 
-    def __init__(self, hr_set: Dataset, scale: int, degradation=None, lr_folder=None, seed: int = 0):
+    def __init__(self, hr_set: SizedDataset, scale: int, degradation=None, lr_folder=None, seed: int = 0):
         super().__init__(hr_set, scale, degradation, lr_folder)
         self.seed = int(seed)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         hr, name = self._hr(int(index))
         if self.lr_folder is not None:
-            lr = self._read_lr(name, hr.shape)
+            lr = self._read_lr(self.lr_folder, name, hr.shape)
         else:
             lr = self.degradation(hr, index=int(index), seed=self.seed)
         return {"lr": lr, "hr": hr, "index": int(index), "name": name}

@@ -65,7 +65,7 @@ def dihedral_points(pts: np.ndarray, op: int, h: int, w: int) -> np.ndarray:
     return out[_SWAP_ON_FLIP] if op >= 4 else out
 
 
-def face_affine(landmarks: np.ndarray) -> np.ndarray:
+def face_affine(landmarks: np.ndarray | None) -> np.ndarray:
     """2×3 similarity (image px -> 112×112 ArcFace template px); NaN when there are no landmarks."""
     if landmarks is None or not np.isfinite(landmarks).all():
         return np.full((2, 3), np.nan, dtype=np.float32)
@@ -74,7 +74,7 @@ def face_affine(landmarks: np.ndarray) -> np.ndarray:
     return estimate_norm(np.asarray(landmarks, dtype=np.float64).reshape(5, 2), image_size=ALIGNED).astype(np.float32)
 
 
-def aligned_grid(affine: torch.Tensor, in_hw: tuple[int, int], size: int = ALIGNED) -> torch.Tensor:
+def aligned_grid(affine: torch.Tensor, in_hw: Sequence[int], size: int = ALIGNED) -> torch.Tensor:
     """``grid_sample`` grid (B, size, size, 2) that warps (B, C, H, W) images as ``cv2.warpAffine``.
 
     Output pixel centre (u, v) samples the source at A⁻¹((u, v) − t); both use integer pixel-centre
@@ -174,7 +174,7 @@ class IdentityLoss(nn.Module):
             with torch.no_grad():
                 e_hr = self._embed(align_faces(hr[valid].float().contiguous(), affine))  # (b, D)
             e_sr = self._embed(sr_faces)  # (b, D), differentiable w.r.t. sr
-        terms = {IDENTITY: zero if e_sr is None else (1.0 - (e_sr * e_hr).sum(dim=1)).mean()}
+        terms = {IDENTITY: zero if e_sr is None or e_hr is None else (1.0 - (e_sr * e_hr).sum(dim=1)).mean()}
         if INFONCE in self.weights:  # every process reaches the gather, faces or not (DDP)
             dim = self._dim(sr) if e_hr is None else e_hr.shape[1]
             local = e_hr if e_hr is not None else sr.new_zeros((0, dim), dtype=torch.float32)
@@ -213,18 +213,18 @@ def training_landmarks(hr_set: Any, cache_dir: str | os.PathLike, device: str = 
     key = _dataset_key([str(p) for p in paths], [p.stat().st_size for p in paths])
     cache = Path(cache_dir) / f"landmarks-{key}.json"
     if cache.is_file():
-        rows = json.loads(cache.read_text())["landmarks"]
+        rows: list[list[list[float]] | None] = json.loads(cache.read_text())["landmarks"]
         return [None if r is None else np.asarray(r, dtype=np.float32) for r in rows]
     from tqdm import tqdm
 
     from fsr_bench.face.detect import FaceAligner
 
     aligner = FaceAligner(device=device)  # the recognition protocol's detector and settings
-    rows: list[list[list[float]] | None] = []
+    rows = []
     chunk = 16
     for start in tqdm(range(0, len(hr_set), chunk), desc="HR landmarks (once)", unit="batch"):
         images = [hr_set[i]["hr"] for i in range(start, min(start + chunk, len(hr_set)))]
-        found = aligner.align(images)
+        found: Any = aligner.align(images)  # AlignedFaces; the name is reused for the count below
         for ok, pts in zip(found.detected.tolist(), found.landmarks.numpy()):
             rows.append(np.round(pts, 3).tolist() if ok else None)
     found = sum(r is not None for r in rows)

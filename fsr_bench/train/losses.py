@@ -15,7 +15,7 @@ DDP's gradient hooks correct even for models trained through a method other than
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping, cast
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ class TrainStep(nn.Module):
 
     def forward(self, lr: torch.Tensor, hr: torch.Tensor,
                 face_affine: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        model = self.model
+        model: Any = self.model  # optional hooks: forward_steps, training_loss
         if hasattr(model, "forward_steps"):
             outs = model.forward_steps(lr)
             for o in outs:
@@ -85,7 +85,7 @@ class TrainStep(nn.Module):
                 if name in terms:
                     raise ValueError(f"loss.identity's term {name!r} collides with a term of the model's training_loss")
                 terms[name] = value
-        total = sum(self.weights.get(n, 1.0) * v for n, v in terms.items())
+        total = cast(torch.Tensor, sum(self.weights.get(n, 1.0) * v for n, v in terms.items()))  # never 0: "pixel"
         # the logged values are views of one new detached tensor: returning detached aliases of
         # `total` itself next to it makes torch.compile (2.14) hand back a loss without grad_fn
         logged = torch.stack([total, *terms.values()]).detach()

@@ -29,7 +29,6 @@ points, so all ranks stop at the same step.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
@@ -53,6 +52,7 @@ from fsr_bench.train.checkpointing import plain, rng_state, set_rng_state
 from fsr_bench.train.config import TrainConfig, recipe_differences
 from fsr_bench.train.data import EpochSampler, TrainPairs, ValPairs, as_patch, check_sizes
 from fsr_bench.train.distributed import dist_env, resolve_device
+from fsr_bench.train.logs import CsvLog
 from fsr_bench.train.losses import TrainStep
 from fsr_bench.train.validation import collate_val, score_pairs
 
@@ -71,37 +71,6 @@ def _fmt_duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-class _CsvLog:
-    """Append-only CSV whose header is fixed at the first row; resume drops rows after the restart."""
-
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path, self.fields = path, None
-        if resume_step is not None and path.is_file():
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
-            if rows:
-                self.fields = list(rows[0].keys())
-                kept = [r for r in rows if int(float(r["step"])) <= resume_step]
-                tmp = path.with_name(f".{path.name}.tmp")
-                with open(tmp, "w", newline="") as f:
-                    w = csv.DictWriter(f, self.fields)
-                    w.writeheader()
-                    w.writerows(kept)
-                os.replace(tmp, path)
-        elif path.is_file():
-            path.unlink()
-
-    def write(self, row: dict[str, Any]) -> None:
-        new = self.fields is None
-        if new:
-            self.fields = list(row)
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, self.fields, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
 
 
 # -- the trainer ----------------------------------------------------------------------------------
@@ -208,7 +177,7 @@ class Trainer:
             spec = cfg.loss.identity
             identity = IdentityLoss.from_config(spec, _identity_module(spec.recogniser, spec.weights, self.device))
         self.step_module = TrainStep(self.model, cfg.loss.pixel, cfg.loss.weights, identity)
-        wrapped: nn.Module = self.step_module
+        wrapped: Callable[..., Any] = self.step_module  # (lr, hr, face_affine) -> (loss, terms)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -218,7 +187,7 @@ class Trainer:
         self.wrapped = wrapped
         kw: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
+            self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
             weight_decay=cfg.optim.weight_decay, **kw,
         )
         self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -524,6 +493,8 @@ class Trainer:
         ips = count * self.cfg.data.batch_size / max(1e-9, now - self._t_log)
         self._t_log = now
         self._ips.append(ips)
+        if self.term_names is None:  # set by the first optimizer step, which precedes every log
+            raise RuntimeError("_log called before the first optimizer step")
         terms = dict(zip(self.term_names, values))
         if not all(math.isfinite(v) for v in values):
             raise TrainError(
@@ -560,8 +531,8 @@ class Trainer:
         (self.out_dir / "config.yaml").write_text(self.cfg.to_yaml(), encoding="utf-8")
         resume_step = self.step if self.resume else None
         if self.cfg.log.csv:
-            self.train_csv = _CsvLog(self.out_dir / "train_log.csv", resume_step)
-            self.val_csv = _CsvLog(self.out_dir / "val_log.csv", resume_step)
+            self.train_csv = CsvLog(self.out_dir / "train_log.csv", resume_step)
+            self.val_csv = CsvLog(self.out_dir / "val_log.csv", resume_step)
         if self.cfg.log.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -596,6 +567,79 @@ class Trainer:
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        """Train until the schedule ends, a stop is requested or the time budget is spent; the summary.
+
+        One optimizer step per iteration, then the after-step decisions, always in this order:
+        stop? (rank 0's clock, agreed by all ranks) -> log -> at an epoch end: lr step, validate,
+        checkpoint -> mid-epoch: validate or checkpoint when due, and a final checkpoint on stop.
+        """
+        cfg, sch = self.cfg, self.cfg.schedule
+        self._start_session()
+        total = self.total_steps()
+        stop = self.step >= total or self.epoch >= sch.epochs
+        if not stop and sch.max_minutes is not None and self._elapsed() >= sch.max_minutes * 60:
+            self.echo(f"the time budget schedule.max_minutes={sch.max_minutes:g} is used up;"
+                      " raise it with --set schedule.max_minutes=... to train on")
+            self._stop_reason, stop = "time budget", True
+        acc: torch.Tensor | None = None  # loss terms summed on the device since the last log
+        count = 0
+        batches = None  # this epoch's iterator; None: open the next one
+        bar = self._progress_bar(total)
+        self.model.train()
+        try:
+            with self._signals():
+                while not stop:
+                    if batches is None:  # data order and augmentations: functions of (seed, epoch, position)
+                        self.sampler.set_epoch(self.epoch, self.epoch_step)
+                        batches = iter(self.loader)
+                    terms = self._optimizer_step(next(batches))
+                    acc = terms if acc is None else acc + terms
+                    count += 1
+                    self.step += 1
+                    self.epoch_step += 1
+                    if bar is not None:
+                        bar.update(1)
+                    for cb in self.callbacks:
+                        cb(self)
+
+                    # -- after-step decisions --
+                    log_due = self.step % sch.log_every == 0
+                    stop, checkpoint_due = self._flags(force_check=log_due)  # a collective at log steps
+                    stop = stop or self.step >= total
+                    epoch_end = self.epoch_step >= self.steps_per_epoch
+                    if log_due or stop or epoch_end:
+                        self._log(acc, count, bar)  # the one host sync of the interval
+                        acc, count = None, 0
+                    if epoch_end:
+                        self.epoch += 1
+                        self.epoch_step = 0
+                        self.scheduler.step()
+                        batches = None
+                        stop = stop or self.epoch >= sch.epochs
+                        validate = (bool(cfg.val_every) and self.epoch % cfg.val_every == 0) or self._val_step_due()
+                        if stop and self._stop_reason != "interrupted":  # the final weights are always scored
+                            validate = True
+                        self.save(best=self._after_validation(self.validate()) if validate else False)
+                        if not stop:
+                            stop = self._flags(force_check=True)[0]
+                        continue
+                    if self._val_step_due():
+                        self.save(best=self._after_validation(self.validate()))
+                    elif checkpoint_due and not stop:
+                        self.save()
+                    if stop:  # mid-epoch: last.pt, scored unless interrupted (Ctrl-C) or scored just now
+                        scored = self.last_val is not None and self.last_val["step"] == self.step
+                        if self._stop_reason != "interrupted" and not scored:
+                            self.save(best=self._after_validation(self.validate()))
+                        else:
+                            self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+        return self._finish()
+
+    def _start_session(self) -> None:
+        """Refuse to overwrite a run, restore a resumed one, open the logs, start this session's clocks."""
         cfg = self.cfg
         if self.write_outputs and not self.resume and (self.out_dir / "last.pt").exists():  # every rank: no hang
             raise TrainError(
@@ -608,97 +652,46 @@ class Trainer:
         self._last_ckpt_time = time.monotonic()
         self._t_log = time.monotonic()
         self._ips: list[float] = []
-        total = self.total_steps()
         self.echo(
             f"training {cfg.model.name} ({self.model.num_parameters() / 1e6:.2f} M params) on {self.device}"
             f" x{self.world}: {len(self.train_hr)} train images, {self.steps_per_epoch} steps/epoch, global batch"
-            f" {cfg.data.batch_size}, {total} steps" + (f", budget {cfg.schedule.max_minutes:g} min" if cfg.schedule.max_minutes else "")
+            f" {cfg.data.batch_size}, {self.total_steps()} steps"
+            + (f", budget {cfg.schedule.max_minutes:g} min" if cfg.schedule.max_minutes else "")
             + f" -> {self.out_dir}"
         )
-        bar = None
-        if self.is_main and cfg.log.progress:
-            from tqdm import tqdm
 
-            tty = sys.stderr.isatty()
-            bar = tqdm(total=total, initial=self.step, desc=f"train {cfg.model.name}", unit="step",
-                       dynamic_ncols=True, mininterval=1.0 if tty else 30.0, smoothing=0.05)
-        self.model.train()
-        acc: torch.Tensor | None = None
-        count = 0
-        done = self.step >= total or self.epoch >= cfg.schedule.epochs
-        if not done and cfg.schedule.max_minutes is not None and self._elapsed() >= cfg.schedule.max_minutes * 60:
-            self.echo(f"the time budget schedule.max_minutes={cfg.schedule.max_minutes:g} is used up;"
-                      " raise it with --set schedule.max_minutes=... to train on")
-            self._stop_reason, done = "time budget", True
+    def _progress_bar(self, total: int):
+        if not (self.is_main and self.cfg.log.progress):
+            return None
+        from tqdm import tqdm
+
+        tty = sys.stderr.isatty()
+        return tqdm(total=total, initial=self.step, desc=f"train {self.cfg.model.name}", unit="step",
+                    dynamic_ncols=True, mininterval=1.0 if tty else 30.0, smoothing=0.05)
+
+    def _val_step_due(self) -> bool:
+        every = self.cfg.val_every_steps
+        if not every:
+            return False
+        return self.step % every == 0
+
+    def _optimizer_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on ``batch``; its loss terms as one device vector (no host sync)."""
+        lr, hr = self._to_device(batch)
         try:
-            with self._signals():
-                while not done:
-                    self.sampler.set_epoch(self.epoch, self.epoch_step)
-                    stop = False
-                    for batch in self.loader:
-                        lr, hr = self._to_device(batch)
-                        try:
-                            terms = self._train_step(lr, hr)
-                        except torch.OutOfMemoryError as exc:
-                            raise self._oom_error(exc) from None
-                        if self.term_names is None:
-                            try:
-                                self.term_names = self.step_module.check_terms(terms)
-                            except ValueError as exc:
-                                raise TrainError(str(exc)) from None
-                        vec = torch.stack([terms[k].float() for k in self.term_names])
-                        acc = vec if acc is None else acc + vec
-                        count += 1
-                        self.step += 1
-                        self.epoch_step += 1
-                        if bar is not None:
-                            bar.update(1)
-                        for cb in self.callbacks:
-                            cb(self)
-                        at_log = self.step % cfg.schedule.log_every == 0
-                        stop, ckpt = self._flags(force_check=at_log)
-                        stop = stop or self.step >= total
-                        end_of_epoch = self.epoch_step >= self.steps_per_epoch
-                        if at_log or stop or end_of_epoch:
-                            self._log(acc, count, bar)
-                            acc, count = None, 0
-                        if end_of_epoch:
-                            break
-                        if cfg.val_every_steps and self.step % cfg.val_every_steps == 0:
-                            self.save(best=self._after_validation(self.validate()))
-                        elif ckpt and not stop:
-                            self.save()
-                        if stop:
-                            break
-                    if self.epoch_step >= self.steps_per_epoch:  # epoch completed
-                        self.epoch += 1
-                        self.epoch_step = 0
-                        self.scheduler.step()
-                        stop = stop or self.epoch >= cfg.schedule.epochs
-                        due = (cfg.val_every and self.epoch % cfg.val_every == 0) or (
-                            cfg.val_every_steps and self.step % cfg.val_every_steps == 0)
-                        if stop and self._stop_reason != "interrupted":
-                            due = True
-                        improved = self._after_validation(self.validate()) if due else False
-                        self.save(best=improved)
-                        if not stop:
-                            s2, _ = self._flags(force_check=True)
-                            stop = s2
-                    elif stop:
-                        if self._stop_reason != "interrupted" and not (
-                            self.last_val and self.last_val["step"] == self.step):
-                            self.save(best=self._after_validation(self.validate()))
-                        else:
-                            self.save()
-                    done = stop or self.epoch >= cfg.schedule.epochs
-        finally:
-            if bar is not None:
-                bar.close()
-        return self._finish()
+            terms = self._train_step(lr, hr)
+        except torch.OutOfMemoryError as exc:
+            raise self._oom_error(exc) from None
+        if self.term_names is None:
+            try:
+                self.term_names = self.step_module.check_terms(terms)
+            except ValueError as exc:
+                raise TrainError(str(exc)) from None
+        return torch.stack([terms[k].float() for k in self.term_names])
 
     def _finish(self) -> dict[str, Any]:
         reason = self._stop_reason or ("max_steps" if self.cfg.schedule.max_steps and self.step >= self.cfg.schedule.max_steps else "epochs")
-        summary = {
+        summary: dict[str, Any] = {
             "model": self.cfg.model.name,
             "params": self.model.num_parameters(),
             "device": str(self.device) if self.device.type == "cpu" else torch.cuda.get_device_name(self.device),
@@ -791,6 +784,9 @@ class Trainer:
 
 class _FrozenEmbedder(nn.Module):
     """A recogniser's network as a differentiable map: RGB [0, 1] faces -> embeddings (frozen)."""
+
+    mean: torch.Tensor  # buffers (1, 3, 1, 1)
+    std: torch.Tensor
 
     def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor):
         super().__init__()

@@ -4,16 +4,18 @@ same rule for exact reconstructions (:meth:`fsr_bench.metrics.ReconstructionMetr
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    from fsr_bench.models.base import SuperResolver
 
 __all__ = ["collate_val", "score_pairs"]
 
 
 @torch.no_grad()
-def score_pairs(model: nn.Module, pairs, device: torch.device, batch_size: int = 8, indices=None,
+def score_pairs(model: SuperResolver, pairs, device: torch.device, batch_size: int = 8, indices=None,
                 workers: int = 0, channels_last: bool = False, precision: str = "fp32") -> torch.Tensor:
     """Sums ``[PSNR, SSIM, n, n_exact]`` (float64, on ``device``) of ``model`` on (LR, HR) ``pairs``.
 
