@@ -13,7 +13,8 @@ Output folder (read by ``fsr_bench.reporting``)::
                              undetected probe, -inf column = undetected gallery face), probe_ids,
                              gallery_ids, "<recogniser>|calibration_genuine/_impostor" scores
     OUT/samples/<probe>/     lr.png, gallery.png, <label>.png (what the detector saw) for the first
-                             ``run.num_samples`` probes
+                             ``run.num_samples`` probes; ``.key`` names the data they were made from
+                             (dataset, degradation, seed): when it changes, the folder is emptied first
     OUT/cache/               faces_<key>.pt (detection + embedding per image content),
                              sr/<label>_<key>.pt (SR outputs per LR content), SCface face boxes
 
@@ -66,7 +67,7 @@ from fsr_bench.metrics.recognition import RowScores, cosine_similarity_matrix, s
 from fsr_bench.models.precision import infer, resolve_precision
 from fsr_bench.protocol import ModelSpec, ProtocolError
 from fsr_bench.protocol.recognition import HR_PROBES, LR_IMAGE, RecognitionProtocol
-from fsr_bench.provenance import collect
+from fsr_bench.provenance import collect, stable_hash
 from fsr_bench.run.caches import FaceStore, SRStore, content_key
 from fsr_bench.run.common import (
     Log,
@@ -76,6 +77,7 @@ from fsr_bench.run.common import (
     resolve_device,
     safe_filename,
 )
+from fsr_bench.run.outdir import keyed_sample_folder
 
 __all__ = ["build_recognition_set", "calibration_blocks", "run_recognition", "trained_with"]
 
@@ -349,6 +351,10 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     sample_idx = set(range(min(run.num_samples, len(probes))))
     samples = out / "samples"
     folders = _sample_folders(samples, probes, sample_idx)
+    sample_key = stable_hash({"dataset": dataset.describe(), "degradation": dataset.describe_degradation(),
+                              "seed": run.seed})
+    for folder in folders.values():  # images of other data (dataset, degradation, seed) go first
+        keyed_sample_folder(folder, sample_key)
     gallery_samples: dict[int, list[Path]] = {}
     for i in sample_idx:
         if probes[i].subject in subject_row:

@@ -41,6 +41,7 @@ from fsr_bench.run.common import (
     resolve_device,
     safe_filename,
 )
+from fsr_bench.run.outdir import keyed_sample_folder
 
 __all__ = ["batches", "build_dataset", "metric_conventions", "run_model", "run_reconstruction"]
 
@@ -114,17 +115,12 @@ def prepare_samples(folder: Path, dataset, degradation, indices: list[int], data
         item = dataset[i]
         sub = folder / safe_filename(str(item["name"]))
         dirs[i] = sub
-        key_file = sub / ".key"
-        if key_file.is_file() and key_file.read_text().strip() == data_key and (sub / "lr.png").is_file():
+        if keyed_sample_folder(sub, data_key) and (sub / "lr.png").is_file():
             continue
-        if sub.is_dir():
-            for old in sub.glob("*.png"):
-                old.unlink()
         hr = hr_of(item, degradation.scale, dataset)
         lr = degradation(hr.unsqueeze(0), index=[item["index"]], seed=seed)[0]
         write_image(hr, sub / "hr.png")
         write_image(lr.clamp(0, 1), sub / "lr.png")
-        atomic.write_text(key_file, data_key + "\n")
     return dirs
 
 
