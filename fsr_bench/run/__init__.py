@@ -73,10 +73,11 @@ def run_protocol(protocol, out_dir, *, force: bool = False, **kwargs):
         if not ranks.is_main:
             kwargs = {**kwargs, "progress": False, "log": lambda msg: None}
         with contextlib.ExitStack() as stack:
-            out = ranks.step(lambda: stack.enter_context(claim(out_dir, protocol, force=force)), main_only=True)
+            claimed = ranks.step(lambda: stack.enter_context(claim(out_dir, protocol, force=force)), main_only=True)
+            folder = claimed or Path(out_dir)  # the others never write there
             try:
-                result = runner(protocol, out or Path(out_dir), force=force, ranks=ranks, **kwargs)
-                ranks.step(lambda: finish(out, protocol), main_only=True)
+                result = runner(protocol, folder, force=force, ranks=ranks, **kwargs)
+                ranks.step(lambda: finish(folder, protocol), main_only=True)
             except OSError as exc:
                 raise os_error(exc, Path(out_dir)) from None
     return result

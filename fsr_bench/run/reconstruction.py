@@ -316,7 +316,7 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
     if ranks.world > 1:
         full = batch_plan(dataset, indices, protocol.run.batch_size, ranks)
         plan = [full[b] for b in ranks.block(len(full))]
-    rows = []
+    rows: list[Any] = []  # None on processes other than rank 0 for computed models
     for spec in protocol.models:
         folder = out / "models" / safe_filename(spec.display)
 
@@ -338,8 +338,11 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
         if cached is not None:
             rows.append(cached)
             continue
-        part = ranks.step(lambda spec=spec: run_model(spec, protocol, dataset, degradation, scoring, device, indices,
-                                                      set(sample_idx), progress, plan))
+        def compute(spec: ModelSpec = spec) -> dict[str, Any]:
+            return run_model(spec, protocol, dataset, degradation, scoring, device, indices, set(sample_idx),
+                             progress, plan)
+
+        part = ranks.step(compute)
         parts = ranks.gather(part)
 
         def write(spec: ModelSpec = spec, folder: Path = folder, key: str = key) -> dict[str, Any]:
