@@ -47,6 +47,11 @@ def resolve_device(name: str, local_rank: int, world: int, option: str = "--devi
 
     resolved = devices.resolve_device(name, option=option)
     if resolved.startswith("cuda") and (world > 1 or resolved == "cuda"):  # several processes: this one's GPU
+        if world > 1 and local_rank >= torch.cuda.device_count():
+            raise devices.DeviceError(
+                f"{option}={name!r}: this is process {local_rank} on its node but torch sees "
+                f"{torch.cuda.device_count()} GPU(s); start at most that many (torchrun --nproc_per_node) or use "
+                f"{option}=cpu")
         resolved = f"cuda:{local_rank if world > 1 else torch.cuda.current_device()}"
     return torch.device(resolved)
 

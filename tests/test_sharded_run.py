@@ -71,6 +71,7 @@ def test_block_is_contiguous_covers_everything_and_rank0_holds_the_first():
                 assert 0 in blocks[0]
 
 
+@pytest.mark.slow
 def test_reconstruction_two_processes_equal_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     proc = _run(two, QUICKSTART, *SMALL, procs=2)
@@ -110,6 +111,7 @@ def test_a_refused_output_folder_stops_every_process(tmp_path):
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 def test_recognition_two_processes_equal_one(tmp_path, shared_dir):
     """LFW development identities: gallery, calibration and probes span several batches, so both
     processes embed part of each; every number of every row equals the single-process run."""
