@@ -472,9 +472,11 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
                 bar.update(len(items))
             bar.close()
             state["model"] = None
+            sr_fresh = row.sr_store.take_fresh() if row.sr_store is not None else {}
+            faces_fresh = [st.take_fresh() for st in stores]  # rank 0 has its own entries already
             return {"lo": lo, "emb": emb_p, "det": det_p, "kept": kept,
-                    "sr_fresh": row.sr_store.take_fresh() if row.sr_store is not None and not ranks.is_main else {},
-                    "faces_fresh": [st.take_fresh() if not ranks.is_main else {} for st in stores],
+                    "sr_fresh": sr_fresh if not ranks.is_main else {},
+                    "faces_fresh": faces_fresh if not ranks.is_main else [{} for _ in stores],
                     "work": {**row.work, "faces_computed": sum(st.computed for st in stores) - c0,
                              "faces_reused": sum(st.reused for st in stores) - r0}}
 
@@ -549,7 +551,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
 
 
 def _embed_sharded(ranks: Ranks, stores: list[FaceStore], n: int, batch: int,
-                   read: Callable[[int, int], list[torch.Tensor | None]], keep: set[int] = frozenset(),  # type: ignore[assignment]
+                   read: Callable[[int, int], list[torch.Tensor | None]], keep: frozenset[int] | set[int] = frozenset(),
                    bar: Any = None) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[int, torch.Tensor | None]]:
     """Embeddings (per store: (n, D), detected (n,)) of ``n`` images read ``batch`` at a time by
     ``read(lo, hi)``, each process embedding its block of whole batches; the images at ``keep``
@@ -570,8 +572,8 @@ def _embed_sharded(ranks: Ranks, stores: list[FaceStore], n: int, batch: int,
             kept.update({start + j: im for j, im in enumerate(images) if start + j in keep})
             if bar is not None:
                 bar.update(len(images))
-        return {"emb": emb, "det": det, "kept": kept,
-                "fresh": [st.take_fresh() if not ranks.is_main else {} for st in stores]}
+        fresh = [st.take_fresh() for st in stores]  # rank 0 has its own entries already
+        return {"emb": emb, "det": det, "kept": kept, "fresh": fresh if not ranks.is_main else [{} for _ in stores]}
 
     parts = ranks.gather(ranks.step(embed))
     if parts is None:
