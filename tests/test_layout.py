@@ -17,6 +17,7 @@ FORBIDDEN = {
     "errors": {"cli", "run", "protocol", "models", "data", "metrics", "face", "reporting", "train"},
     "config_io": {"cli", "run", "protocol", "models", "data", "metrics", "face", "reporting", "train"},
     "results": {"cli", "run", "protocol", "models", "data", "metrics", "face", "reporting", "train"},
+    "distributed": {"cli", "run", "protocol", "models", "data", "metrics", "face", "reporting", "train"},
     "protocol": {"cli", "run", "reporting", "train", "models", "face"},
     "models": {"cli", "run", "protocol", "reporting", "train"},
     "data": {"cli", "run", "protocol", "reporting", "train"},

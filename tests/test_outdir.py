@@ -170,3 +170,35 @@ def test_full_disk_names_the_file(tmp_path, monkeypatch):  # issue 11 item 9
     monkeypatch.setattr(atomic, "write_bytes", full)
     with pytest.raises(OutputFolderError, match=r"models/Bic/result\.json: No space left on device; free some space"):
         _run(tmp_path)
+
+
+def _lfw_recognition(lfw_dir, lr_size: list[int]) -> dict:
+    """3 development identities, one probe each, the LR image as the only row (no SR model)."""
+    return {"kind": "recognition", "name": "keyed",
+            "data": {"type": "identity_folder", "root": str(lfw_dir),
+                     "list_file": str(lfw_dir.parent / "splits" / "lfw_dev.txt"), "max_identities": 3,
+                     "max_probes_per_identity": 1,
+                     "probe_degradation": {"crop": [160, 120], "preset": None, "lr_size": lr_size,
+                                           "degradation": {"type": "bicubic", "scale": 8}}},
+            "models": [], "references": {"hr_probes": False},
+            "recognition": {"bootstrap": {"n": 10}},
+            "run": {"device": "cpu", "batch_size": 4, "num_samples": 2, "report": False}}
+
+
+@pytest.mark.shared
+def test_recognition_samples_are_keyed_by_the_data(tmp_path, lfw_dir):  # issue 11 item 1 (recognition)
+    from PIL import Image
+
+    from fsr_bench.protocol import load_protocol_dict
+
+    run_protocol(load_protocol_dict(_lfw_recognition(lfw_dir, [28, 21])), tmp_path, progress=False, log=quiet)
+    folders = sorted(p for p in (tmp_path / "samples").iterdir())
+    assert len(folders) == 2 and all((f / ".key").is_file() for f in folders)
+    assert Image.open(folders[0] / "lr.png").size == (21, 28)
+    (folders[0] / "stale.png").write_bytes(b"")  # an image of the old data that no row writes again
+    # another degradation (taken over with --force): every sample image is of the new data
+    run_protocol(load_protocol_dict(_lfw_recognition(lfw_dir, [20, 15])), tmp_path, progress=False, log=quiet,
+                 force=True)
+    assert Image.open(folders[0] / "lr.png").size == (15, 20)
+    assert Image.open(folders[0] / "LR_image.png").size == (15, 20)
+    assert not (folders[0] / "stale.png").exists()

@@ -231,7 +231,7 @@ def test_lfw_end_to_end_hr_beats_bicubic_and_reruns_reuse_work(tmp_path, shared_
     assert len(stems) == 2
     for stem in stems:
         names = {p.name for p in (out / "samples" / stem).iterdir()}
-        assert names == {"lr.png", "gallery.png", "LR_image.png", "Bicubic.png", "HR_probes.png"}
+        assert names == {".key", "lr.png", "gallery.png", "LR_image.png", "Bicubic.png", "HR_probes.png"}
     lr = Image.open(out / "samples" / stems[0] / "lr.png")
     assert lr.size == (21, 28) and Image.open(out / "samples" / stems[0] / "Bicubic.png").size == (168, 224)
     from fsr_bench.reporting.load import load_run  # the report's reader accepts the folder

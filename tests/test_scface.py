@@ -317,3 +317,25 @@ def test_calibration_split_refusals():
         calibration_split("near")
     with pytest.raises(FsrBenchDataError, match="group 'test'"):
         calibration_split("combined", "test")
+
+
+def test_unreadable_files_are_listed_with_the_missing_before_the_face_crop(tmp_path, monkeypatch):
+    """issue 11 item 12: every input checked before the MTCNN face crop (or any model) runs."""
+    from fsr_bench.data import scface
+
+    root = make_tree(tmp_path / "SCface", subjects=[1, 2, 3], cameras=[1])
+    (root / GALLERY_DIR / "001_frontal.JPG").write_bytes(b"garbage")
+    (root / probe_dir(2) / "cam1" / "003_cam1_2.jpg").write_bytes(b"")
+    (root / probe_dir(3) / "cam1" / "002_cam1_3.jpg").unlink()
+
+    def no_detector(self, *a, **k):
+        raise AssertionError("the face crop ran before the files were checked")
+
+    monkeypatch.setattr(scface.FaceCrop, "boxes", no_detector)
+    with pytest.raises(SCfaceLayoutError) as info:
+        SCfaceSet(root, subjects=[1, 2, 3], cameras=[1], face_crop={"enabled": True}, cache_dir=tmp_path / "c")
+    msg = str(info.value)
+    assert "unreadable images (2)" in msg and "missing files (1)" in msg, msg
+    for name in ("mugshot_frontal_cropped_all/001_frontal.JPG", "surveillance_cameras_distance_2/cam1/003_cam1_2.jpg",
+                 "surveillance_cameras_distance_3/cam1/002_cam1_3.jpg"):
+        assert name in msg, name

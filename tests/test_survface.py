@@ -148,3 +148,25 @@ def test_missing_dataset_and_folders(tmp_path, tree):
     (tree / "Face_Identification_Test_Set" / "gallery_img_ID_pairs.mat").unlink()
     with pytest.raises(SurvFaceLayoutError, match="gallery_img_ID_pairs.mat is missing"):
         SurvFaceIdentificationSet(tree)
+
+
+def test_unreadable_and_missing_files_in_one_error(tree):  # issue 11 item 12
+    ident = tree / "Face_Identification_Test_Set"
+    (ident / "gallery" / "102_cam1_2.jpg").write_bytes(b"garbage")
+    (ident / "mated_probe" / "101_cam4_9.jpg").write_bytes(b"")
+    (ident / "unmated_probe" / "202_cam5_1.jpg").write_bytes(b"\x89PNG broken")
+    (ident / "gallery" / "101_cam2_5.jpg").unlink()  # listed but missing
+    with pytest.raises(SurvFaceLayoutError) as err:
+        SurvFaceIdentificationSet(tree)
+    msg = str(err.value)
+    assert "unreadable images (3)" in msg, msg
+    for name in ("gallery/102_cam1_2.jpg", "mated_probe/101_cam4_9.jpg", "unmated_probe/202_cam5_1.jpg",
+                 "gallery/101_cam2_5.jpg"):
+        assert name in msg, name
+    ver = tree / "Face_Verification_Test_Set" / "verification_images"
+    (ver / "2_cam3_4.jpg").write_bytes(b"garbage")
+    (ver / "3_cam1_1.jpg").unlink()
+    with pytest.raises(SurvFaceLayoutError) as err:
+        SurvFaceVerificationSet(tree)
+    msg = str(err.value)
+    assert "unreadable images (1)" in msg and "2_cam3_4.jpg" in msg and "3_cam1_1.jpg" in msg, msg

@@ -139,3 +139,22 @@ def test_bad_mat_file(tree):
     savemat(tree / "Testing_Set" / "probe_img_ID_pairs.mat", {"names": np.zeros(1)})
     with pytest.raises(FsrBenchDataError, match=r"no variable\(s\) \['probe_set', 'probe_ids'\]"):
         TinyFaceSet(tree)
+
+
+def test_unreadable_and_missing_files_in_one_error_before_any_reading(tree):  # issue 11 item 12
+    test = tree / "Testing_Set"
+    (test / "Gallery_Match" / "3_1.jpg").write_bytes(b"not a jpeg")  # enrolled, unreadable
+    (test / "Probe" / "2_3.jpg").write_bytes(b"")  # a probe, empty
+    (test / "Gallery_Distractor" / "shard_a" / "d_0005.jpg").write_bytes(b"\x00" * 10)
+    (test / "Probe" / "1_3.jpg").unlink()  # listed but missing
+    with pytest.raises(TinyFaceLayoutError) as err:
+        TinyFaceSet(tree)
+    msg = str(err.value)
+    assert "unreadable images (3)" in msg, msg
+    for name in ("Gallery_Match/3_1.jpg", "Probe/2_3.jpg", "shard_a/d_0005.jpg", "Probe/1_3.jpg"):
+        assert name in msg, name
+    # with distractors: false the broken distractor is no input of the run, so no error
+    for name, value in (("Probe/1_3.jpg", 1), ("Probe/2_3.jpg", 2), ("Gallery_Match/3_1.jpg", 3)):
+        _jpg(test / name, value)
+    ok = TinyFaceSet(tree, distractors=False)
+    assert len(ok.gallery) == len(GALLERY) and len(ok.probes) == len(PROBES)

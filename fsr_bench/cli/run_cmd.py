@@ -20,6 +20,8 @@ def run(
     """Run every model of a protocol; write summary.csv, per_image.csv, results.json and a report.
 
     Precedence: --set > the YAML file > defaults. A rerun reuses models whose results are finished.
+    Under `torchrun --nproc_per_node=N fsr-bench run ...` the images (probes, gallery) are sharded
+    across the N processes and rank 0 writes the results: the same numbers as one process.
     """
     from fsr_bench.errors import FsrBenchError
     from fsr_bench.protocol import load_protocol
@@ -34,6 +36,10 @@ def run(
         kept = out_dir / "models"
         note = f"\n(finished models are kept in {kept}; a rerun reuses them)" if kept.is_dir() else ""
         raise fail(f"{exc}{note}") from None
+    from fsr_bench.distributed import dist_env
+
+    if dist_env()[0] != 0:  # torchrun: rank 0 wrote the folder and reports it; the others stay quiet
+        return
     typer.echo(f"\nresults: {out_dir}/summary.csv, {out_dir}/results.json")
     if proto.run.report:  # the report reads the result in memory, not results.json back
         from fsr_bench.reporting.load import load_run

@@ -36,7 +36,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -54,6 +54,7 @@ __all__ = [
     "ProbeItem",
     "RecognitionSet",
     "build_probe_degradation",
+    "header_problems",
     "quantize",
     "split_identities",
 ]
@@ -153,6 +154,29 @@ def read_native_probe(path: Path, lr_size: tuple[int, int] | None) -> ProbeImage
     from fsr_bench.data.resize import imresize
 
     return ProbeImages(hr=image, lr=quantize(imresize(image, size=lr_size)))
+
+
+def header_problems(paths: Sequence[Path], check: Callable[[Path, int, int], None] | None = None) -> list[str]:
+    """``"<file>: <reason>"`` for every file in ``paths`` whose image header cannot be read (or that
+    ``check(path, h, w)`` refuses with an FsrBenchDataError), so an adapter can list every bad input
+    in one error before any detector or model runs. Only the header is read (cheap on 100k files);
+    a file whose pixel data is truncated still fails later, when it is decoded, naming the file."""
+    from PIL import Image
+
+    problems: list[str] = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+            if check is not None:
+                check(path, h, w)
+        except FsrBenchDataError as exc:
+            problems.append(str(exc))
+        except FileNotFoundError:
+            problems.append(f"{path}: no such file")
+        except Exception as exc:  # not an image, permission denied, a folder, ...
+            problems.append(f"{path}: cannot read the image header ({type(exc).__name__}: {exc})")
+    return problems
 
 
 def native_lr_degradation(kind: str, note: str, lr_size: tuple[int, int] | None, scale: int) -> dict[str, Any]:
@@ -433,19 +457,9 @@ class IdentityFolderSet(ListedSet):
     def check_files(self) -> None:
         """Read every gallery and probe file's header before any computing: a bad file is reported
         (all of them, at once) before the detector and the models spend minutes on the others."""
-        from PIL import Image
-
-        problems: list[str] = []
-        for path, is_probe in [(g.path, False) for g in self._gallery] + [(p.path, True) for p in self._probes]:
-            try:
-                with Image.open(path) as img:
-                    w, h = img.size
-                if is_probe:
-                    self.degradation._crop_box(h, w, str(path))
-            except FsrBenchDataError as exc:
-                problems.append(str(exc))
-            except Exception as exc:
-                problems.append(f"{path}: cannot read the image header ({type(exc).__name__}: {exc})")
+        problems = header_problems([g.path for g in self._gallery])
+        problems += header_problems([p.path for p in self._probes],
+                                    lambda path, h, w: self.degradation._crop_box(h, w, str(path)))
         if problems:
             shown = problems[:10]
             more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""

@@ -46,7 +46,15 @@ import torch
 import torch.nn.functional as F
 
 from fsr_bench.atomic import sha256_file
-from fsr_bench.data.identity_folders import RECOGNITION_SETS, GalleryItem, ListedSet, ProbeImages, ProbeItem, quantize
+from fsr_bench.data.identity_folders import (
+    RECOGNITION_SETS,
+    GalleryItem,
+    ListedSet,
+    ProbeImages,
+    ProbeItem,
+    header_problems,
+    quantize,
+)
 from fsr_bench.data.io import IMAGE_SUFFIXES, FsrBenchDataError, read_image
 
 if TYPE_CHECKING:
@@ -410,11 +418,14 @@ class SCfaceSet(ListedSet):
                         probes.append(ProbeItem(name=f.stem, subject=f"{s:03d}", path=f, index=len(probes),
                                                 distance=f"d{d}", camera=f"cam{k}"))
                 ignored += [f"{rel}/{p.name}" for key, p in files.items() if key[0] not in wanted]
-        if missing or duplicates:
-            raise SCfaceLayoutError(self._layout_message(missing, misnamed, duplicates))
+        # every file the run will read, header-checked now: one error before the face crop's MTCNN
+        unreadable = header_problems([g.path for g in gallery] + [p.path for p in probes])
+        if missing or duplicates or unreadable:
+            raise SCfaceLayoutError(self._layout_message(missing, misnamed, duplicates, unreadable))
         return gallery, probes, misnamed + ignored
 
-    def _layout_message(self, missing: list[str], misnamed: list[str], duplicates: list[str]) -> str:
+    def _layout_message(self, missing: list[str], misnamed: list[str], duplicates: list[str],
+                        unreadable: list[str]) -> str:
         def block(title: str, items: list[str]) -> str:
             if not items:
                 return ""
@@ -427,6 +438,7 @@ class SCfaceSet(ListedSet):
             + block("missing files", missing)
             + block("misnamed files: the name does not follow the pattern (renamed or misplaced?)", misnamed)
             + block("two files for one image (e.g. .jpg and .JPG)", duplicates)
+            + block("unreadable images", unreadable)
             + "\nExpected the official layout: mugshot_frontal_cropped_all/NNN_frontal.JPG and "
             "surveillance_cameras_distance_D/camK/NNN_camK_D.jpg (NNN = 001-130). Restore the files, or "
             "narrow data.subjects / data.distances / data.cameras to what you have."

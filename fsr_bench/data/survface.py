@@ -48,6 +48,7 @@ from fsr_bench.data.identity_folders import (
     ListedSet,
     ProbeImages,
     ProbeItem,
+    header_problems,
     native_lr_degradation,
     quantize,
     read_native_probe,
@@ -159,10 +160,12 @@ class SurvFaceVerificationSet:
                 if pa is not None and pb is not None:
                     kept.append(VerificationPair(pa, pb, same))
             self.pairs += _draw(kept, self.max_pairs, self.seed, "max_pairs")
-        if missing:
+        unreadable = header_problems(self.images)
+        if missing or unreadable:
             raise SurvFaceLayoutError(
-                f"QMUL-SurvFace verification: images listed in the pair files are missing under {base}:"
-                + _block("missing", sorted(set(missing))) + f"\nRestore them from the release ({DOWNLOAD_URL})."
+                f"QMUL-SurvFace verification: images of the pair files are missing or unreadable under {base}:"
+                + _block("missing", sorted(set(missing))) + _block("unreadable images", unreadable)
+                + f"\nRestore them from the release ({DOWNLOAD_URL})."
             )
 
     @property
@@ -230,6 +233,11 @@ class SurvFaceIdentificationSet(ListedSet):
                 problems["enrolled"].append(f"unmated_probe/{n} (subject {int(m.group(1))})")
             else:
                 unmated.append((p, str(int(m.group(1)))))
+        self.n_available = {"mated": len(mated), "unmated": len(unmated)}
+        mated = _draw(mated, self.max_mated_probes, self.seed, "max_mated_probes")
+        unmated = _draw(unmated, self.max_unmated_probes, self.seed + 1, "max_unmated_probes")
+        # every file the run will read, header-checked now: one error before any detector runs
+        problems["unreadable"] = header_problems([p for p, _ in gallery + mated + unmated])
         if any(problems.values()) or not_enrolled or not unmated:
             raise SurvFaceLayoutError(
                 f"QMUL-SurvFace identification layout problems under {base}:"
@@ -238,12 +246,10 @@ class SurvFaceIdentificationSet(ListedSet):
                 + _block("unmated probe names not <subjectid>_cam<k>_<frame>.<ext>", problems["misnamed"])
                 + _block("unmated probes whose subject is enrolled", problems["enrolled"])
                 + _block("mated probe subjects with no gallery image", not_enrolled)
+                + _block("unreadable images", problems["unreadable"])
                 + ("\n  unmated_probe/ holds no image" if not unmated else "")
                 + f"\nRestore the files from the release ({DOWNLOAD_URL})."
             )
-        self.n_available = {"mated": len(mated), "unmated": len(unmated)}
-        mated = _draw(mated, self.max_mated_probes, self.seed, "max_mated_probes")
-        unmated = _draw(unmated, self.max_unmated_probes, self.seed + 1, "max_unmated_probes")
         self._gallery = [GalleryItem(s, p) for p, s in gallery]
         # names are unique across both folders only with the folder in front
         self._probes = [

@@ -42,6 +42,7 @@ from fsr_bench.data.identity_folders import (
     ListedSet,
     ProbeImages,
     ProbeItem,
+    header_problems,
     native_lr_degradation,
     read_native_probe,
 )
@@ -134,7 +135,11 @@ class TinyFaceSet(ListedSet):
         labelled = {folder: self._labelled(test, folder, problems) for folder in (GALLERY_DIR, PROBE_DIR)}
         enrolled = {s for _, s in labelled[GALLERY_DIR]}
         not_enrolled = sorted({s for _, s in labelled[PROBE_DIR]} - enrolled, key=int)
-        if any(problems.values()) or not_enrolled:
+        distractors = self._distractors(test)
+        # every file the run will read, header-checked now: one error before any detector runs
+        unreadable = header_problems([p for p, _ in labelled[GALLERY_DIR]] + [p for _, p in distractors]
+                                     + [p for p, _ in labelled[PROBE_DIR]])
+        if any(problems.values()) or not_enrolled or unreadable:
             raise TinyFaceLayoutError(
                 f"TinyFace layout problems under {test}:"
                 + _block("listed in a .mat file but missing", problems["missing"])
@@ -142,26 +147,31 @@ class TinyFaceSet(ListedSet):
                 + _block("images in a folder but not in its .mat list", problems["unlisted"])
                 + _block(".mat label differs from the file-name subject", problems["label"])
                 + _block("probe subjects with no Gallery_Match image (TinyFace is closed-set)", not_enrolled)
+                + _block("unreadable images", unreadable)
                 + f"\nRestore the files from the release ({DOWNLOAD_URL})."
             )
         self._gallery = [GalleryItem(s, p) for p, s in labelled[GALLERY_DIR]]
-        self.n_distractors_available = 0
-        if self.distractors:
-            folder = test / DISTRACTOR_DIR
-            if not folder.is_dir():
-                raise TinyFaceLayoutError(
-                    f"{folder} is missing; restore Gallery_Distractor from the release ({DOWNLOAD_URL}) or "
-                    "set distractors: false (not the official protocol)"
-                )
-            files = _images(folder, recursive=True)  # some copies shard it into sub-folders
-            self.n_distractors_available = len(files)
-            if self.max_distractors is not None and self.max_distractors < len(files):
-                rng = np.random.default_rng(self.seed)
-                files = [files[i] for i in sorted(rng.choice(len(files), self.max_distractors, replace=False))]
-            self._gallery += [GalleryItem(f"distractor/{p.relative_to(folder).with_suffix('').as_posix()}", p)
-                              for p in files]
+        self._gallery += [GalleryItem(s, p) for s, p in distractors]
         self._probes = [ProbeItem(name=p.stem, subject=s, path=p, index=i)
                         for i, (p, s) in enumerate(labelled[PROBE_DIR])]
+
+    def _distractors(self, test: Path) -> list[tuple[str, Path]]:
+        """(gallery identity, path) of the distractors in the gallery (none without ``distractors``)."""
+        self.n_distractors_available = 0
+        if not self.distractors:
+            return []
+        folder = test / DISTRACTOR_DIR
+        if not folder.is_dir():
+            raise TinyFaceLayoutError(
+                f"{folder} is missing; restore Gallery_Distractor from the release ({DOWNLOAD_URL}) or "
+                "set distractors: false (not the official protocol)"
+            )
+        files = _images(folder, recursive=True)  # some copies shard it into sub-folders
+        self.n_distractors_available = len(files)
+        if self.max_distractors is not None and self.max_distractors < len(files):
+            rng = np.random.default_rng(self.seed)
+            files = [files[i] for i in sorted(rng.choice(len(files), self.max_distractors, replace=False))]
+        return [(f"distractor/{p.relative_to(folder).with_suffix('').as_posix()}", p) for p in files]
 
     def _check_root(self) -> Path:
         test = self.root / TESTING_DIR

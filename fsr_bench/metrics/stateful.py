@@ -122,6 +122,16 @@ class ReconstructionMetrics:
         self._names.update(names)
         return [dict(r) for r in new]
 
+    def extend(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows scored by another instance under the same conventions (another process of a
+        sharded run), in order; a repeated name is an error, as in :meth:`update`."""
+        names = [str(r["name"]) for r in rows]
+        repeated = [x for x in names if x in self._names] + [x for x in set(names) if names.count(x) > 1]
+        if repeated:
+            raise ValueError(f"image name(s) already scored: {sorted(set(repeated))[:10]}")
+        self._rows.extend(dict(r) for r in rows)
+        self._names.update(names)
+
     def compute(self) -> dict[str, Any]:
         """Means over all images; LPIPS/MPS None (with ``lpips_status``) when unavailable.
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from fsr_bench.registry import Registry
 
-__all__ = ["RUNNERS", "run_protocol"]
+__all__ = ["RUNNERS", "SHARDED_KINDS", "run_protocol"]
 
 RUNNERS: Registry[Callable[..., Any]] = Registry("protocol runner", "fsr_bench.runners")
 
@@ -34,22 +34,50 @@ def _recognition(protocol, out_dir, **kwargs):  # the face stack (MTCNN, recogni
     return run_recognition(protocol, out_dir, **kwargs)
 
 
+#: kinds whose runner shards its work across the processes of a torchrun launch (``ranks=``)
+SHARDED_KINDS = ("reconstruction", "recognition")
+
+
 def run_protocol(protocol, out_dir, *, force: bool = False, **kwargs):
     """Run ``protocol`` with its kind's runner; returns the written :class:`~fsr_bench.results.RunResult`.
 
     The output folder is claimed first (:func:`fsr_bench.run.outdir.claim`: lock, owner check,
     stale temp files swept); ``protocol.yaml`` is written only when the run succeeded. An OSError
     while writing (read-only, full disk, a file in the way) becomes one message naming the path.
+
+    Under ``torchrun --nproc_per_node=N`` the runner shards its images (probes, gallery) across the
+    N processes and gathers the results on rank 0, which alone claims and writes the output folder
+    (the others read the caches, never write); every process returns the result, rank 0's is the
+    one written. The other processes log nothing.
     """
+    import contextlib
     from pathlib import Path
 
+    from fsr_bench.distributed import process_group
+    from fsr_bench.protocol import ProtocolError
     from fsr_bench.run.outdir import claim, finish, os_error
 
     runner = RUNNERS.get(protocol.kind).builder
-    with claim(out_dir, protocol, force=force) as out:
-        try:
-            result = runner(protocol, out, force=force, **kwargs)
-            finish(out, protocol)
-        except OSError as exc:
-            raise os_error(exc, Path(out_dir)) from None
+    with process_group(protocol.run.device, option="--set run.device") as ranks:
+        if ranks.world == 1:
+            with claim(out_dir, protocol, force=force) as out:
+                try:
+                    result = runner(protocol, out, force=force, **kwargs)
+                    finish(out, protocol)
+                except OSError as exc:
+                    raise os_error(exc, Path(out_dir)) from None
+            return result
+        if protocol.kind not in SHARDED_KINDS:
+            raise ProtocolError(f"kind {protocol.kind!r}: its runner does not shard across processes; run it "
+                                f"without torchrun (sharded kinds: {', '.join(SHARDED_KINDS)})")
+        if not ranks.is_main:
+            kwargs = {**kwargs, "progress": False, "log": lambda msg: None}
+        with contextlib.ExitStack() as stack:
+            claimed = ranks.step(lambda: stack.enter_context(claim(out_dir, protocol, force=force)), main_only=True)
+            folder = claimed or Path(out_dir)  # the others never write there
+            try:
+                result = runner(protocol, folder, force=force, ranks=ranks, **kwargs)
+                ranks.step(lambda: finish(folder, protocol), main_only=True)
+            except OSError as exc:
+                raise os_error(exc, Path(out_dir)) from None
     return result

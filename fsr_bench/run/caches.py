@@ -79,6 +79,21 @@ class FaceStore:
         self.computed = 0
         self.reused = 0
         self._dirty = False
+        self._fresh: list[str] = []
+
+    def take_fresh(self) -> dict[str, tuple[bool, torch.Tensor]]:
+        """Entries computed since the last call (another process of a sharded run sends these to
+        rank 0, which alone saves the cache)."""
+        fresh = {k: self.entries[k] for k in self._fresh}
+        self._fresh = []
+        return fresh
+
+    def merge(self, entries: dict[str, tuple[bool, torch.Tensor]]) -> None:
+        """Add entries computed by another process (saved with the next :meth:`save`)."""
+        for k, v in entries.items():
+            if k not in self.entries:
+                self.entries[k] = v
+                self._dirty = True
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
         """Downscale images whose longer side exceeds ``max_side`` (alignment output is 112×112)."""
@@ -104,6 +119,7 @@ class FaceStore:
                 emb[found.detected] = self.recogniser.embed(found.faces[found.detected]).float()
             for i, k in enumerate(todo_keys):
                 self.entries[k] = (bool(found.detected[i]), emb[i].clone())
+            self._fresh += todo_keys
             self.computed += len(todo_keys)
             self._dirty = True
         n_keys = sum(1 for k in keys if k is not None)
@@ -145,10 +161,25 @@ class SRStore:
         self.variant: str | None = cached.get("variant") if cached else None
         self.outputs: dict[str, torch.Tensor] = dict(zip(cached["keys"], cached["outputs"])) if cached else {}
         self._dirty = False
+        self._fresh: list[str] = []
 
     def put(self, key: str, sr: torch.Tensor) -> None:
         self.outputs[key] = sr
+        self._fresh.append(key)
         self._dirty = True
+
+    def take_fresh(self) -> dict[str, torch.Tensor]:
+        """Outputs computed since the last call (see :meth:`FaceStore.take_fresh`)."""
+        fresh = {k: self.outputs[k] for k in self._fresh}
+        self._fresh = []
+        return fresh
+
+    def merge(self, outputs: dict[str, torch.Tensor]) -> None:
+        """Add outputs computed by another process (saved with the next :meth:`save`)."""
+        for k, v in outputs.items():
+            if k not in self.outputs:
+                self.outputs[k] = v
+                self._dirty = True
 
     def save(self) -> None:
         if self._dirty:

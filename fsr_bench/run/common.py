@@ -17,15 +17,33 @@ from fsr_bench.protocol import ModelSpec, ProtocolError
 if TYPE_CHECKING:
     from fsr_bench.models.base import SuperResolver
 
-__all__ = ["Log", "checkpoint_sha", "count_gflops", "load_model", "read_json", "resolve_device",
+__all__ = ["Log", "checkpoint_sha", "count_gflops", "load_model", "ranks_provenance", "read_json",
+           "resolve_device",
            "safe_filename"]
 
 Log = Callable[[str], None]
 
 
 def resolve_device(device: str) -> str:
-    """``run.device`` resolved by the one resolver (:func:`fsr_bench.devices.resolve_device`)."""
-    return devices.resolve_device(device, option="--set run.device")
+    """``run.device`` resolved by the one resolver (:func:`fsr_bench.devices.resolve_device`); in a
+    torchrun launch of several processes ``cuda`` is this process's GPU (``cuda:LOCAL_RANK``)."""
+    from fsr_bench.distributed import dist_env
+    from fsr_bench.distributed import resolve_device as per_process
+
+    _, local, world = dist_env()
+    if world == 1:
+        return devices.resolve_device(device, option="--set run.device")
+    return str(per_process(device, local, world, option="--set run.device"))
+
+
+def ranks_provenance(ranks: Any) -> dict[str, Any]:
+    """What a result records of the processes that computed it (``provenance``; never part of a
+    work key: a sharded run computes the numbers of one process)."""
+    if ranks.world == 1:
+        return {"world_size": 1}
+    return {"world_size": ranks.world,
+            "sharding": f"{ranks.world} processes (torchrun); each ran a contiguous block of whole batches of the "
+                        "single-process batch order, rank 0 gathered the results and wrote this folder"}
 
 
 def load_model(spec: ModelSpec, device: str, scale: int | None = None, scale_hint: str = "",

@@ -10,7 +10,10 @@
   refused unless ``force`` (which also recomputes every model);
 * stale temp files (``.NAME.*.tmp``) a killed run left anywhere under OUT are removed (nobody else
   writes there while the lock is held);
-* ``OUT/protocol.yaml`` is written by :func:`finish`, only after the run succeeded.
+* ``OUT/protocol.yaml`` is written by :func:`finish`, only after the run succeeded;
+* each ``OUT/samples/<item>/`` folder carries a ``.key`` naming the data its images were made from
+  (:func:`keyed_sample_folder`): another dataset, degradation or seed empties it first, so a rerun
+  never shows a stale LR or reference next to new outputs.
 """
 from __future__ import annotations
 
@@ -27,10 +30,12 @@ from fsr_bench import atomic
 from fsr_bench.errors import FsrBenchError
 from fsr_bench.provenance import stable_hash
 
-__all__ = ["LOCK_FILE", "OWNER_FILE", "OutputFolderError", "claim", "finish", "owner_hash", "sweep_temp_files"]
+__all__ = ["LOCK_FILE", "OWNER_FILE", "SAMPLE_KEY_FILE", "OutputFolderError", "claim", "finish", "keyed_sample_folder",
+           "owner_hash", "sweep_temp_files"]
 
 LOCK_FILE = ".lock"
 OWNER_FILE = "owner.json"
+SAMPLE_KEY_FILE = ".key"
 
 
 class OutputFolderError(FsrBenchError):
@@ -144,3 +149,21 @@ def finish(out: Path, protocol: Any) -> None:
     import yaml
 
     atomic.write_text(out / "protocol.yaml", yaml.safe_dump(protocol.model_dump(mode="json"), sort_keys=False))
+
+
+def keyed_sample_folder(folder: Path, data_key: str) -> bool:
+    """Make ``folder`` a sample folder of ``data_key``; True when it already was (its images stay).
+
+    A folder made from other data (its ``.key`` differs or is absent) loses its images before the
+    new key is written, so no image of the old data can survive next to the new ones."""
+    key_file = folder / SAMPLE_KEY_FILE
+    try:
+        if key_file.read_text().strip() == data_key:
+            return True
+    except OSError:
+        pass
+    if folder.is_dir():
+        for old in folder.glob("*.png"):
+            old.unlink()
+    atomic.write_text(key_file, data_key + "\n")
+    return False

@@ -13,7 +13,8 @@ Output folder (read by ``fsr_bench.reporting``)::
                              undetected probe, -inf column = undetected gallery face), probe_ids,
                              gallery_ids, "<recogniser>|calibration_genuine/_impostor" scores
     OUT/samples/<probe>/     lr.png, gallery.png, <label>.png (what the detector saw) for the first
-                             ``run.num_samples`` probes
+                             ``run.num_samples`` probes; ``.key`` names the data they were made from
+                             (dataset, degradation, seed): when it changes, the folder is emptied first
     OUT/cache/               faces_<key>.pt (detection + embedding per image content),
                              sr/<label>_<key>.pt (SR outputs per LR content), SCface face boxes
 
@@ -46,13 +47,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
 from fsr_bench import results
 from fsr_bench.data.identity_folders import ProbeItem, RecognitionSet
+from fsr_bench.distributed import SINGLE, Ranks
 from fsr_bench.metrics.operating_points import (
     Calibration,
     RowOperatingPoints,
@@ -66,20 +68,23 @@ from fsr_bench.metrics.recognition import RowScores, cosine_similarity_matrix, s
 from fsr_bench.models.precision import infer, resolve_precision
 from fsr_bench.protocol import ModelSpec, ProtocolError
 from fsr_bench.protocol.recognition import HR_PROBES, LR_IMAGE, RecognitionProtocol
-from fsr_bench.provenance import collect
+from fsr_bench.provenance import collect, stable_hash
 from fsr_bench.run.caches import FaceStore, SRStore, content_key
 from fsr_bench.run.common import (
     Log,
     checkpoint_sha,
     inference_convention,
     load_model,
+    ranks_provenance,
     resolve_device,
     safe_filename,
 )
+from fsr_bench.run.outdir import keyed_sample_folder
 
 __all__ = ["build_recognition_set", "calibration_blocks", "run_recognition", "trained_with"]
 
 SAVE_EVERY_BATCHES = 64  # SR cache checkpoints during long model rows
+CALIBRATION_BATCH = 16  # calibration images embedded at a time
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -185,11 +190,18 @@ class _ProbeReader:
         self.dataset, self.probes, self.batch_size, self.seed = dataset, probes, batch_size, seed
         self._lr: dict[int, torch.Tensor | None] = {}
 
-    def batches(self, want: str) -> Iterator[tuple[int, list[ProbeItem], list[torch.Tensor | None]]]:
-        """(start, items, images) with images = the probes' ``want`` ("hr" or "lr") images."""
+    @property
+    def n_batches(self) -> int:
+        return -(-len(self.probes) // self.batch_size)
+
+    def batches(self, want: str, chunks: range | None = None
+                ) -> Iterator[tuple[int, list[ProbeItem], list[torch.Tensor | None]]]:
+        """(start, items, images) with images = the probes' ``want`` ("hr" or "lr") images, for
+        every batch or the batch numbers in ``chunks`` (this process's share)."""
         from fsr_bench.data.io import to_uint8
 
-        for start in range(0, len(self.probes), self.batch_size):
+        for chunk in (range(self.n_batches) if chunks is None else chunks):
+            start = chunk * self.batch_size
             items = self.probes[start : start + self.batch_size]
             idx = range(start, start + len(items))
             if want == "lr" and all(i in self._lr for i in idx):
@@ -268,12 +280,19 @@ def _write_sample(folder: Path, name: str, image: torch.Tensor | None, max_side:
 
 # -- the run ---------------------------------------------------------------------------------------
 def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progress: bool = True,
-                    log: Log = print, force: bool = False) -> results.RunResult:
+                    log: Log = print, force: bool = False, ranks: Ranks = SINGLE) -> results.RunResult:
     """Run every row of ``protocol``; returns the :class:`~fsr_bench.results.RunResult` written to
     results.json.
 
     ``force`` recomputes every SR output, detection and embedding, rewriting those caches (SCface
     face-crop boxes, which depend only on the file and the crop settings, are kept).
+
+    ``ranks`` (several processes under torchrun, see :func:`fsr_bench.run.run_protocol`): the
+    gallery, the calibration images and each row's probes are split into contiguous blocks of whole
+    batches (the single-process batches, so every face goes through the detector, the recogniser
+    and the model in the same batch as in one process); rank 0 gathers the embeddings, the new
+    cache entries and the sample images, scores every row and alone writes OUT (the others read the
+    caches, never write them).
     """
     from tqdm import tqdm
 
@@ -282,13 +301,22 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
 
     t_start = time.perf_counter()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache"
-    device = resolve_device(protocol.run.device)
     rec, run = protocol.recognition, protocol.run
+    device = ranks.step(lambda: resolve_device(protocol.run.device))
+    assert device is not None
+    if ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
 
-    dataset = build_recognition_set(protocol, cache, device=device, progress=progress)
-    cal_set = _build_calibration_set(protocol, cache, device, progress)
+    def build_sets() -> tuple[RecognitionSet, RecognitionSet | None]:
+        return (build_recognition_set(protocol, cache, device=device, progress=progress),
+                _build_calibration_set(protocol, cache, device, progress))
+
+    # rank 0 first: an adapter may write a cache (SCface face boxes) the others then only read
+    first = ranks.step(build_sets, main_only=True)
+    sets = ranks.step(lambda: first if ranks.is_main else build_sets())
+    assert sets is not None
+    dataset, cal_set = sets
     probes = dataset.probes[: run.limit] if run.limit else dataset.probes
     gallery = dataset.gallery
     if cal_set is not None:
@@ -317,148 +345,246 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         + (f" ({len(probes) - mated_idx.size} unmated)" if mated_idx.size < len(probes) else "")
         + (f" (run.limit of {len(dataset.probes)})" if len(probes) < len(dataset.probes) else ""))
 
-    # rows: fail fast on a bad model before any detection work
-    rows: list[_Row] = []
-    if protocol.references.lr_image:
-        rows.append(_Row(LR_IMAGE, "reference", role="reference"))
-    for spec in protocol.models:
-        rows.append(_model_row(spec, cache / "sr", dataset.scale, device, force,
-                               inference_convention(protocol.run, device)))
-    if protocol.references.hr_probes:
-        rows.append(_Row(HR_PROBES, "reference", role="reference"))
+    def build_rows() -> tuple[list[_Row], list[Any], list[Any], list[FaceStore]]:
+        """Rows (fail fast on a bad model before any detection work), recognisers, aligners, caches."""
+        rows: list[_Row] = []
+        if protocol.references.lr_image:
+            rows.append(_Row(LR_IMAGE, "reference", role="reference"))
+        for spec in protocol.models:
+            rows.append(_model_row(spec, cache / "sr", dataset.scale, device, force,
+                                   inference_convention(protocol.run, device)))
+        if protocol.references.hr_probes:
+            rows.append(_Row(HR_PROBES, "reference", role="reference"))
+        det = rec.detector
+        key = "recognition.recogniser" if rec.recognisers is None else "recognition.recognisers"
+        stores: list[FaceStore] = []
+        recognisers = []
+        aligners: list[Any] = []
+        for k, name in enumerate(rec.names):
+            try:
+                recognisers.append(create_recogniser(name, weights=rec.weights, device=device, flip=rec.flip))
+            except Exception as exc:  # weights unavailable offline, unknown name, …: say which key to fix
+                where = key if rec.recognisers is None else f"{key}[{k}]"
+                raise ProtocolError(f"{where} {name!r}: {exc}") from exc
+            aligner = FaceAligner(min_face_size=det.min_face_size, thresholds=det.thresholds, factor=det.factor,
+                                  selection=det.selection, min_prob=det.min_prob, batch_size=det.batch_size,
+                                  device=device, recogniser=recognisers[-1])  # the recogniser's own crop
+            aligners.append(aligner)
+            stores.append(FaceStore(cache, aligner, recognisers[-1], det.max_side, fresh=force))
+        return rows, recognisers, aligners, stores
 
+    built = ranks.step(build_rows)
+    assert built is not None
+    rows, recognisers, aligners, stores = built
     det = rec.detector
     names = rec.names
-    key = "recognition.recogniser" if rec.recognisers is None else "recognition.recognisers"
-    stores: list[FaceStore] = []
-    recognisers = []
-    aligners: list[Any] = []
-    for k, name in enumerate(names):
-        try:
-            recognisers.append(create_recogniser(name, weights=rec.weights, device=device, flip=rec.flip))
-        except Exception as exc:  # weights unavailable offline, unknown name, …: say which key to fix
-            where = key if rec.recognisers is None else f"{key}[{k}]"
-            raise ProtocolError(f"{where} {name!r}: {exc}") from exc
-        aligner = FaceAligner(min_face_size=det.min_face_size, thresholds=det.thresholds, factor=det.factor,
-                              selection=det.selection, min_prob=det.min_prob, batch_size=det.batch_size,
-                              device=device, recogniser=recognisers[-1])  # the recogniser's own crop
-        aligners.append(aligner)
-        stores.append(FaceStore(cache, aligner, recognisers[-1], det.max_side, fresh=force))
 
     # gallery: streamed in detector-sized batches (HD mugshots are large)
     sample_idx = set(range(min(run.num_samples, len(probes))))
     samples = out / "samples"
     folders = _sample_folders(samples, probes, sample_idx)
+    sample_key = stable_hash({"dataset": dataset.describe(), "degradation": dataset.describe_degradation(),
+                              "seed": run.seed})
+
+    def key_samples() -> None:  # images of other data (dataset, degradation, seed) go first
+        for folder in folders.values():
+            keyed_sample_folder(folder, sample_key)
+
+    ranks.step(key_samples, main_only=True)
     gallery_samples: dict[int, list[Path]] = {}
     for i in sample_idx:
         if probes[i].subject in subject_row:
             gallery_samples.setdefault(subject_row[probes[i].subject], []).append(folders[i])
-    emb_g = [torch.zeros(len(gallery), st.dim) for st in stores]
-    det_g = [torch.zeros(len(gallery), dtype=torch.bool) for _ in stores]
     bar = tqdm(total=len(gallery), desc="gallery", unit="img", disable=not progress, leave=False)
-    for start in range(0, len(gallery), det.batch_size):
-        enrolled = [dataset.read_gallery(g) for g in gallery[start : start + det.batch_size]]
-        for k, st in enumerate(stores):
-            _, e, d = st.embed(enrolled)
-            emb_g[k][start : start + len(e)], det_g[k][start : start + len(d)] = e, d
-        for j, image in enumerate(enrolled):
-            for folder in gallery_samples.get(start + j, []):
-                _write_sample(folder, "gallery.png", image)
-        bar.update(len(enrolled))
+    embedded = _embed_sharded(ranks, stores, len(gallery), det.batch_size,
+                              lambda lo, hi: [dataset.read_gallery(g) for g in gallery[lo:hi]],
+                              keep=set(gallery_samples), bar=bar)
     bar.close()
-    for st in stores:
-        st.save()
-    undetected_gallery = [g.subject for g, d in zip(gallery, det_g[0].tolist()) if not d]
-    if undetected_gallery:
-        log(f"warning: no face detected in {len(undetected_gallery)} gallery image(s) "
-            f"({', '.join(undetected_gallery[:10])}); their probes cannot match")
+
+    def gallery_done() -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
+        emb_g, det_g, kept = embedded
+        for j, image in kept.items():
+            for folder in gallery_samples.get(j, []):
+                _write_sample(folder, "gallery.png", image)
+        for st in stores:
+            st.save()
+        undetected = [g.subject for g, d in zip(gallery, det_g[0].tolist()) if not d]
+        if undetected:
+            log(f"warning: no face detected in {len(undetected)} gallery image(s) "
+                f"({', '.join(undetected[:10])}); their probes cannot match")
+        return emb_g, det_g, undetected
+
+    enrolled = ranks.step(gallery_done, main_only=True)
+    emb_g, det_g, undetected_gallery = enrolled if enrolled is not None else ([], [], [])
 
     # calibration: HR-vs-HR scores of the calibration subjects -> one threshold per FAR and recogniser
     calibrations: list[Calibration] = []
     cal_info: dict[str, Any] = {}
     score_arrays: dict[str, np.ndarray] = {"probe_ids": probe_ids.astype(str), "gallery_ids": gallery_ids.astype(str)}
-    for k, st in enumerate(stores):
-        if cal_set is None:
-            calibrations.append(Calibration((), (), 0, 0))
-            continue
-        calibrations.append(_calibrate(protocol, cal_set, st, run.seed, names[k], cal_info, log, score_arrays))
+    if cal_set is None:
+        calibrations = [Calibration((), (), 0, 0) for _ in stores]
+    else:
+        cal_g, cal_p = cal_set.gallery, cal_set.probes
+        cal_gallery = _embed_sharded(ranks, stores, len(cal_g), CALIBRATION_BATCH,
+                                     lambda lo, hi: [cal_set.read_gallery(g) for g in cal_g[lo:hi]])
+        cal_probes = _embed_sharded(ranks, stores, len(cal_p), CALIBRATION_BATCH,
+                                    lambda lo, hi: [cal_set.read_probe(p, seed=run.seed).hr for p in cal_p[lo:hi]])
+
+        def calibrate() -> list[Calibration]:
+            for st in stores:
+                st.save()
+            return [_calibrate(protocol, cal_set, cal_gallery[0][k].numpy(), cal_gallery[1][k].numpy(),
+                               cal_probes[0][k].numpy(), cal_probes[1][k].numpy(), names[k], cal_info, log,
+                               score_arrays) for k in range(len(stores))]
+
+        calibrations = ranks.step(calibrate, main_only=True) or []
 
     # rows
     reader = _ProbeReader(dataset, probes, run.batch_size, run.seed)
+    mine = ranks.block(reader.n_batches)
+    lo, hi = min(len(probes), mine.start * run.batch_size), min(len(probes), mine.stop * run.batch_size)
     per_row: list[list[tuple[RowScores, RowOperatingPoints]]] = []
-    per_probe = []
+    per_probe: list[list[Any]] = []
     for row in rows:
         t0 = time.perf_counter()
         row.work = {"sr_computed": 0, "sr_reused": 0, "faces_computed": 0, "faces_reused": 0}
         c0, r0 = sum(st.computed for st in stores), sum(st.reused for st in stores)
-        emb_p = [torch.zeros(len(probes), st.dim) for st in stores]
-        det_p = [torch.zeros(len(probes), dtype=torch.bool) for _ in stores]
-        state: dict[str, Any] = {"model": None, "scale": dataset.scale, "run": protocol.run}
-        bar = tqdm(total=len(probes), desc=row.label, unit="probe", disable=not progress, leave=False)
-        want = "hr" if row.label == HR_PROBES else "lr"  # the one reference that reads HR probes
-        for batch_no, (pos, items, read) in enumerate(reader.batches(want)):
-            lrs = read if want == "lr" else None
-            images = read if row.sr_store is None else _super_resolve(row, read, state, device)
-            if row.sr_store is not None and (batch_no + 1) % SAVE_EVERY_BATCHES == 0:
+
+        def embed_row(row: _Row = row) -> dict[str, Any]:
+            """This process's share of the row: embeddings of probes lo:hi, new cache entries, samples."""
+            emb_p = [torch.zeros(hi - lo, st.dim) for st in stores]
+            det_p = [torch.zeros(hi - lo, dtype=torch.bool) for _ in stores]
+            kept: dict[int, tuple[torch.Tensor | None, torch.Tensor | None]] = {}
+            state: dict[str, Any] = {"model": None, "scale": dataset.scale, "run": protocol.run}
+            bar = tqdm(total=hi - lo, desc=row.label, unit="probe", disable=not progress, leave=False)
+            want = "hr" if row.label == HR_PROBES else "lr"  # the one reference that reads HR probes
+            for batch_no, (pos, items, read) in enumerate(reader.batches(want, mine)):
+                lrs = read if want == "lr" else None
+                images = read if row.sr_store is None else _super_resolve(row, read, state, device)
+                if ranks.is_main and row.sr_store is not None and (batch_no + 1) % SAVE_EVERY_BATCHES == 0:
+                    row.sr_store.save()
+                for k, st in enumerate(stores):
+                    _, e, d = st.embed(images)
+                    emb_p[k][pos - lo : pos - lo + len(items)], det_p[k][pos - lo : pos - lo + len(items)] = e, d
+                for j in range(len(items)):
+                    if pos + j in sample_idx:
+                        kept[pos + j] = (images[j], None if lrs is None else lrs[j])
+                bar.update(len(items))
+            bar.close()
+            state["model"] = None
+            sr_fresh = row.sr_store.take_fresh() if row.sr_store is not None else {}
+            faces_fresh = [st.take_fresh() for st in stores]  # rank 0 has its own entries already
+            return {"lo": lo, "emb": emb_p, "det": det_p, "kept": kept,
+                    "sr_fresh": sr_fresh if not ranks.is_main else {},
+                    "faces_fresh": faces_fresh if not ranks.is_main else [{} for _ in stores],
+                    "work": {**row.work, "faces_computed": sum(st.computed for st in stores) - c0,
+                             "faces_reused": sum(st.reused for st in stores) - r0}}
+
+        parts = ranks.gather(ranks.step(embed_row))
+
+        def score(row: _Row = row) -> None:
+            assert parts is not None
+            emb_p = [torch.cat([part["emb"][k] for part in parts]) for k in range(len(stores))]
+            det_p = [torch.cat([part["det"][k] for part in parts]) for k in range(len(stores))]
+            for part in parts:
+                if row.sr_store is not None:
+                    row.sr_store.merge(part["sr_fresh"])
+                for st, fresh in zip(stores, part["faces_fresh"]):
+                    st.merge(fresh)
+                for i, (image, lr) in part["kept"].items():
+                    _write_sample(folders[i], f"{safe_filename(row.label)}.png", image)
+                    if lr is not None and not (folders[i] / "lr.png").exists():
+                        _write_sample(folders[i], "lr.png", lr)
+            row.work = {k: sum(part["work"][k] for part in parts) for k in row.work}
+            if row.sr_store is not None:
                 row.sr_store.save()
+            for st in stores:
+                st.save()
+            scored = []
+            for k in range(len(stores)):
+                ep, dp, eg, dg = emb_p[k].numpy(), det_p[k].numpy(), emb_g[k].numpy(), det_g[k].numpy()
+                scores = score_row(ep[mated_idx], dp[mated_idx], eg, dg, subj_idx, rec.threshold,
+                                   distances=[probes[i].distance for i in mated_idx],
+                                   cameras=[probes[i].camera for i in mated_idx], bootstrap_n=rec.bootstrap.n,
+                                   bootstrap_seed=rec.bootstrap.seed)
+                matrix = score_matrix(ep, dp, eg, dg)
+                score_arrays[f"{names[k]}|{row.label}"] = matrix.astype(np.float32)
+                ops = operating_point_metrics(matrix, probe_ids, gallery_ids, calibrations[k],
+                                              fixed_threshold=rec.threshold, fpirs=cal_fpirs(protocol),
+                                              ranks=cal_ranks(protocol))
+                scored.append((scores, ops))
+                per_probe.extend([row.label, probes[i].name, probes[i].subject, probes[i].distance, probes[i].camera,
+                                  scores.similarity[j], bool(dp[i]), scores.matched[j], scores.rank[j], names[k]]
+                                 for j, i in enumerate(mated_idx))
+            row.work["seconds"] = round(time.perf_counter() - t0, 3)
+            per_row.append(scored)
+            log(_summary_line(row, scored[0][0]))
+
+        ranks.step(score, main_only=True)
+
+    def write() -> results.RunResult:
+        results_rows = _entries(rows, per_row, names, len(gallery))
+        run_result = results.RunResult.model_validate({
+            "kind": "recognition",
+            "protocol_name": protocol.name,
+            "protocol_hash": protocol.hash(),
+            "protocol": protocol.model_dump(mode="json"),
+            "conventions": _conventions(protocol, dataset, aligners[0], recognisers, len(probes), cal_info,
+                                        inference_convention(protocol.run, device)),
+            "provenance": {**collect(device), **ranks_provenance(ranks),
+                           "runtime_s": round(time.perf_counter() - t_start, 3)},
+            "gallery": {"n_subjects": len(gallery), "n_detected": int(det_g[0].sum()),
+                        "undetected_subjects": undetected_gallery},
+            "models": results_rows,
+            "samples": _samples_manifest(folders, probes, [r.label for r in rows]),
+        })
+        results.write_csv(out / "summary.csv", results.summary_frame(run_result))
+        results.write_csv(out / "per_probe.csv", results.frame(per_probe, results.COLUMNS["recognition"]["per_probe"]))
+        savez: Any = np.savez_compressed  # keyword names are the arrays' names
+        savez(out / "scores.npz", **score_arrays)
+        results.write_run(out, run_result)
+        return run_result
+
+    run_result = ranks.step(write, main_only=True, share=True)
+    assert run_result is not None
+    return run_result
+
+
+def _embed_sharded(ranks: Ranks, stores: list[FaceStore], n: int, batch: int,
+                   read: Callable[[int, int], list[torch.Tensor | None]], keep: frozenset[int] | set[int] = frozenset(),
+                   bar: Any = None) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[int, torch.Tensor | None]]:
+    """Embeddings (per store: (n, D), detected (n,)) of ``n`` images read ``batch`` at a time by
+    ``read(lo, hi)``, each process embedding its block of whole batches; the images at ``keep``
+    come along (samples). On rank 0 the whole arrays, with the other processes' new cache
+    entries merged into ``stores``; empty lists elsewhere."""
+    chunks = ranks.block(-(-n // batch))
+    lo, hi = min(n, chunks.start * batch), min(n, chunks.stop * batch)
+
+    def embed() -> dict[str, Any]:
+        emb = [torch.zeros(hi - lo, st.dim) for st in stores]
+        det = [torch.zeros(hi - lo, dtype=torch.bool) for _ in stores]
+        kept: dict[int, torch.Tensor | None] = {}
+        for start in range(lo, hi, batch):
+            images = read(start, min(hi, start + batch))
             for k, st in enumerate(stores):
                 _, e, d = st.embed(images)
-                emb_p[k][pos : pos + len(items)], det_p[k][pos : pos + len(items)] = e, d
-            for j in range(len(items)):
-                if pos + j in sample_idx:
-                    folder = folders[pos + j]
-                    _write_sample(folder, f"{safe_filename(row.label)}.png", images[j])
-                    if lrs is not None and not (folder / "lr.png").exists():
-                        _write_sample(folder, "lr.png", lrs[j])
-            bar.update(len(items))
-        bar.close()
-        if row.sr_store is not None:
-            row.sr_store.save()
-        for st in stores:
-            st.save()
-        state["model"] = None
-        row.work["faces_computed"] = sum(st.computed for st in stores) - c0
-        row.work["faces_reused"] = sum(st.reused for st in stores) - r0
-        scored = []
-        for k in range(len(stores)):
-            ep, dp, eg, dg = emb_p[k].numpy(), det_p[k].numpy(), emb_g[k].numpy(), det_g[k].numpy()
-            scores = score_row(ep[mated_idx], dp[mated_idx], eg, dg, subj_idx, rec.threshold,
-                               distances=[probes[i].distance for i in mated_idx],
-                               cameras=[probes[i].camera for i in mated_idx], bootstrap_n=rec.bootstrap.n,
-                               bootstrap_seed=rec.bootstrap.seed)
-            matrix = score_matrix(ep, dp, eg, dg)
-            score_arrays[f"{names[k]}|{row.label}"] = matrix.astype(np.float32)
-            ops = operating_point_metrics(matrix, probe_ids, gallery_ids, calibrations[k],
-                                          fixed_threshold=rec.threshold, fpirs=cal_fpirs(protocol),
-                                          ranks=cal_ranks(protocol))
-            scored.append((scores, ops))
-            per_probe += [[row.label, probes[i].name, probes[i].subject, probes[i].distance, probes[i].camera,
-                           scores.similarity[j], bool(dp[i]), scores.matched[j], scores.rank[j], names[k]]
-                          for j, i in enumerate(mated_idx)]
-        row.work["seconds"] = round(time.perf_counter() - t0, 3)
-        per_row.append(scored)
-        log(_summary_line(row, scored[0][0]))
+                emb[k][start - lo : start - lo + len(e)], det[k][start - lo : start - lo + len(d)] = e, d
+            kept.update({start + j: im for j, im in enumerate(images) if start + j in keep})
+            if bar is not None:
+                bar.update(len(images))
+        fresh = [st.take_fresh() for st in stores]  # rank 0 has its own entries already
+        return {"emb": emb, "det": det, "kept": kept, "fresh": fresh if not ranks.is_main else [{} for _ in stores]}
 
-    results_rows = _entries(rows, per_row, names, len(gallery))
-    run_result = results.RunResult.model_validate({
-        "kind": "recognition",
-        "protocol_name": protocol.name,
-        "protocol_hash": protocol.hash(),
-        "protocol": protocol.model_dump(mode="json"),
-        "conventions": _conventions(protocol, dataset, aligners[0], recognisers, len(probes), cal_info,
-                                    inference_convention(protocol.run, device)),
-        "provenance": {**collect(device), "runtime_s": round(time.perf_counter() - t_start, 3)},
-        "gallery": {"n_subjects": len(gallery), "n_detected": int(det_g[0].sum()),
-                    "undetected_subjects": undetected_gallery},
-        "models": results_rows,
-        "samples": _samples_manifest(folders, probes, [r.label for r in rows]),
-    })
-    results.write_csv(out / "summary.csv", results.summary_frame(run_result))
-    results.write_csv(out / "per_probe.csv", results.frame(per_probe, results.COLUMNS["recognition"]["per_probe"]))
-    savez: Any = np.savez_compressed  # keyword names are the arrays' names
-    savez(out / "scores.npz", **score_arrays)
-    results.write_run(out, run_result)
-    return run_result
+    parts = ranks.gather(ranks.step(embed))
+    if parts is None:
+        return [], [], {}
+    kept: dict[int, torch.Tensor | None] = {}
+    for part in parts:
+        kept.update(part["kept"])
+        for st, fresh in zip(stores, part["fresh"]):
+            st.merge(fresh)
+    return ([torch.cat([part["emb"][k] for part in parts]) for k in range(len(stores))],
+            [torch.cat([part["det"][k] for part in parts]) for k in range(len(stores))], kept)
 
 
 def _samples_manifest(folders: dict[int, Path], probes: list[ProbeItem], labels: list[str]) -> list[dict[str, Any]]:
@@ -499,9 +625,10 @@ def cal_ranks(protocol: RecognitionProtocol) -> list[int]:
     return list(protocol.calibration.ranks) if protocol.calibration else [1, 20]
 
 
-def _calibrate(protocol: RecognitionProtocol, cal_set: RecognitionSet, store: FaceStore, seed: int, name: str,
-               info: dict[str, Any], log: Log, arrays: dict[str, np.ndarray]) -> Calibration:
-    """HR-vs-HR scores of the calibration subjects (their "HR probes" vs their gallery) -> thresholds.
+def _calibrate(protocol: RecognitionProtocol, cal_set: RecognitionSet, eg: np.ndarray, dg: np.ndarray, ep: np.ndarray,
+               dp: np.ndarray, name: str, info: dict[str, Any], log: Log, arrays: dict[str, np.ndarray]) -> Calibration:
+    """HR-vs-HR scores of the calibration subjects (their "HR probes" ``ep``/``dp`` vs their gallery
+    ``eg``/``dg``, one recogniser's embeddings and detections) -> thresholds.
 
     Pairs with an undetected face are left out of the calibration (and counted): scoring them as
     non-matches would lower the measured FAR and so the threshold.
@@ -509,9 +636,7 @@ def _calibrate(protocol: RecognitionProtocol, cal_set: RecognitionSet, store: Fa
     assert protocol.calibration is not None
     cal = protocol.calibration
     g_items, p_items = cal_set.gallery, cal_set.probes
-    eg, dg = _embed_items(store, [cal_set.read_gallery(g) for g in g_items])
-    ep, dp = _embed_items(store, [cal_set.read_probe(p, seed=seed).hr for p in p_items])
-    store.save()
+    dg, dp = dg.astype(bool), dp.astype(bool)
     gi = np.array([g.subject for g in g_items], dtype=object)[dg]
     pi = np.array([p.subject for p in p_items], dtype=object)[dp]
     if gi.size < 2 or pi.size == 0:
@@ -535,16 +660,6 @@ def _calibrate(protocol: RecognitionProtocol, cal_set: RecognitionSet, store: Fa
     log(f"calibration ({name}): {genuine.size} genuine / {impostor.size} impostor HR pairs; thresholds "
         + ", ".join(f"FAR {pt.target_far:g} -> {pt.threshold:.4f}" for pt in result.points))
     return result
-
-
-def _embed_items(store: FaceStore, images: list[torch.Tensor | None], batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    embs, dets = [], []
-    for start in range(0, len(images), batch):
-        _, e, d = store.embed(images[start : start + batch])
-        embs.append(e)
-        dets.append(d)
-    return (torch.cat(embs).numpy() if embs else np.zeros((0, store.dim)),
-            torch.cat(dets).numpy().astype(bool) if dets else np.zeros(0, bool))
 
 
 def _finite(metrics: dict[str, Any], unavailable: dict[str, Any], values: dict[str, float | None], why: str) -> None:

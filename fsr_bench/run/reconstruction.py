@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
 from fsr_bench import __version__, atomic, results
+from fsr_bench.distributed import SINGLE, Ranks
 from fsr_bench.metrics import MetricConventions, ReconstructionMetrics
 from fsr_bench.models.precision import infer, resolve_precision
 from fsr_bench.protocol import ModelSpec, ProtocolError, ReconstructionProtocol
@@ -37,12 +38,15 @@ from fsr_bench.run.common import (
     count_gflops,
     inference_convention,
     load_model,
+    ranks_provenance,
     read_json,
     resolve_device,
     safe_filename,
 )
+from fsr_bench.run.outdir import keyed_sample_folder
 
-__all__ = ["batches", "build_dataset", "metric_conventions", "run_model", "run_reconstruction"]
+__all__ = ["batch_plan", "batches", "build_dataset", "metric_conventions", "model_result", "run_model",
+           "run_reconstruction"]
 
 
 def build_dataset(spec: dict[str, Any]):
@@ -58,17 +62,41 @@ def describe_dataset(dataset) -> dict[str, Any]:
     return {"type": type(dataset).__name__, "n_images": len(dataset)}
 
 
-def batches(dataset, indices: list[int], batch_size: int) -> Iterator[list[dict]]:
-    """Consecutive items of equal HR size, at most ``batch_size`` at a time."""
-    pending: list[dict] = []
-    for i in indices:
-        item = dataset[i]
-        if pending and (len(pending) == batch_size or item["hr"].shape != pending[0]["hr"].shape):
+def _grouped(pairs: Iterable[tuple[Any, Any]], batch_size: int) -> Iterator[list[Any]]:
+    """The one batching rule: consecutive ``(thing, HR shape)`` of equal shape, at most ``batch_size``."""
+    pending: list[Any] = []
+    shape = None
+    for thing, hr_shape in pairs:
+        if pending and (len(pending) == batch_size or hr_shape != shape):
             yield pending
             pending = []
-        pending.append(item)
+        shape = hr_shape
+        pending.append(thing)
     if pending:
         yield pending
+
+
+def batches(dataset, indices: list[int], batch_size: int) -> Iterator[list[dict]]:
+    """Consecutive items of equal HR size, at most ``batch_size`` at a time."""
+    return _grouped(((item, item["hr"].shape) for item in (dataset[i] for i in indices)), batch_size)
+
+
+def batch_plan(dataset, indices: list[int], batch_size: int, ranks: Ranks) -> list[list[int]]:
+    """The single-process batches (as index lists), known to every process: each reads the HR
+    shapes of its share of the images, rank 0 groups them and shares the plan. Sharding whole
+    batches of this plan makes every image pass through the model in the same batch as in one
+    process, so per-image numbers are identical, not merely close."""
+    share = [indices[i] for i in ranks.block(len(indices))]
+    shapes = ranks.step(lambda: [tuple(dataset[i]["hr"].shape) for i in share])
+    parts = ranks.gather(shapes)
+
+    def group() -> list[list[int]]:
+        assert parts is not None
+        return list(_grouped(zip(indices, [s for part in parts for s in part]), batch_size))
+
+    plan = ranks.step(group, main_only=True, share=True)
+    assert plan is not None
+    return plan
 
 
 def metric_conventions(protocol: ReconstructionProtocol, scale: int) -> MetricConventions:
@@ -114,17 +142,12 @@ def prepare_samples(folder: Path, dataset, degradation, indices: list[int], data
         item = dataset[i]
         sub = folder / safe_filename(str(item["name"]))
         dirs[i] = sub
-        key_file = sub / ".key"
-        if key_file.is_file() and key_file.read_text().strip() == data_key and (sub / "lr.png").is_file():
+        if keyed_sample_folder(sub, data_key) and (sub / "lr.png").is_file():
             continue
-        if sub.is_dir():
-            for old in sub.glob("*.png"):
-                old.unlink()
         hr = hr_of(item, degradation.scale, dataset)
         lr = degradation(hr.unsqueeze(0), index=[item["index"]], seed=seed)[0]
         write_image(hr, sub / "hr.png")
         write_image(lr.clamp(0, 1), sub / "lr.png")
-        atomic.write_text(key_file, data_key + "\n")
     return dirs
 
 
@@ -151,11 +174,14 @@ def write_missing_samples(spec: ModelSpec, protocol: ReconstructionProtocol, dat
 
 
 def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degradation, scoring: ReconstructionMetrics,
-              device: str, indices: list[int], sample_dirs: dict[int, Path], progress: bool) -> dict[str, Any]:
+              device: str, indices: list[int], samples: set[int], progress: bool,
+              plan: list[list[int]] | None = None) -> dict[str, Any]:
+    """One model over ``indices`` (or the batches of ``plan``: this process's share): the part of
+    a result one process computes — scored rows, timing, FLOPs — and the SR outputs of the images
+    in ``samples``. :func:`model_result` makes the result from the parts of every process."""
     from tqdm import tqdm
 
     from fsr_bench.data.degradations import needs_mod_crop
-    from fsr_bench.data.io import write_image
 
     model = load_model(spec, device, degradation.scale,
                        f"the degradation is x{degradation.scale}; use the _x{degradation.scale} variant or "
@@ -164,8 +190,12 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
     precision = resolve_precision(protocol.run.precision, device)
     forward_seconds, timed_images, gflops, cropped = 0.0, 0, None, 0
     seed = protocol.run.seed
-    bar = tqdm(total=len(indices), desc=f"{spec.display}", unit="img", disable=not progress, leave=False)
-    for batch_no, items in enumerate(batches(dataset, indices, protocol.run.batch_size)):
+    outputs: dict[int, torch.Tensor] = {}
+    todo = batches(dataset, indices, protocol.run.batch_size) if plan is None else \
+        ([dataset[i] for i in b] for b in plan)
+    n_todo = len(indices) if plan is None else sum(len(b) for b in plan)
+    bar = tqdm(total=n_todo, desc=f"{spec.display}", unit="img", disable=not progress, leave=False)
+    for batch_no, items in enumerate(todo):
         cropped += sum(needs_mod_crop(it["hr"], model.scale) for it in items)
         hr_cpu = torch.stack([hr_of(it, model.scale, dataset) for it in items])
         lr = degradation(hr_cpu, index=[it["index"] for it in items], seed=seed).to(device)
@@ -178,34 +208,56 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
         sr = infer(model, lr, precision, protocol.run.channels_last).clamp(0, 1)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        if batch_no > 0 or len(indices) <= len(items):  # first batch is warm-up when there are more
+        if batch_no > 0 or n_todo <= len(items):  # first batch is warm-up when there are more
             forward_seconds += time.perf_counter() - t0
             timed_images += len(items)
         scorer.update(sr, hr, names=[str(it["name"]) for it in items])
         for k, it in enumerate(items):
-            if it["index"] in sample_dirs:
-                write_image(sr[k].cpu(), sample_dirs[it["index"]] / f"{safe_filename(spec.display)}.png")
+            if it["index"] in samples:
+                outputs[it["index"]] = sr[k].cpu()
         bar.update(len(items))
     bar.close()
-    means = scorer.compute()
-    lpips_on = scorer.lpips is not None
-    rows = [{"image": r["name"], "psnr": r["psnr"], "ssim": r["ssim"], **({"lpips": r["lpips"]} if lpips_on else {})}
-            for r in scorer.rows]
     return {
         "label": spec.display,
         "name": spec.name,
         "variant": getattr(model, "variant", None),
         "role": "floor" if spec.checkpoint is None and model.num_parameters() == 0 else "model",
         "scale": model.scale,
+        "params": model.num_parameters(),
+        "rows": scorer.rows, "forward_seconds": forward_seconds, "timed_images": timed_images,
+        "gflops": gflops, "n_mod_cropped": cropped, "samples": outputs,
+    }
+
+
+def model_result(spec: ModelSpec, parts: list[dict[str, Any]], scoring: ReconstructionMetrics) -> dict[str, Any]:
+    """A model's result from the :func:`run_model` parts of every process, in rank order: rows
+    concatenated in the single-process order and scored as one (the means are those of one
+    process); FLOPs from rank 0's first batch (the run's first batch); ``images_per_s`` is the
+    throughput of one process (timed images / forward seconds over all processes)."""
+    scorer = ReconstructionMetrics(scoring.conventions, scoring.lpips, scoring.lpips_unavailable_reason)
+    for part in parts:
+        scorer.extend(part["rows"])
+    means = scorer.compute()
+    lpips_on = scorer.lpips is not None
+    rows = [{"image": r["name"], "psnr": r["psnr"], "ssim": r["ssim"], **({"lpips": r["lpips"]} if lpips_on else {})}
+            for r in scorer.rows]
+    first = parts[0]
+    forward_seconds = sum(p["forward_seconds"] for p in parts)
+    return {
+        "label": first["label"],
+        "name": first["name"],
+        "variant": first["variant"],
+        "role": first["role"],
+        "scale": first["scale"],
         "overrides": spec.overrides,
         "checkpoint": spec.checkpoint,
         "checkpoint_sha256": checkpoint_sha(spec),
-        "params": model.num_parameters(),
-        "gflops": gflops,
-        "images_per_s": (timed_images / forward_seconds) if forward_seconds > 0 else None,
+        "params": first["params"],
+        "gflops": first["gflops"],
+        "images_per_s": (sum(p["timed_images"] for p in parts) / forward_seconds) if forward_seconds > 0 else None,
         "n_images": means["n"],
         "n_infinite_psnr": means["n_infinite_psnr"],
-        "n_mod_cropped": cropped,
+        "n_mod_cropped": sum(p["n_mod_cropped"] for p in parts),
         "metrics": {k: means[k] for k in ("psnr", "ssim", "lpips", "mps")},
         "unavailable": {} if lpips_on else {"lpips": scorer.lpips_unavailable_reason, "mps": "needs LPIPS"},
         "per_image": rows,
@@ -213,21 +265,38 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
 
 
 def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *, progress: bool = True,
-                       log: Log = print, force: bool = False) -> results.RunResult:
+                       log: Log = print, force: bool = False, ranks: Ranks = SINGLE) -> results.RunResult:
     """Run every model of ``protocol``; returns the :class:`~fsr_bench.results.RunResult` written to
-    results.json."""
+    results.json.
+
+    ``ranks`` (several processes under torchrun, see :func:`fsr_bench.run.run_protocol`): each
+    process runs each model on its contiguous block of whole batches of the single-process batch
+    plan (:func:`batch_plan`); rank 0 decides reuse, gathers the parts, scores them as one and
+    alone writes OUT. The numbers are those of one process (the same images in the same batches).
+    """
     from fsr_bench.data.degradations import build_degradation
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(protocol.run.device)
-    dataset = build_dataset(protocol.data.dataset)
-    if len(dataset) == 0:
-        raise ProtocolError(f"data.dataset {protocol.data.dataset} holds no images")
-    degradation = build_degradation(protocol.data.degradation)
+
+    def setup():
+        if ranks.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        device = resolve_device(protocol.run.device)
+        dataset = build_dataset(protocol.data.dataset)
+        if len(dataset) == 0:
+            raise ProtocolError(f"data.dataset {protocol.data.dataset} holds no images")
+        degradation = build_degradation(protocol.data.degradation)
+        scoring = _metrics(protocol, metric_conventions(protocol, degradation.scale), device, log)
+        return device, dataset, degradation, scoring
+
+    setup_result = ranks.step(setup)
+    assert setup_result is not None
+    device, dataset, degradation, scoring = setup_result
+    if ranks.world > 1:  # every process must score alike (an LPIPS download may fail on one)
+        lpips_on = ranks.gather(scoring.lpips is not None)
+        ranks.step(lambda: _same_everywhere(lpips_on, "LPIPS availability"), main_only=True)
     n = len(dataset) if protocol.run.limit is None else min(len(dataset), protocol.run.limit)
     indices = list(range(n))
-    scoring = _metrics(protocol, metric_conventions(protocol, degradation.scale), device, log)
     conventions = {
         "metrics": {**scoring.conventions.describe(), "lpips": protocol.metrics.lpips,
                     "lpips_unavailable": None if scoring.lpips is not None else scoring.lpips_unavailable_reason},
@@ -241,49 +310,90 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
     sample_idx = indices[: protocol.run.num_samples]
     data_key = stable_hash({"dataset": describe_dataset(dataset), "degradation": conventions["degradation"],
                             "seed": protocol.run.seed})
-    sample_dirs = prepare_samples(out / "samples", dataset, degradation, sample_idx, data_key, protocol.run.seed)
-    rows = []
+    sample_dirs = ranks.step(lambda: prepare_samples(out / "samples", dataset, degradation, sample_idx, data_key,
+                                                     protocol.run.seed), main_only=True) or {}
+    plan = None
+    if ranks.world > 1:
+        full = batch_plan(dataset, indices, protocol.run.batch_size, ranks)
+        plan = [full[b] for b in ranks.block(len(full))]
+    rows: list[Any] = []  # None on processes other than rank 0 for computed models
     for spec in protocol.models:
         folder = out / "models" / safe_filename(spec.display)
-        key = stable_hash({"spec": spec.model_dump(mode="json"), "checkpoint_sha256": checkpoint_sha(spec),
-                           "conventions": conventions, "limit": protocol.run.limit, "version": __version__,
-                           "lpips_available": scoring.lpips is not None})
-        cached = read_json(folder / "result.json")
-        if cached and cached.get("work_key") == key and not force:
-            log(f"{spec.display}: reusing finished result ({folder / 'result.json'})")
-            write_missing_samples(spec, protocol, dataset, degradation, device, sample_dirs, log)
+
+        def reuse(spec: ModelSpec = spec, folder: Path = folder) -> tuple[str, dict[str, Any] | None]:
+            """(work key, the finished result when it is reused): rank 0 decides for every process."""
+            key = stable_hash({"spec": spec.model_dump(mode="json"), "checkpoint_sha256": checkpoint_sha(spec),
+                               "conventions": conventions, "limit": protocol.run.limit, "version": __version__,
+                               "lpips_available": scoring.lpips is not None})
+            cached = read_json(folder / "result.json")
+            if cached and cached.get("work_key") == key and not force:
+                log(f"{spec.display}: reusing finished result ({folder / 'result.json'})")
+                write_missing_samples(spec, protocol, dataset, degradation, device, sample_dirs, log)
+                return key, cached
+            return key, None
+
+        decided = ranks.step(reuse, main_only=True, share=True)
+        assert decided is not None
+        key, cached = decided
+        if cached is not None:
             rows.append(cached)
             continue
-        result = run_model(spec, protocol, dataset, degradation, scoring, device, indices, sample_dirs, progress)
-        result["work_key"] = key
-        results.write_csv(folder / "per_image.csv", results.frame(
-            ([r["image"], r["psnr"], r["ssim"], r.get("lpips")] for r in result["per_image"]),
-            ["image", "psnr", "ssim", "lpips"]))
-        atomic.write_json(folder / "result.json", result)
-        m = result["metrics"]
-        psnr = "n/a (every image exact)" if m["psnr"] is None else f"{m['psnr']:.2f}"
-        log(f"{spec.display}: PSNR {psnr}  SSIM {m['ssim']:.4f}" +
-            (f"  LPIPS {m['lpips']:.4f}  MPS {m['mps']:.4f}" if m["lpips"] is not None else "  LPIPS n/a"))
-        rows.append(result)
+        def compute(spec: ModelSpec = spec) -> dict[str, Any]:
+            return run_model(spec, protocol, dataset, degradation, scoring, device, indices, set(sample_idx),
+                             progress, plan)
 
-    samples = _samples_manifest(out / "samples", dataset, sample_idx, [r["label"] for r in rows])
-    run = results.RunResult.model_validate({
-        "kind": "reconstruction",
-        "protocol_name": protocol.name,
-        "protocol_hash": protocol.hash(),
-        "protocol": protocol.model_dump(mode="json"),
-        "conventions": conventions,
-        "provenance": collect(device),
-        "models": [{k: v for k, v in r.items() if k != "per_image"} for r in rows],
-        "samples": samples,
-    })
-    cols = results.COLUMNS["reconstruction"]
-    results.write_csv(out / "summary.csv", results.summary_frame(run))
-    results.write_csv(out / "per_image.csv", results.frame(
-        ([r["name"], r["label"], p["image"], p["psnr"], p["ssim"], p.get("lpips")] for r in rows for p in r["per_image"]),
-        cols["per_image"]))
-    results.write_run(out, run)
+        part = ranks.step(compute)
+        parts = ranks.gather(part)
+
+        def write(spec: ModelSpec = spec, folder: Path = folder, key: str = key) -> dict[str, Any]:
+            from fsr_bench.data.io import write_image
+
+            assert parts is not None
+            for p in parts:
+                for i, sr in p["samples"].items():
+                    write_image(sr, sample_dirs[i] / f"{safe_filename(spec.display)}.png")
+            result = model_result(spec, parts, scoring)
+            result["work_key"] = key
+            results.write_csv(folder / "per_image.csv", results.frame(
+                ([r["image"], r["psnr"], r["ssim"], r.get("lpips")] for r in result["per_image"]),
+                ["image", "psnr", "ssim", "lpips"]))
+            atomic.write_json(folder / "result.json", result)
+            m = result["metrics"]
+            psnr = "n/a (every image exact)" if m["psnr"] is None else f"{m['psnr']:.2f}"
+            log(f"{spec.display}: PSNR {psnr}  SSIM {m['ssim']:.4f}" +
+                (f"  LPIPS {m['lpips']:.4f}  MPS {m['mps']:.4f}" if m["lpips"] is not None else "  LPIPS n/a"))
+            return result
+
+        rows.append(ranks.step(write, main_only=True))
+
+    def finish() -> results.RunResult:
+        samples = _samples_manifest(out / "samples", dataset, sample_idx, [r["label"] for r in rows])
+        run = results.RunResult.model_validate({
+            "kind": "reconstruction",
+            "protocol_name": protocol.name,
+            "protocol_hash": protocol.hash(),
+            "protocol": protocol.model_dump(mode="json"),
+            "conventions": conventions,
+            "provenance": {**collect(device), **ranks_provenance(ranks)},
+            "models": [{k: v for k, v in r.items() if k != "per_image"} for r in rows],
+            "samples": samples,
+        })
+        cols = results.COLUMNS["reconstruction"]
+        results.write_csv(out / "summary.csv", results.summary_frame(run))
+        results.write_csv(out / "per_image.csv", results.frame(
+            ([r["name"], r["label"], p["image"], p["psnr"], p["ssim"], p.get("lpips")] for r in rows
+             for p in r["per_image"]), cols["per_image"]))
+        results.write_run(out, run)
+        return run
+
+    run = ranks.step(finish, main_only=True, share=True)
+    assert run is not None
     return run
+
+
+def _same_everywhere(values: list[Any] | None, what: str) -> None:
+    if values is not None and len(set(values)) > 1:
+        raise ProtocolError(f"{what} differs between the processes of this run ({values}); rerun it")
 
 
 def _samples_manifest(folder: Path, dataset, indices: list[int], labels: list[str]) -> list[dict[str, Any]]:
