@@ -75,6 +75,12 @@ for _m in (
     Metric("ssim", "SSIM", True, 4, kind=_R, aggregation="mean of per-image SSIM"),
     Metric("lpips", "LPIPS", False, 4, kind=_R, aggregation="mean of per-image LPIPS"),
     Metric("mps", "MPS", True, 4, kind=_R, aggregation="0.5 * (mean SSIM + 1 - mean LPIPS)"),
+    Metric("identity_cosine", "ID cos", True, 4, kind=_R,
+           aggregation="mean over images with a face detected on HR of the per-image cosine of the SR and HR "
+                       "embeddings (alignment fitted on HR, applied to both; n_identity_undetected counts the rest)"),
+    Metric("identity_angle", "ID angle", False, 2, unit="°", kind=_R,
+           aggregation="mean over images with a face detected on HR of the per-image angle "
+                       "degrees(arccos(cosine)) between SR and HR embeddings (not the angle of the mean cosine)"),
     Metric("matching_accuracy", "Matching Accuracy", True, 4, percent=True, kind=_Q,
            aggregation="share of all probes with own-gallery similarity >= threshold"),
     Metric("average_similarity", "Average Similarity", True, 6, kind=_Q,
