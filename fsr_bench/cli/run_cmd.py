@@ -34,6 +34,15 @@ def run(
         kept = out_dir / "models"
         note = f"\n(finished models are kept in {kept}; a rerun reuses them)" if kept.is_dir() else ""
         raise fail(f"{exc}{note}") from None
+    if proto.kind == "face_size_sweep":  # one recognition run per size + the curves (sweep.json)
+        typer.echo(f"\nresults: {out_dir}/sweep.csv, {out_dir}/sweep.json; per size: {out_dir}/sizes/")
+        if proto.run.report:
+            from fsr_bench.reporting.face_size_sweep import load_sweep, sweep_tables, write_sweep_report
+
+            report = write_sweep_report(out_dir)
+            typer.echo(sweep_tables(load_sweep(out_dir)))
+            typer.echo(f"report: {report}")
+        return
     typer.echo(f"\nresults: {out_dir}/summary.csv, {out_dir}/results.json")
     if proto.run.report:  # the report reads the result in memory, not results.json back
         from fsr_bench.reporting.load import load_run

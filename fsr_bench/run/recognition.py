@@ -268,9 +268,12 @@ def _write_sample(folder: Path, name: str, image: torch.Tensor | None, max_side:
 
 # -- the run ---------------------------------------------------------------------------------------
 def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progress: bool = True,
-                    log: Log = print, force: bool = False) -> results.RunResult:
+                    log: Log = print, force: bool = False, cache_dir: str | Path | None = None) -> results.RunResult:
     """Run every row of ``protocol``; returns the :class:`~fsr_bench.results.RunResult` written to
     results.json.
+
+    ``cache_dir`` (default ``OUT/cache``): where the face and SR caches live; runs that share
+    images (the sizes of a face-size sweep) share it.
 
     ``force`` recomputes every SR output, detection and embedding, rewriting those caches (SCface
     face-crop boxes, which depend only on the file and the crop settings, are kept).
@@ -283,7 +286,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cache = out / "cache"
+    cache = out / "cache" if cache_dir is None else Path(cache_dir)
     device = resolve_device(protocol.run.device)
     rec, run = protocol.recognition, protocol.run
 
