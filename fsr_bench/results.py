@@ -51,7 +51,7 @@ COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "recognition": {
         "summary": ("model", "scale", "label", "matching_accuracy", "average_similarity", "detection_rate",
-                    "rank1", "tar_at_far_1e-3", "eer", "n_probes"),
+                    "rank1", "rank5", "rank20", "tar_at_far_1e-3", "eer", "n_probes"),
         "per_probe": ("label", "probe", "subject", "distance", "camera", "similarity", "detected", "matched",
                       "rank", "recogniser"),
     },

@@ -88,6 +88,7 @@ for _m in (
     Metric("detection_rate", "Detection rate", True, 2, percent=True, kind=_Q, aggregation="share of all probes"),
     Metric("rank1", "Rank-1", True, 2, percent=True, kind=_Q, aggregation="share of all probes identified at rank 1"),
     Metric("rank5", "Rank-5", True, 2, percent=True, kind=_Q, aggregation="share of all probes within rank 5"),
+    Metric("rank20", "Rank-20", True, 2, percent=True, kind=_Q, aggregation="share of all probes within rank 20"),
     Metric("tar_at_far_1e-2", "TAR@FAR=1e-2", True, 2, percent=True, kind=_Q,
            aggregation="TAR at the largest achievable FAR <= 1e-2 over all pairs"),
     Metric("tar_at_far_1e-3", "TAR@FAR=1e-3", True, 2, percent=True, kind=_Q,

@@ -57,7 +57,7 @@ Kind = Literal["reconstruction", "recognition"]
 # The columns the report requires, taken from the one declaration (fsr_bench.results.COLUMNS); of
 # per_probe.csv the grids read only these (distance, camera, matched and rank are for other readers).
 # The identity columns are optional: folders written before they existed have none.
-_LATER_COLUMNS = ("identity_cosine", "identity_angle")
+_LATER_COLUMNS = ("identity_cosine", "identity_angle", "rank5", "rank20")
 SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c for c in v["summary"] if c not in _LATER_COLUMNS)
                                                for k, v in results.COLUMNS.items()}
 PER_IMAGE_COLUMNS = tuple(c for c in results.COLUMNS[RECONSTRUCTION]["per_image"] if c not in _LATER_COLUMNS)
@@ -67,7 +67,7 @@ PER_PROBE_COLUMNS = tuple(c for c in results.COLUMNS[RECOGNITION]["per_probe"]
 # Metrics a table may show; absent ones read as None (unavailable).
 _OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {
     RECONSTRUCTION: ("psnr", "lpips", "mps", "identity_cosine", "identity_angle"),  # psnr: null when all exact
-    RECOGNITION: ("average_similarity", "rank1", "rank5", "tar_at_far_1e-2", "tar_at_far_1e-3",
+    RECOGNITION: ("average_similarity", "rank1", "rank5", "rank20", "tar_at_far_1e-2", "tar_at_far_1e-3",
                   "eer", "n_probes", "n_matched"),
 }
 # Dataset keys that may differ between runs of the same test set (machine paths, counts).
