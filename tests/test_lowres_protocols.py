@@ -16,6 +16,7 @@ from fsr_bench.run.recognition import build_recognition_set, run_recognition
 
 FILES = {"tinyface_x4": ("tinyface", "https://qmul-tinyface.github.io/"),
          "survface_x4": ("survface", "https://qmul-survface.github.io/"),
+         "survface_verification_x4": ("survface_verification", "https://qmul-survface.github.io/"),
          "scface_bob_x8": ("scface", "https://www.scface.org/")}
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import test_survface
 import test_tinyface
+import torch
 from conftest import REPO
 from PIL import Image
 
@@ -175,3 +176,62 @@ def test_survface_multi_image_gallery_open_set(lfw_dir, tmp_path, monkeypatch):
     assert checked == 4 * len(result.models)
     hr = next(r for r in result.models if r.label == "HR probes")
     assert hr.metrics["detection_rate"] == 1.0
+
+
+def test_survface_verification_pairs(lfw_dir, tmp_path, monkeypatch):
+    """1:1: the listed pairs of test_survface.py's tree, real faces written in; similarities and TAR@FAR
+    recomputed from MTCNN + norm_crop + MobileFaceNet called directly on the native images."""
+    from facenet_pytorch import MTCNN
+    from insightface.utils.face_align import norm_crop
+
+    from fsr_bench.data.io import read_image
+    from fsr_bench.face import create_recogniser
+
+    root = test_survface.make_tree(tmp_path / "QMUL-SurvFace")
+    folder = root / "Face_Verification_Test_Set" / "verification_images"
+    people = _faces(lfw_dir, 3, 2)
+    for name in sorted(p.name for p in folder.iterdir()):  # <subject>_cam.. : subject k -> person k-1
+        sid, k = int(name.split("_")[0]), int(name.split("_")[1][3:]) - 1
+        _write_face(people[sid - 1][min(k, 1)], folder / name, (40, 48))
+    monkeypatch.setenv("FSR_BENCH_DATA", str(tmp_path))
+    proto = load_protocol(REPO / "protocols" / "survface_verification_x4.yaml", [
+        "recognition.recognisers=[mobilefacenet]", "run.device=cpu"])
+    result = _run(proto, tmp_path / "out")
+    assert [r.label for r in result.models] == ["LR image", "Bicubic", "HR probes"]
+
+    rec = create_recogniser("mobilefacenet", device="cpu", flip=False)
+    mtcnn = MTCNN(keep_all=True, device="cpu", min_face_size=12)
+
+    def embed(path):
+        img = read_image(path)
+        boxes, _, pts = mtcnn.detect((img * 255).round().permute(1, 2, 0)[None], landmarks=True)
+        if boxes[0] is None:
+            return None
+        b = np.asarray(boxes[0], dtype=np.float64).reshape(-1, 4)
+        h, w = img.shape[-2:]
+        k = int(np.argmin(np.hypot((b[:, 0] + b[:, 2]) / 2 - (w - 1) / 2, (b[:, 1] + b[:, 3]) / 2 - (h - 1) / 2)))
+        crop = norm_crop(np.ascontiguousarray(img.permute(1, 2, 0).numpy()),
+                         np.asarray(pts[0], dtype=np.float32).reshape(-1, 5, 2)[k], 112)
+        t = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].clamp(0, 1)
+        e = (rec.forward_raw(t) + rec.forward_raw(t.flip(-1)))[0].double().numpy()
+        return e / np.linalg.norm(e)
+
+    pairs = [(a, b, True) for a, b in test_survface.POSITIVE] + [(a, b, False) for a, b in test_survface.NEGATIVE]
+    embs = {n: embed(folder / n) for n in {x for a, b, _ in pairs for x in (a, b)}}
+    sims = np.array([float(embs[a] @ embs[b]) if embs[a] is not None and embs[b] is not None else -np.inf
+                     for a, b, _ in pairs])
+    same = np.array([s for *_, s in pairs])
+    hr = next(r for r in result.models if r.label == "HR probes")
+    assert np.isfinite(sims).sum() >= 4  # real faces: most pairs are scored
+    saved = np.load(tmp_path / "out" / "scores.npz")
+    assert saved["mobilefacenet|HR probes"] == pytest.approx(sims.astype(np.float32), abs=2e-5)
+    gen, imp = sims[same], sims[~same]
+    for far, key in ((0.3, "0.3"), (0.1, "0.1"), (0.01, "1e-2"), (0.001, "1e-3")):
+        # largest achievable FAR <= target over the 3 impostors, then the TAR at that threshold
+        best = 0.0
+        for t in sorted({*gen[np.isfinite(gen)], *imp[np.isfinite(imp)], np.inf}):
+            if np.mean(imp >= t) <= far:
+                best = max(best, float(np.mean(gen >= t)))
+        assert hr.metrics[f"tar_at_far_{key}"] == pytest.approx(best)
+    assert hr.metrics["matching_accuracy"] == pytest.approx(np.mean(gen >= 0.4))
+    assert hr.unavailable["rank1"].startswith("1:1 verification")

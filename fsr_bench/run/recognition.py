@@ -285,6 +285,10 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     ``force`` recomputes every SR output, detection and embedding, rewriting those caches (SCface
     face-crop boxes, which depend only on the file and the crop settings, are kept).
     """
+    if protocol.data.type == "survface_verification":  # listed 1:1 pairs, no gallery
+        from fsr_bench.run.verification import run_verification
+
+        return run_verification(protocol, out_dir, progress=progress, log=log, force=force, cache_dir=cache_dir)
     from tqdm import tqdm
 
     from fsr_bench.face import create_recogniser
