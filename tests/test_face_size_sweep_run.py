@@ -24,7 +24,7 @@ def _tiny(shared_dir, extra=()):
     return load_protocol(str(SWEEP), [
         f"data.root={lfw}", f"data.list_file={dev}", "data.max_identities=6", "data.max_probes_per_identity=2",
         "calibration.max_identities=6", "calibration.max_probes_per_identity=2", "calibration.fars=[0.1]",
-        "sweep.far=0.1", "sweep.lr_heights=[16, 28]", "sweep.measure_probes=8",
+        "sweep.far=0.1", "sweep.lr_heights=[16, 21]", "sweep.measure_probes=8",
         "models=[{name: bicubic_x8, label: Bicubic}]", "references.lr_image=false",
         "run.device=cpu", "run.num_samples=1", "run.report=false", *extra])
 
@@ -56,8 +56,8 @@ def test_sweep_on_a_tiny_lfw_subset(shared_dir, tmp_path):
     logs: list[str] = []
     run_protocol(proto, tmp_path, progress=False, log=logs.append)
     doc = json.loads((tmp_path / "sweep.json").read_text())
-    # sizes by the 28:21 aspect, rounded half up: 16 -> 12 wide, 28 -> 21; crop 160 x (160*w/h)
-    assert [tuple(p["lr_size"]) for p in doc["points"]] == [(16, 12), (28, 21)]
+    # sizes by the 28:21 aspect, rounded half up: 16 -> 12 wide, 21 -> 15.75 -> 16; one crop 160 x 160*21/28
+    assert [tuple(p["lr_size"]) for p in doc["points"]] == [(16, 12), (21, 16)]
     assert [tuple(p["crop"]) for p in doc["points"]] == [(160, 120), (160, 120)]
 
     # inter-eye distance: MTCNN directly on the same first 8 probes' 160x120 crops, times lr_w / crop_w
@@ -69,8 +69,9 @@ def test_sweep_on_a_tiny_lfw_subset(shared_dir, tmp_path):
     assert all(p.is_file() for p in paths), paths
     ied = _median_eye_distance(paths, (160, 120))
     assert doc["conventions"]["interocular"]["measured"]["source_interocular_px"] == pytest.approx(ied, abs=0.01)
-    assert [p["interocular_lr_px"] for p in doc["points"]] == pytest.approx([ied * 12 / 120, ied * 21 / 120])
-    assert [p["interocular_sr_px"] for p in doc["points"]] == pytest.approx([ied * 96 / 120, ied * 168 / 120])
+    assert [p["interocular_lr_px"] for p in doc["points"]] == pytest.approx([ied * 12 / 120, ied * 16 / 120])
+    assert [p["interocular_sr_px"] for p in doc["points"]] == pytest.approx([ied * 96 / 120, ied * 128 / 120])
+    assert "stretches the face horizontally by at most 1.6%" in doc["conventions"]["face_region"]  # 16/21 vs 120/160
 
     # the curves' numbers, recomputed from each size's per-probe similarities
     threshold = first["models"][0]["metrics"]["threshold_cal_0.1"]
@@ -88,9 +89,11 @@ def test_sweep_on_a_tiny_lfw_subset(shared_dir, tmp_path):
     assert len(lines) == 2 * 2
 
     # shared caches: at the second size the gallery and the HR-probe crops are cached, not recomputed
-    second = json.loads((tmp_path / "sizes" / "21x28" / "results.json").read_text())
+    second = json.loads((tmp_path / "sizes" / "16x21" / "results.json").read_text())
     hr_row = next(r for r in second["models"] if r["label"] == "HR probes")
     assert hr_row["work"]["faces_computed"] == 0 and hr_row["work"]["faces_reused"] > 0
+    hr_first = next(r for r in first["models"] if r["label"] == "HR probes")
+    assert hr_row["metrics"] == hr_first["metrics"]  # the same face region: the same ceiling at every size
 
     from fsr_bench.reporting.face_size_sweep import write_sweep_report
 

@@ -13,7 +13,8 @@ per size; its ``crop`` is ignored — ``sweep.crop_height`` fixes the face regio
       lr_heights: [16, 21, 28, 37, 56]   # LR face heights (px); widths from aspect_hw
       aspect_hw: [28, 21]                # LR frame aspect (H, W), the paper's 21x28
       scale: 8                           # SR factor; every model runs at its own scale = this
-      crop_height: 160                   # source face region height, the same at every size
+      crop_height: 160                   # source face region height; its width = height at aspect_hw
+                                         # (160x120): the same region at every size
       degradation: {type: bicubic}       # how the HR face becomes LR (scale filled in)
       source_interocular_px: measure     # crop's eye distance (px): a number, `measure` (median MTCNN
                                          # eye distance on the HR probes) or null (ArcFace-template basis)
@@ -26,7 +27,7 @@ recogniser's crop like any probe — face size changes the information in the LR
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -57,6 +58,9 @@ class SweepSpec(_Strict):
 
 @register_protocol
 class FaceSizeSweepProtocol(RecognitionProtocol):
+    #: what its result folders hold: one ``kind: recognition`` run per size (plus sweep.json)
+    result_kind: ClassVar[str] = "recognition"
+
     kind: Literal["face_size_sweep"] = "face_size_sweep"  # type: ignore[assignment]
     sweep: SweepSpec = Field(default_factory=SweepSpec)
 

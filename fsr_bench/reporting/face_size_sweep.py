@@ -136,8 +136,7 @@ def _conventions_text(doc: Mapping[str, Any]) -> list[str]:
         f"from the same {sw.get('crop_height')}-px-tall centre face region of every probe, HR face = LR × "
         f"{sw.get('scale')}, degradation {deg.get('type', '?')}.",
         f"Models: {c.get('model_scale')}.",
-        f"HR probes: each size's face region at native resolution ({sw.get('crop_height')} × crop_w, crop_w following the rounded LR "
-        "aspect), so this ceiling can move slightly between sizes whose LR widths round differently.",
+        f"Face region: {c.get('face_region')}.",
         f"IED = inter-eye distance in LR pixels ({ied}); SR output IED = LR × scale.",
         f"Matching accuracy: {c.get('matching_accuracy')}. TAR: {c.get('tar_at_cal_far')}.",
         "† the row's model was trained with this recogniser's features (its score is not independent).",

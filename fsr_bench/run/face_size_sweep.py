@@ -10,8 +10,9 @@ Output folder::
                          size and recogniser (read by fsr_bench.reporting.face_size_sweep)
     OUT/sweep.csv        the same, one line per (size, row, recogniser)
 
-The calibrated thresholds depend only on the calibration subjects' HR-vs-HR scores, so they are the same
-at every size; each point applies them unchanged, as the recognition protocol does for every row.
+Every size is made from the same face region (``crop_height`` × its width at the LR aspect), so the
+calibration subjects' HR-vs-HR scores, and the thresholds calibrated on them, are the same at every
+size; each point applies them unchanged, as the recognition protocol does for every row.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from fsr_bench.protocol.face_size_sweep import FaceSizeSweepProtocol
 from fsr_bench.provenance import collect
 from fsr_bench.run.common import Log, resolve_device
 
-__all__ = ["SWEEP_COLUMNS", "measure_interocular", "run_face_size_sweep", "sweep_points"]
+__all__ = ["SWEEP_COLUMNS", "crop_width", "measure_interocular", "run_face_size_sweep", "sweep_points"]
 
 SWEEP_COLUMNS = ("size", "lr_h", "lr_w", "interocular_lr_px", "interocular_sr_px", "label", "role", "recogniser",
                  "matching_accuracy", "tar_at_cal_far", "far_cal", "threshold_cal", "detection_rate", "rank1",
@@ -45,7 +46,8 @@ def measure_interocular(protocol: FaceSizeSweepProtocol, cache: Path, device: st
 
     sw, det = protocol.sweep, protocol.recognition.detector
     (first,) = face_size_sweep([sw.lr_heights[0]], aspect_hw=sw.aspect_hw, scale=sw.scale,
-                               crop_height=sw.crop_height, degradation=sw.degradation)
+                               crop_height=sw.crop_height, crop_width=crop_width(protocol),
+                               degradation=sw.degradation)
     dataset = build_recognition_set(protocol.point_protocol(first.probe_degradation(), first.label), cache, device)
     probes = dataset.probes[: sw.measure_probes]
     faces = [im.hr for im in (dataset.read_probe(p, seed=protocol.run.seed) for p in probes) if im.hr is not None]
@@ -62,6 +64,14 @@ def measure_interocular(protocol: FaceSizeSweepProtocol, cache: Path, device: st
             "how": f"median MTCNN eye distance over the HR probe crops ({sw.crop_height} px tall, native resolution)"}
 
 
+def crop_width(protocol: FaceSizeSweepProtocol) -> int:
+    """The one source crop width of every size: ``crop_height`` at the LR frame's aspect."""
+    from fsr_bench.data.face_size_sweep import round_half_up
+
+    ah, aw = protocol.sweep.aspect_hw
+    return max(1, round_half_up(protocol.sweep.crop_height * aw / ah))
+
+
 def sweep_points(protocol: FaceSizeSweepProtocol, source_interocular_px: float | None):
     from fsr_bench.data.face_size_sweep import face_size_sweep
     from fsr_bench.data.io import FsrBenchDataError
@@ -69,7 +79,7 @@ def sweep_points(protocol: FaceSizeSweepProtocol, source_interocular_px: float |
     sw = protocol.sweep
     try:
         return face_size_sweep(sw.lr_heights, aspect_hw=sw.aspect_hw, scale=sw.scale, crop_height=sw.crop_height,
-                               degradation=sw.degradation, source_interocular_px=source_interocular_px,
+                               crop_width=crop_width(protocol), degradation=sw.degradation, source_interocular_px=source_interocular_px,
                                face_width_fraction=sw.face_width_fraction)
     except FsrBenchDataError as exc:
         raise ProtocolError(f"sweep: {exc}") from None
@@ -132,6 +142,10 @@ def run_face_size_sweep(protocol: FaceSizeSweepProtocol, out_dir: str | Path, *,
         "conventions": {
             "sweep": sw.model_dump(mode="json"),
             "model_scale": MODEL_SCALE_RULE,
+            "face_region": f"the same {sw.crop_height}x{crop_width(protocol)} (HxW) centre crop at every size, so the "
+                           "gallery, the calibration faces and the HR-probe row are identical across sizes; an LR "
+                           "width rounded to whole pixels stretches the face horizontally by at most "
+                           f"{100 * max(abs(p.lr_size[1] * sw.crop_height / (p.lr_size[0] * crop_width(protocol)) - 1) for p in points):.1f}%",
             "interocular": {"basis": points[0].interocular_basis, "measured": measured,
                             "rule": "LR inter-eye distance = source eye distance × lr_w / crop_w (measured) or "
                                     "from the ArcFace 112 template (template); SR = LR × scale"},
