@@ -11,22 +11,25 @@ from conftest import REPO
 
 from fsr_bench.data.io import read_image
 from fsr_bench.protocol import ProtocolError, load_protocol, load_protocol_dict
-from fsr_bench.run import run_protocol
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SWEEP = REPO / "protocols" / "lfw_face_size_sweep.yaml"
 
 
-def _tiny(shared_dir, extra=()):
+def _sets(shared_dir, extra=()):
     lfw = shared_dir / "data" / "lfw"
     dev = shared_dir / "data" / "splits" / "lfw_dev.txt"
-    return load_protocol(str(SWEEP), [
+    return [
         f"data.root={lfw}", f"data.list_file={dev}", "data.max_identities=6", "data.max_probes_per_identity=2",
         "calibration.max_identities=6", "calibration.max_probes_per_identity=2", "calibration.fars=[0.1]",
         "sweep.far=0.1", "sweep.lr_heights=[16, 21]", "sweep.measure_probes=8",
         "models=[{name: bicubic_x8, label: Bicubic}]", "references.lr_image=false",
-        "run.device=cpu", "run.num_samples=1", "run.report=false", *extra])
+        "run.device=cpu", "run.num_samples=1", "run.report=false", *extra]
+
+
+def _tiny(shared_dir, extra=()):
+    return load_protocol(str(SWEEP), _sets(shared_dir, extra))
 
 
 def _median_eye_distance(paths, crop_hw):
@@ -52,9 +55,14 @@ def _median_eye_distance(paths, crop_hw):
 
 
 def test_sweep_on_a_tiny_lfw_subset(shared_dir, tmp_path):
-    proto = _tiny(shared_dir)
-    logs: list[str] = []
-    run_protocol(proto, tmp_path, progress=False, log=logs.append)
+    from typer.testing import CliRunner
+
+    from fsr_bench.cli import app
+
+    sets = [a for s in _sets(shared_dir, ["run.report=true"]) for a in ("--set", s)]
+    cli = CliRunner().invoke(app, ["run", str(SWEEP), "-o", str(tmp_path), "-q", *sets])
+    assert cli.exit_code == 0, cli.output
+    assert "TAR @ calibrated FAR 0.1 — mobilefacenet" in cli.output  # the tables, printed
     doc = json.loads((tmp_path / "sweep.json").read_text())
     # sizes by the 28:21 aspect, rounded half up: 16 -> 12 wide, 21 -> 15.75 -> 16; one crop 160 x 160*21/28
     assert [tuple(p["lr_size"]) for p in doc["points"]] == [(16, 12), (21, 16)]
@@ -95,9 +103,7 @@ def test_sweep_on_a_tiny_lfw_subset(shared_dir, tmp_path):
     hr_first = next(r for r in first["models"] if r["label"] == "HR probes")
     assert hr_row["metrics"] == hr_first["metrics"]  # the same face region: the same ceiling at every size
 
-    from fsr_bench.reporting.face_size_sweep import write_sweep_report
-
-    report = write_sweep_report(tmp_path)
+    report = tmp_path / "report" / "report.md"  # written by `fsr-bench run`
     text = report.read_text()
     assert "12x16 (IED" in text and "TAR @ calibrated FAR 0.1 — mobilefacenet" in text
     assert (report.parent / "figures" / "face-size-sweep.png").stat().st_size > 10_000

@@ -131,7 +131,14 @@ def _conventions_text(doc: Mapping[str, Any]) -> list[str]:
            f"{measured['iqr'][0]:.1f}–{measured['iqr'][1]:.1f}) over {measured['n_measured']} HR probe crops, "
            "scaled by lr_w / crop_w") if measured else f"basis: {io.get('basis')}"
     deg = sw.get("degradation", {})
+    ds = (c.get("recognition") or {}).get("dataset") or {}
+    cal = ((c.get("recognition") or {}).get("calibration") or {}).get("per_recogniser") or {}
+    cal_text = "; ".join(f"{name}: {v.get('n_subjects')} subjects, {v.get('n_genuine')} genuine / "
+                         f"{v.get('n_impostor')} impostor HR pairs" for name, v in cal.items())
     return [
+        f"Data: {ds.get('name', '?')} — {ds.get('n_subjects', '?')} gallery subjects, {ds.get('n_probes', '?')} probes "
+        f"(at most {ds.get('max_probes_per_identity')} per identity), the same at every size; calibration on "
+        f"disjoint subjects ({cal_text or 'not recorded'}).",
         f"Sizes: LR faces {', '.join(p['label'] for p in doc['points'])} (W×H, aspect {sw.get('aspect_hw')}), made "
         f"from the same {sw.get('crop_height')}-px-tall centre face region of every probe, HR face = LR × "
         f"{sw.get('scale')}, degradation {deg.get('type', '?')}.",
