@@ -45,13 +45,13 @@ Number = int | Finite  # counts stay ints (n_probes: 8, not 8.0); scores are fin
 #: The CSV columns of each kind, declared once (runners write them, the report checks them).
 COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "reconstruction": {
-        "summary": ("model", "scale", "label", "psnr", "ssim", "lpips", "mps", "n_images", "params", "gflops",
-                    "images_per_s"),
-        "per_image": ("model", "label", "image", "psnr", "ssim", "lpips"),
+        "summary": ("model", "scale", "label", "psnr", "ssim", "lpips", "mps", "identity_cosine", "identity_angle",
+                    "n_images", "params", "gflops", "images_per_s"),
+        "per_image": ("model", "label", "image", "psnr", "ssim", "lpips", "identity_cosine", "identity_angle"),
     },
     "recognition": {
         "summary": ("model", "scale", "label", "matching_accuracy", "average_similarity", "detection_rate",
-                    "rank1", "tar_at_far_1e-3", "eer", "n_probes"),
+                    "rank1", "rank5", "rank20", "tar_at_far_1e-3", "eer", "n_probes"),
         "per_probe": ("label", "probe", "subject", "distance", "camera", "similarity", "detected", "matched",
                       "rank", "recogniser"),
     },
@@ -109,6 +109,7 @@ class ResultRow(_Open):
     n_images: int | None = None
     n_infinite_psnr: int | None = None  # images identical to HR, left out of the mean PSNR
     n_mod_cropped: int | None = None
+    n_identity_undetected: int | None = None  # images without a face detected on HR: no identity value
     work_key: str | None = None
     variant: str | None = None  # the model's reading of its paper (TANet: "patch tokens, …"), from the model
     # recognition

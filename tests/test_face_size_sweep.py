@@ -27,6 +27,15 @@ def test_sizes_crops_and_measured_interocular():
     assert {p.interocular_basis for p in pts} == {"measured"}
 
 
+def test_one_crop_width_for_every_size():
+    pts = face_size_sweep([16, 21, 37], crop_height=160, crop_width=120, source_interocular_px=40.0)
+    assert [p.lr_size for p in pts] == [(16, 12), (21, 16), (37, 28)]  # 15.75 -> 16, 27.75 -> 28
+    assert {p.crop for p in pts} == {(160, 120)}  # not 160 x 122 / 121 as the per-size aspect gives
+    assert [p.interocular_lr_px for p in pts] == pytest.approx([40 * 12 / 120, 40 * 16 / 120, 40 * 28 / 120])
+    with pytest.raises(FsrBenchDataError, match="crop_width"):
+        face_size_sweep([16], crop_width=120)
+
+
 def test_template_basis():
     assert template_interocular_px() == pytest.approx((ARCFACE_IED, 112.0))
     (p,) = face_size_sweep([28], face_width_fraction=0.8)

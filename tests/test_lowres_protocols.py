@@ -16,6 +16,7 @@ from fsr_bench.run.recognition import build_recognition_set, run_recognition
 
 FILES = {"tinyface_x4": ("tinyface", "https://qmul-tinyface.github.io/"),
          "survface_x4": ("survface", "https://qmul-survface.github.io/"),
+         "survface_verification_x4": ("survface_verification", "https://qmul-survface.github.io/"),
          "scface_bob_x8": ("scface", "https://www.scface.org/")}
 
 
@@ -47,11 +48,3 @@ def test_data_blocks_build_the_adapters_on_synthetic_layouts(tmp_path, monkeypat
         assert isinstance(built, cls) and built.scale == 4
         assert [(g.subject, g.path) for g in built.gallery] == [(g.subject, g.path) for g in direct.gallery]
         assert [(q.subject, q.path) for q in built.probes] == [(q.subject, q.path) for q in direct.probes]
-
-
-def test_multi_image_gallery_is_refused_before_any_work(tmp_path, monkeypatch):
-    test_tinyface.make_tree(tmp_path / "TinyFace")
-    monkeypatch.setenv("FSR_BENCH_DATA", str(tmp_path))
-    p = load_protocol(REPO / "protocols" / "tinyface_x4.yaml")
-    with pytest.raises(ProtocolError, match="several gallery images"):
-        run_recognition(p, tmp_path / "out", progress=False, log=lambda _: None)

@@ -31,6 +31,14 @@ def report(
     from fsr_bench.reporting.report import write_report_for
     from fsr_bench.reporting.tables import tables_for_terminal
 
+    if any((d / "sweep.json").is_file() for d in run_dirs):  # a face-size sweep folder: its own report
+        if len(run_dirs) != 1:
+            raise fail("a face-size sweep folder (sweep.json) makes its report alone; pass it by itself")
+        from fsr_bench.reporting.face_size_sweep import load_sweep, sweep_tables, write_sweep_report
+
+        typer.echo(sweep_tables(load_sweep(run_dirs[0])))
+        typer.echo(f"report: {write_sweep_report(run_dirs[0], out)}")
+        return
     choice = crop.strip().lower()
     crop_box: Any = "default" if choice == "default" else None  # "default" | None | CropBox
     if choice not in ("default", "none"):

@@ -40,6 +40,15 @@ def run(
 
     if dist_env()[0] != 0:  # torchrun: rank 0 wrote the folder and reports it; the others stay quiet
         return
+    if proto.kind == "face_size_sweep":  # one recognition run per size + the curves (sweep.json)
+        typer.echo(f"\nresults: {out_dir}/sweep.csv, {out_dir}/sweep.json; per size: {out_dir}/sizes/")
+        if proto.run.report:
+            from fsr_bench.reporting.face_size_sweep import load_sweep, sweep_tables, write_sweep_report
+
+            report = write_sweep_report(out_dir)
+            typer.echo(sweep_tables(load_sweep(out_dir)))
+            typer.echo(f"report: {report}")
+        return
     typer.echo(f"\nresults: {out_dir}/summary.csv, {out_dir}/results.json")
     if proto.run.report:  # the report reads the result in memory, not results.json back
         from fsr_bench.reporting.load import load_run

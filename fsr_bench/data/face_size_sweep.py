@@ -110,6 +110,7 @@ def face_size_sweep(
     aspect_hw: tuple[int, int] = (28, 21),
     scale: int = 8,
     crop_height: int | None = None,
+    crop_width: int | None = None,
     degradation: Mapping[str, Any] | None = None,
     source_interocular_px: float | None = None,
     face_width_fraction: float = 1.0,
@@ -123,6 +124,10 @@ def face_size_sweep(
         scale: SR factor; each LR is made from an HR face ``scale`` times its size.
         crop_height: source crop height shared by every size (e.g. 160 for LFW's tight face,
             224 for the wider one); ``None`` = the largest centre crop at the LR aspect.
+        crop_width: with ``crop_height``, one crop width for every size too, so every size is
+            made from exactly the same face region (its HR probes and calibration faces are then
+            identical); the rounding of ``lr_w`` then stretches a size slightly instead. ``None`` =
+            each size's width follows its rounded LR aspect.
         degradation: a :mod:`fsr_bench.data.degradations` block (``type`` + options); its
             ``scale`` is filled in, or must equal ``scale``. Default MATLAB bicubic.
         source_interocular_px: the crop's inter-eye distance in source pixels (measured basis;
@@ -141,6 +146,8 @@ def face_size_sweep(
         raise FsrBenchDataError(f"need positive aspect_hw and an integer scale >= 1; got {aspect_hw!r}, {scale!r}")
     if crop_height is not None and (not isinstance(crop_height, int) or crop_height < 1):
         raise FsrBenchDataError(f"crop_height must be a positive integer or null, got {crop_height!r}")
+    if crop_width is not None and (crop_height is None or not isinstance(crop_width, int) or crop_width < 1):
+        raise FsrBenchDataError(f"crop_width must be a positive integer with crop_height, got {crop_width!r}")
     if source_interocular_px is not None and crop_height is None:
         raise FsrBenchDataError("source_interocular_px is in crop pixels: it needs crop_height")
     if not face_width_fraction > 0:
@@ -158,7 +165,7 @@ def face_size_sweep(
         w = max(1, round_half_up(h * aw / ah))
         crop = None
         if crop_height is not None:
-            crop = (crop_height, max(1, round_half_up(crop_height * w / h)))
+            crop = (crop_height, crop_width or max(1, round_half_up(crop_height * w / h)))
         if source_interocular_px is not None and crop is not None:  # crop: crop_height is set (checked above)
             ied, basis = float(source_interocular_px) * w / crop[1], "measured"
         else:

@@ -156,7 +156,7 @@ def read_native_probe(path: Path, lr_size: tuple[int, int] | None) -> ProbeImage
     return ProbeImages(hr=image, lr=quantize(imresize(image, size=lr_size)))
 
 
-def header_problems(paths: Sequence[Path], check: Callable[[Path, int, int], None] | None = None) -> list[str]:
+def header_problems(paths: Sequence[Path], check: Callable[[Path, int, int], object] | None = None) -> list[str]:
     """``"<file>: <reason>"`` for every file in ``paths`` whose image header cannot be read (or that
     ``check(path, h, w)`` refuses with an FsrBenchDataError), so an adapter can list every bad input
     in one error before any detector or model runs. Only the header is read (cheap on 100k files);

@@ -171,6 +171,23 @@ class DlibRecogniser(Recogniser):
         chip = dlib.get_face_chip(rgb, shape, size=self.input_size[0], padding=self.chip_padding)
         return torch.from_numpy(np.ascontiguousarray(chip)).permute(2, 0, 1).float() / 255.0
 
+    def reference_alignment(self, image: torch.Tensor, box: np.ndarray, landmarks5: np.ndarray):
+        """dlib's chip placement (``chip_details``) from the shape predictor run on ``image``."""
+        import dlib
+
+        del landmarks5
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"image must be (3, H, W) RGB in [0, 1]; got shape {tuple(image.shape)}")
+        shape = self._predictor(_to_uint8_hwc(image), dlib.rectangle(*to_dlib_box(box)))
+        return dlib.get_face_chip_details(shape, size=self.input_size[0], padding=self.chip_padding)
+
+    def align_to(self, image: torch.Tensor, alignment) -> torch.Tensor:
+        """The chip at a reference's placement: what ``get_face_chip`` cuts, with the points fixed."""
+        import dlib
+
+        chip = dlib.extract_image_chip(_to_uint8_hwc(image), alignment)
+        return torch.from_numpy(np.ascontiguousarray(chip)).permute(2, 0, 1).float() / 255.0
+
     def forward_raw(self, aligned: torch.Tensor) -> torch.Tensor:
         chips = [_to_uint8_hwc(x) for x in aligned]
         if not chips:

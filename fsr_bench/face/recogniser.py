@@ -88,6 +88,30 @@ class Recogniser(abc.ABC):
                                       "needs its own align()")
         return align_with_landmarks(image, landmarks5, size=h)[0]
 
+    def reference_alignment(self, image: torch.Tensor, box: np.ndarray, landmarks5: np.ndarray) -> Any:
+        """The alignment of one detected face, fixed on ``image`` (the reference), for :meth:`align_to`.
+
+        ``align(image, box, landmarks5)`` equals ``align_to(image, reference_alignment(image, box,
+        landmarks5))``; applying one reference's alignment to *another* image of the same geometry
+        (a super-resolved output of an HR face) crops the same pixels of both, so content of the
+        other image cannot move its crop. The ArcFace warp is a function of the five landmarks
+        alone, so they are the alignment here; a recogniser that fits points on the image itself
+        (dlib's shape predictor) overrides both methods.
+        """
+        del image, box
+        pts = np.array(landmarks5, dtype=np.float64)
+        if pts.shape != (5, 2) or not np.isfinite(pts).all():
+            raise ValueError(f"reference_alignment needs five finite (x, y) landmarks; got {pts.tolist()}")
+        return pts
+
+    def align_to(self, image: torch.Tensor, alignment: Any) -> torch.Tensor:
+        """``image`` ``(3, H, W)`` cropped with an alignment from :meth:`reference_alignment`."""
+        h, w = self.input_size
+        if h != w:
+            raise NotImplementedError(f"{type(self).__name__}: non-square input {self.input_size} "
+                                      "needs its own align_to()")
+        return align_with_landmarks(image, alignment, size=h)[0]
+
     @abc.abstractmethod
     def forward_raw(self, aligned: torch.Tensor) -> torch.Tensor:
         """``(n, 3, H, W)`` RGB [0, 1] on ``self.device`` → ``(n, D)`` unnormalised, float32."""

@@ -39,6 +39,7 @@ __all__ = [
     "verification_accuracy_10fold",
     "RowScores",
     "score_row",
+    "subject_scores",
 ]
 
 CMC_RANKS = 10
@@ -361,24 +362,55 @@ def _roc_points(genuine: np.ndarray, impostor: np.ndarray) -> dict[str, list[flo
     return {"far": [float(f) for f in grid], "tar": tar}
 
 
+def subject_scores(sims: np.ndarray, det_g: np.ndarray, gallery_subject: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(P, G images) similarities → (P, S subjects): each subject's best detected image (``-inf``
+    where none of its images was detected), and which subjects have a detected image.
+
+    The multi-image gallery convention (TinyFace Gallery_Match, QMUL-SurvFace gallery): every
+    gallery image is embedded and compared on its own — no template fusion — as the official
+    TinyFace evaluation does (``test_face_identification.m``: one gallery row per Gallery_Match /
+    Gallery_Distractor image); a subject's score is the maximum over its images, so ranks count
+    subjects (NIST FRVT 1:N candidate lists; :mod:`fsr_bench.metrics.operating_points`).
+    """
+    g = np.asarray(gallery_subject, dtype=np.int64)
+    det_g = np.asarray(det_g, bool)
+    if g.ndim != 1 or g.size != sims.shape[1] or det_g.shape != g.shape:
+        raise ValueError(f"gallery_subject needs one subject index per gallery image ({sims.shape[1]}), got {g.shape}")
+    n_s = int(g.max()) + 1 if g.size else 0
+    if n_s and set(np.unique(g).tolist()) != set(range(n_s)):
+        raise ValueError("gallery_subject must index subjects 0..S-1, each with at least one image")
+    out = np.full((sims.shape[0], n_s), -np.inf)
+    for col in range(n_s):  # S column maxima; a handful of images per subject
+        members = np.flatnonzero((g == col) & det_g)
+        if members.size:
+            out[:, col] = sims[:, members].max(axis=1)
+    return out, np.bincount(g, weights=det_g.astype(float), minlength=n_s) > 0
+
+
 def score_row(emb_p: np.ndarray, det_p: np.ndarray, emb_g: np.ndarray, det_g: np.ndarray,
               subject_index: np.ndarray, threshold: float = 0.4, *, distances: Sequence[str] | None = None,
               cameras: Sequence[str] | None = None, bootstrap_n: int = 1000,
-              bootstrap_seed: int = 0) -> RowScores:
-    """Score P probes against S gallery subjects (one gallery embedding each). Pure NumPy.
+              bootstrap_seed: int = 0, gallery_subject: np.ndarray | None = None) -> RowScores:
+    """Score P probes against S gallery subjects. Pure NumPy.
 
-    ``subject_index[i]`` is the gallery row of probe i's subject. See the module docstring for how
-    undetected probes and gallery faces enter each number.
+    One gallery embedding per subject, or with ``gallery_subject`` (the subject column of each
+    gallery image) several: each image is scored and a subject counts with its best image
+    (:func:`subject_scores`). ``subject_index[i]`` is the subject column of probe i's subject. See
+    the module docstring for how undetected probes and gallery faces enter each number.
     """
     det_p, det_g = np.asarray(det_p, bool), np.asarray(det_g, bool)
     subj = np.asarray(subject_index, dtype=np.int64)
-    n_p, n_g = det_p.size, det_g.size
+    n_p = det_p.size
     if n_p == 0:
         raise ValueError("no probes to score")
-    sims = np.full((n_p, n_g), -np.inf)
+    sims = np.full((n_p, det_g.size), -np.inf)
     rows, cols = np.flatnonzero(det_p), np.flatnonzero(det_g)
     if rows.size and cols.size:
         sims[np.ix_(rows, cols)] = cosine_similarity_matrix(np.asarray(emb_p)[rows], np.asarray(emb_g)[cols])
+    if gallery_subject is not None:
+        sims, det_g = subject_scores(sims, det_g, gallery_subject)
+    n_g = det_g.size
     arange = np.arange(n_p)
     own = sims[arange, subj]
     scored = det_p & det_g[subj]
@@ -414,6 +446,7 @@ def score_row(emb_p: np.ndarray, det_p: np.ndarray, emb_g: np.ndarray, det_g: np
         "detection_rate": float(det_p.mean()),
         "rank1": float(cmc_curve[0]),
         "rank5": float(cmc_curve[min(5, CMC_RANKS) - 1]),
+        "rank20": float(np.mean(scored & (rank <= 20))),  # TinyFace's third rank; beyond the stored CMC
         "tar_at_far_1e-2": tar2,
         "tar_at_far_1e-3": tar3,
         "eer": eer_value,

@@ -31,12 +31,14 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from fsr_bench.config_io import apply_sets, expand_env, format_validation_error, read_yaml_mapping
 from fsr_bench.protocol.base import PROTOCOL_KINDS, BaseProtocol, ModelSpec, ProtocolError, RunSpec, register_protocol
+from fsr_bench.protocol.face_size_sweep import FaceSizeSweepProtocol
 from fsr_bench.protocol.recognition import RecognitionProtocol
 from fsr_bench.protocol.reconstruction import ReconstructionProtocol
 
 __all__ = [
     "PROTOCOL_KINDS",
     "BaseProtocol",
+    "FaceSizeSweepProtocol",
     "ModelSpec",
     "ProtocolError",
     "RecognitionProtocol",

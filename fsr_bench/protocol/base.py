@@ -123,7 +123,8 @@ class BaseProtocol(_Strict):
 
 PROTOCOL_KINDS: Registry[type[BaseProtocol]] = Registry(
     "protocol kind", "fsr_bench.protocols",
-    builtin_modules=("fsr_bench.protocol.reconstruction", "fsr_bench.protocol.recognition"),
+    builtin_modules=("fsr_bench.protocol.reconstruction", "fsr_bench.protocol.recognition",
+                     "fsr_bench.protocol.face_size_sweep"),
 )
 
 

@@ -13,7 +13,7 @@ Schema (unknown keys are errors, as for every protocol)::
     kind: recognition
     name: lfw_surveillance_x8
     data:                         # one dataset block, chosen by `type`
-      type: identity_folder       # or: scface
+      type: identity_folder       # or: scface, tinyface, survface, survface_verification (1:1 pairs)
       ...                         # see IdentityFolderData / SCfaceData below
     models: [{name: bicubic_x8, label: Bicubic}]
     references: {hr_probes: true, lr_image: true}
@@ -61,6 +61,7 @@ __all__ = [
     "ReferencesSpec",
     "SCfaceData",
     "SurvFaceData",
+    "SurvFaceVerificationData",
     "TinyFaceData",
 ]
 
@@ -146,7 +147,21 @@ class SurvFaceData(_Strict):
     name: str | None = None
 
 
-DataSpec = Annotated[Union[SCfaceData, IdentityFolderData, TinyFaceData, SurvFaceData], Field(discriminator="type")]
+class SurvFaceVerificationData(_Strict):
+    """QMUL-SurvFace's Face_Verification_Test_Set: 1:1 pairs, TAR@FAR (fsr_bench.run.verification)."""
+
+    type: Literal["survface_verification"]
+    root: str  # the folder holding Face_Verification_Test_Set/
+    max_pairs: int | None = Field(None, ge=1)  # seeded draw of this many positive and negative pairs
+    seed: int = 0
+    lr_size: Size | None = None  # (H, W) both images are resized to; null = native
+    scale: int = Field(4, ge=1)
+    fars: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.3, 0.1, 0.01, 0.001])
+    name: str | None = None
+
+
+DataSpec = Annotated[Union[SCfaceData, IdentityFolderData, TinyFaceData, SurvFaceData, SurvFaceVerificationData],
+                     Field(discriminator="type")]
 
 
 # -- recognition settings --------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Schema (unknown keys are errors)::
       dataset: {type: package_faces, hr_size: 128}      # see fsr_bench.data (DATASETS)
       degradation: {type: bicubic, scale: 4}            # see fsr_bench.data.degradations
     models: [{name: bicubic_x4, label: Bicubic}]
-    metrics: {y_channel: true, crop_border: null, quantize: true, lpips: true}
+    metrics: {y_channel: true, crop_border: null, quantize: true, lpips: true,
+              identity: {recogniser: mobilefacenet}}   # optional SR↔HR identity column
     run: {device: auto, batch_size: 8, num_samples: 4, seed: 0, limit: null, flops: true}
 """
 from __future__ import annotations
@@ -18,8 +19,19 @@ from typing import Any, Literal
 from pydantic import Field
 
 from fsr_bench.protocol.base import BaseProtocol, ModelSpec, RunSpec, _Strict, register_protocol
+from fsr_bench.protocol.recognition import DetectorSpec
 
-__all__ = ["DataSpec", "MetricsSpec", "ReconstructionProtocol"]
+__all__ = ["DataSpec", "IdentityMetricSpec", "MetricsSpec", "ReconstructionProtocol"]
+
+
+class IdentityMetricSpec(_Strict):
+    """SR↔HR identity similarity (fsr_bench.face.identity): cosine and angle per image, with the
+    face detected and the alignment fitted on HR only."""
+
+    recogniser: str = "mobilefacenet"  # any registered recogniser, or onnx:/path/model.onnx
+    weights: str | None = None  # null = the recogniser's own resolution
+    flip: bool = True
+    detector: DetectorSpec = Field(default_factory=DetectorSpec)
 
 
 class MetricsSpec(_Strict):
@@ -29,6 +41,7 @@ class MetricsSpec(_Strict):
     lpips: bool = True  # LPIPS (alex, v0.1) and MPS; unavailable offline -> marked, never invented
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
     lpips_version: Literal["0.1"] = "0.1"
+    identity: IdentityMetricSpec | None = None  # null = no identity column
 
 
 class DataSpec(_Strict):

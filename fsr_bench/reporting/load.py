@@ -56,15 +56,18 @@ Kind = Literal["reconstruction", "recognition"]
 
 # The columns the report requires, taken from the one declaration (fsr_bench.results.COLUMNS); of
 # per_probe.csv the grids read only these (distance, camera, matched and rank are for other readers).
-SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {k: v["summary"] for k, v in results.COLUMNS.items()}
-PER_IMAGE_COLUMNS = results.COLUMNS[RECONSTRUCTION]["per_image"]
+# The identity columns are optional: folders written before they existed have none.
+_LATER_COLUMNS = ("identity_cosine", "identity_angle", "rank5", "rank20")
+SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {k: tuple(c for c in v["summary"] if c not in _LATER_COLUMNS)
+                                               for k, v in results.COLUMNS.items()}
+PER_IMAGE_COLUMNS = tuple(c for c in results.COLUMNS[RECONSTRUCTION]["per_image"] if c not in _LATER_COLUMNS)
 PER_PROBE_COLUMNS = tuple(c for c in results.COLUMNS[RECOGNITION]["per_probe"]
                           if c in {"label", "probe", "subject", "similarity", "detected"})
 
 # Metrics a table may show; absent ones read as None (unavailable).
 _OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {
-    RECONSTRUCTION: ("psnr", "lpips", "mps"),  # psnr is null when every image was identical to HR
-    RECOGNITION: ("average_similarity", "rank1", "rank5", "tar_at_far_1e-2", "tar_at_far_1e-3",
+    RECONSTRUCTION: ("psnr", "lpips", "mps", "identity_cosine", "identity_angle"),  # psnr: null when all exact
+    RECOGNITION: ("average_similarity", "rank1", "rank5", "rank20", "tar_at_far_1e-2", "tar_at_far_1e-3",
                   "eer", "n_probes", "n_matched"),
 }
 # Dataset keys that may differ between runs of the same test set (machine paths, counts).
@@ -98,6 +101,7 @@ class ModelRow:
     images_per_s: float | None = None
     n_images: int | None = None
     n_infinite_psnr: int | None = None  # images identical to HR, left out of the mean PSNR
+    n_identity_undetected: int | None = None  # images without a face on HR: no identity value
     unavailable: Mapping[str, str] = field(default_factory=dict)
     ci95: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     per_distance: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
@@ -220,7 +224,8 @@ def _row(entry: results.ResultRow, kind: Kind) -> ModelRow:
     )
     if kind == RECONSTRUCTION:
         return ModelRow(**common, params=entry.params, gflops=entry.gflops, images_per_s=entry.images_per_s,
-                        n_images=entry.n_images, n_infinite_psnr=entry.n_infinite_psnr)
+                        n_images=entry.n_images, n_infinite_psnr=entry.n_infinite_psnr,
+                        n_identity_undetected=entry.n_identity_undetected)
     return ModelRow(**common, ci95={k: (lo, hi) for k, (lo, hi) in entry.ci95.items()},
                     per_distance=entry.per_distance, roc_far=tuple(entry.roc.far), roc_tar=tuple(entry.roc.tar),
                     cmc=tuple(entry.cmc), by_recogniser=dict(getattr(entry, "by_recogniser", None) or {}))

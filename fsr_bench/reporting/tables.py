@@ -57,6 +57,7 @@ UNDETECTED = "-"
 # Semantics (direction, precision, aggregation) come from the metric registry; the tables choose
 # which metrics to show, in which order, and the short names of the compact per-distance table.
 RECONSTRUCTION_METRICS: tuple[Metric, ...] = tuple(metric(k) for k in ("psnr", "ssim", "lpips", "mps"))
+IDENTITY_METRICS: tuple[Metric, ...] = tuple(metric(k) for k in ("identity_cosine", "identity_angle"))
 MATCHING_ACCURACY = metric("matching_accuracy")
 AVERAGE_SIMILARITY = metric("average_similarity")
 RECOGNITION_METRICS: tuple[Metric, ...] = (
@@ -313,21 +314,49 @@ def _unavailable_reason(row: ModelRow, key: str) -> str:
     return "not reported by the runner"
 
 
+def _identity_recognisers(runs: Sequence[Run]) -> list[str]:
+    """The recognisers of the runs' identity columns (``conventions.metrics.identity``), in order."""
+    names: list[str] = []
+    for run in runs:
+        ident = (run.conventions.get("metrics") or {}).get("identity")
+        if isinstance(ident, Mapping):
+            name = str((ident.get("recogniser") or {}).get("name") or "?")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _identity_text(runs: Sequence[Run], names: list[str]) -> str:
+    blocks = [(r.conventions.get("metrics") or {}).get("identity") for r in runs]
+    ident: Mapping[str, Any] = next((b for b in blocks if isinstance(b, Mapping)), {})
+    rec = ident.get("recogniser") or {}
+    det = ident.get("detector") or {}
+    flip = "flip-summed" if rec.get("flip_augmentation") else "single-view"
+    return (f"ID cos / ID angle: per-image SR↔HR identity with {' / '.join(names)} ({flip} embeddings, "
+            f"{rec.get('alignment', 'its own alignment')}); face detected by {det.get('detector', 'the detector')} "
+            "on the HR image only and its alignment applied unchanged to SR and HR, so SR cannot move the crop; "
+            "cosine of L2-normalised embeddings, angle = arccos in degrees (mean of per-image angles); images "
+            "without a face on HR are left out (counted per row)")
+
+
 def reconstruction_table(runs: Sequence[Run]) -> str:
-    """Paper Table 2/3 layout: Methods | Scale | PSNR↑ SSIM↑ LPIPS↓ MPS↑, best per scale in bold.
+    """Paper Table 2/3 layout: Methods | Scale | PSNR↑ SSIM↑ LPIPS↓ MPS↑, best per scale in bold;
+    runs with ``metrics.identity`` add ID cos↑ / ID angle↓ (SR↔HR identity, the recogniser named).
 
     ``runs`` should be one comparable group (see :func:`fsr_bench.reporting.load.group_runs`).
     """
     _require(runs, RECONSTRUCTION)
     several = len({r.scale for r in runs}) > 1
     notes = _Notes()
+    id_names = _identity_recognisers(runs)
+    shown = (*RECONSTRUCTION_METRICS, *(IDENTITY_METRICS if id_names else ()))
     body: list[list[str]] = []
     for scale, pairs in _by_scale(runs):
         flags = {m.key: best_flags([row.metrics.get(m.key) if _ranked(row, run) else None
-                                    for row, run in pairs], m) for m in RECONSTRUCTION_METRICS}
+                                    for row, run in pairs], m) for m in shown}
         for i, (row, _) in enumerate(pairs):
             cells = [row.shown_label, scale_label(scale) if i == 0 else ""]
-            for m in RECONSTRUCTION_METRICS:
+            for m in shown:
                 value = row.metrics.get(m.key)
                 if value is None:
                     reason = f"{m.name} unavailable: {_unavailable_reason(row, m.key)}"
@@ -339,15 +368,22 @@ def reconstruction_table(runs: Sequence[Run]) -> str:
                             "PSNR is the mean over finite values; outputs identical to HR (infinite"
                             f" PSNR) left out: {row.n_infinite_psnr} of {row.n_images or '?'} images",
                             _who(row, scale, several))
+                    if m.key == "identity_cosine" and row.n_identity_undetected:
+                        mark = notes.mark(
+                            f"no face detected on HR in {row.n_identity_undetected} of {row.n_images or '?'} "
+                            "images; ID cos/angle are over the rest", _who(row, scale, several))
                     cells.append(_bold(m.format(value), flags[m.key][i]) + mark)
             body.append(cells)
-    header = ["Methods", "Scale", *(m.heading for m in RECONSTRUCTION_METRICS)]
-    table = markdown_table(header, body, "ll" + "r" * len(RECONSTRUCTION_METRICS))
+    rec_name = "/".join(id_names)
+    header = ["Methods", "Scale", *(f"{m.name} ({rec_name}) {m.arrow}" if m in IDENTITY_METRICS else m.heading
+                                    for m in shown)]
+    table = markdown_table(header, body, "ll" + "r" * len(shown))
     conventions = [
         "**Bold**: best per scale (↑ higher is better, ↓ lower is better).",
         *_reference_notes(runs),
         f"Conventions: {_reconstruction_conventions(runs)}; degradation: {_degradation_text(runs)};"
         f" dataset: {_dataset_text(runs)}.",
+        *([_identity_text(runs, id_names) + "."] if id_names else []),
         f"Provenance: {_provenance_text(runs)}; checkpoints (sha256): {_checkpoints_text(runs)}.",
     ]
     return f"{table}\n\n{_footer(notes, [], conventions)}\n"

@@ -85,6 +85,13 @@ __all__ = ["build_recognition_set", "calibration_blocks", "run_recognition", "tr
 
 SAVE_EVERY_BATCHES = 64  # SR cache checkpoints during long model rows
 CALIBRATION_BATCH = 16  # calibration images embedded at a time
+#: How several gallery images of one subject are used (results.json gallery.template, conventions)
+GALLERY_TEMPLATE = ("no template fusion: every gallery image is embedded and scored on its own, as the official "
+                    "TinyFace evaluation (test_face_identification.m) does; a subject's score is its best image's "
+                    "(max), so ranks count subjects (NIST FRVT 1:N candidate lists). The official TinyFace CMC "
+                    "counts image positions instead: the same rank-1, and rank-5/20 can differ when other subjects "
+                    "have several images above the mate. Impostor pairs / ROC: probe vs each other subject's best "
+                    "image; open set (scores.npz, operating points): the image-level (P, G images) matrix")
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -280,9 +287,13 @@ def _write_sample(folder: Path, name: str, image: torch.Tensor | None, max_side:
 
 # -- the run ---------------------------------------------------------------------------------------
 def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progress: bool = True,
-                    log: Log = print, force: bool = False, ranks: Ranks = SINGLE) -> results.RunResult:
+                    log: Log = print, force: bool = False, ranks: Ranks = SINGLE,
+                    cache_dir: str | Path | None = None) -> results.RunResult:
     """Run every row of ``protocol``; returns the :class:`~fsr_bench.results.RunResult` written to
     results.json.
+
+    ``cache_dir`` (default ``OUT/cache``): where the face and SR caches live; runs that share
+    images (the sizes of a face-size sweep) share it.
 
     ``force`` recomputes every SR output, detection and embedding, rewriting those caches (SCface
     face-crop boxes, which depend only on the file and the crop settings, are kept).
@@ -294,6 +305,13 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     cache entries and the sample images, scores every row and alone writes OUT (the others read the
     caches, never write them).
     """
+    if protocol.data.type == "survface_verification":  # listed 1:1 pairs, no gallery
+        from fsr_bench.run.verification import run_verification
+
+        if ranks.world > 1:
+            raise ProtocolError("data.type survface_verification: 1:1 verification runs are not sharded across "
+                                "processes; run it without torchrun")
+        return run_verification(protocol, out_dir, progress=progress, log=log, force=force, cache_dir=cache_dir)
     from tqdm import tqdm
 
     from fsr_bench.face import create_recogniser
@@ -301,7 +319,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
 
     t_start = time.perf_counter()
     out = Path(out_dir)
-    cache = out / "cache"
+    cache = out / "cache" if cache_dir is None else Path(cache_dir)
     rec, run = protocol.recognition, protocol.run
     device = ranks.step(lambda: resolve_device(protocol.run.device))
     assert device is not None
@@ -325,15 +343,14 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
                                      sorted({g.subject for g in gallery} | {p.subject for p in probes}))
         except ValueError as exc:
             raise ProtocolError(f"calibration: {exc}") from None
-    subject_row = {g.subject: i for i, g in enumerate(gallery)}
-    if len(subject_row) < len(gallery):
-        several = sorted({g.subject for g in gallery if sum(h.subject == g.subject for h in gallery) > 1})
-        raise ProtocolError(
-            f"data ({protocol.data.type}): {len(several)} subject(s) have several gallery images "
-            f"({', '.join(several[:5])}); the recognition runner scores one gallery image per subject, so "
-            "multi-image galleries (TinyFace Gallery_Match, QMUL-SurvFace gallery) are not supported by "
-            "`fsr-bench run` yet"
-        )
+    # several gallery images per subject (TinyFace Gallery_Match, QMUL-SurvFace): each image is scored,
+    # a subject counts with its best one (fsr_bench.metrics.recognition.subject_scores)
+    subject_row: dict[str, int] = {}
+    first_image: dict[int, int] = {}
+    for i, g in enumerate(gallery):
+        first_image.setdefault(subject_row.setdefault(g.subject, len(subject_row)), i)
+    gallery_subject = np.array([subject_row[g.subject] for g in gallery], dtype=np.int64)
+    multi_image = len(subject_row) < len(gallery)
     mated = np.array([p.subject in subject_row for p in probes], dtype=bool)
     mated_idx = np.flatnonzero(mated)
     subj_idx = np.array([subject_row[probes[i].subject] for i in mated_idx], dtype=np.int64)
@@ -341,7 +358,8 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     gallery_ids = np.array([g.subject for g in gallery], dtype=object)
     if not mated.any():
         raise ProtocolError("data: no probe's subject is enrolled in the gallery; nothing to match")
-    log(f"{dataset.name}: {len(gallery)} gallery subjects, {len(probes)} probes"
+    log(f"{dataset.name}: {len(subject_row)} gallery subjects"
+        + (f" ({len(gallery)} images)" if multi_image else "") + f", {len(probes)} probes"
         + (f" ({len(probes) - mated_idx.size} unmated)" if mated_idx.size < len(probes) else "")
         + (f" (run.limit of {len(dataset.probes)})" if len(probes) < len(dataset.probes) else ""))
 
@@ -393,8 +411,8 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     ranks.step(key_samples, main_only=True)
     gallery_samples: dict[int, list[Path]] = {}
     for i in sample_idx:
-        if probes[i].subject in subject_row:
-            gallery_samples.setdefault(subject_row[probes[i].subject], []).append(folders[i])
+        if probes[i].subject in subject_row:  # the subject's first gallery image
+            gallery_samples.setdefault(first_image[subject_row[probes[i].subject]], []).append(folders[i])
     bar = tqdm(total=len(gallery), desc="gallery", unit="img", disable=not progress, leave=False)
     embedded = _embed_sharded(ranks, stores, len(gallery), det.batch_size,
                               lambda lo, hi: [dataset.read_gallery(g) for g in gallery[lo:hi]],
@@ -408,10 +426,14 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
                 _write_sample(folder, "gallery.png", image)
         for st in stores:
             st.save()
-        undetected = [g.subject for g, d in zip(gallery, det_g[0].tolist()) if not d]
-        if undetected:
-            log(f"warning: no face detected in {len(undetected)} gallery image(s) "
-                f"({', '.join(undetected[:10])}); their probes cannot match")
+        found_g = np.bincount(gallery_subject, weights=det_g[0].numpy().astype(float),
+                              minlength=len(subject_row)) > 0
+        undetected = [name for name, col in subject_row.items() if not found_g[col]]
+        n_undetected_images = int((~det_g[0]).sum())
+        if n_undetected_images:
+            log(f"warning: no face detected in {n_undetected_images} gallery image(s); "
+                f"{len(undetected)} subject(s) have no detected gallery face "
+                f"({', '.join(undetected[:10])}) and their probes cannot match")
         return emb_g, det_g, undetected
 
     enrolled = ranks.step(gallery_done, main_only=True)
@@ -506,7 +528,8 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
                 scores = score_row(ep[mated_idx], dp[mated_idx], eg, dg, subj_idx, rec.threshold,
                                    distances=[probes[i].distance for i in mated_idx],
                                    cameras=[probes[i].camera for i in mated_idx], bootstrap_n=rec.bootstrap.n,
-                                   bootstrap_seed=rec.bootstrap.seed)
+                                   bootstrap_seed=rec.bootstrap.seed,
+                                   gallery_subject=gallery_subject if multi_image else None)
                 matrix = score_matrix(ep, dp, eg, dg)
                 score_arrays[f"{names[k]}|{row.label}"] = matrix.astype(np.float32)
                 ops = operating_point_metrics(matrix, probe_ids, gallery_ids, calibrations[k],
@@ -523,7 +546,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         ranks.step(score, main_only=True)
 
     def write() -> results.RunResult:
-        results_rows = _entries(rows, per_row, names, len(gallery))
+        results_rows = _entries(rows, per_row, names, len(subject_row))
         run_result = results.RunResult.model_validate({
             "kind": "recognition",
             "protocol_name": protocol.name,
@@ -533,8 +556,8 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
                                         inference_convention(protocol.run, device)),
             "provenance": {**collect(device), **ranks_provenance(ranks),
                            "runtime_s": round(time.perf_counter() - t_start, 3)},
-            "gallery": {"n_subjects": len(gallery), "n_detected": int(det_g[0].sum()),
-                        "undetected_subjects": undetected_gallery},
+            "gallery": {"n_subjects": len(subject_row), "n_images": len(gallery), "n_detected": int(det_g[0].sum()),
+                        "undetected_subjects": undetected_gallery, "template": GALLERY_TEMPLATE},
             "models": results_rows,
             "samples": _samples_manifest(folders, probes, [r.label for r in rows]),
         })
@@ -763,6 +786,7 @@ def _conventions(protocol: RecognitionProtocol, dataset: RecognitionSet, aligner
         "seed": protocol.run.seed,
         "inference": protocol_inference,
         "similarity": "cosine of L2-normalised embeddings",
+        "gallery_template": GALLERY_TEMPLATE,
         "matching_accuracy": "share of all probes with similarity to their own gallery embedding >= threshold; "
                              "undetected probes are not matched (TANet Table 4)",
         "average_similarity": "mean own-gallery similarity over probes whose face (and gallery face) was "

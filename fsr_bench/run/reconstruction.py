@@ -6,7 +6,7 @@ Output folder layout (read by ``fsr_bench.reporting``)::
     OUT/results.json              conventions + provenance + one row per model + the samples manifest
                                   (schema: fsr_bench.results.RunResult)
     OUT/summary.csv               fsr_bench.results.COLUMNS["reconstruction"]["summary"]
-    OUT/per_image.csv             model, label, image, psnr, ssim, lpips
+    OUT/per_image.csv             model, label, image, psnr, ssim, lpips, identity_cosine, identity_angle
     OUT/models/<label>/…          per-model result.json + per_image.csv (the unit of reuse)
     OUT/samples/<image>/…         lr.png, hr.png, <label>.png for the first ``run.num_samples`` images;
                                   ``.key`` names the data they were made from (dataset, degradation,
@@ -17,6 +17,10 @@ Scoring goes through :class:`fsr_bench.metrics.ReconstructionMetrics` (its ``com
 rule for exact reconstructions). A model's finished result is reused by a rerun when its *work
 key* — model spec, checkpoint sha256, dataset, degradation, metric conventions, seed, limit — is
 unchanged; so adding one model to a protocol costs only that model. Every file is written atomically.
+
+``metrics.identity`` adds the SR↔HR identity columns (:mod:`fsr_bench.face.identity`): the face is
+detected and the recogniser's alignment fitted on each HR image once per run (only for images some
+model is scored on), then applied unchanged to every model's SR output.
 """
 from __future__ import annotations
 
@@ -115,6 +119,39 @@ def _metrics(protocol: ReconstructionProtocol, conv: MetricConventions, device: 
     return metrics
 
 
+def _identity(protocol: ReconstructionProtocol, device: str):
+    """The SR↔HR identity scorer of ``metrics.identity`` (None when the block is absent)."""
+    spec = protocol.metrics.identity
+    if spec is None:
+        return None
+    from fsr_bench.face import create_recogniser
+    from fsr_bench.face.detect import FaceAligner
+    from fsr_bench.face.identity import IdentitySimilarity
+
+    try:
+        recogniser = create_recogniser(spec.recogniser, weights=spec.weights, device=device, flip=spec.flip)
+    except Exception as exc:  # weights unavailable offline, unknown name, …: say which key to fix
+        raise ProtocolError(f"metrics.identity.recogniser {spec.recogniser!r}: {exc}") from exc
+    det = spec.detector
+    aligner = FaceAligner(min_face_size=det.min_face_size, thresholds=det.thresholds, factor=det.factor,
+                          selection=det.selection, min_prob=det.min_prob, batch_size=det.batch_size, device=device)
+    return IdentitySimilarity(recogniser, aligner)
+
+
+def _identity_scores(identity, refs: dict[int, Any], items: list[dict], hr: torch.Tensor, sr: torch.Tensor,
+                     quantize: bool) -> list[float | None]:
+    """Per-item SR↔HR cosines; HR references are made on first use and kept in ``refs`` for the
+    run's other models. SR is quantised to 8 bits first when the other metrics are."""
+    from fsr_bench.data.io import to_uint8
+
+    new = [k for k, it in enumerate(items) if it["index"] not in refs]
+    if new:
+        for k, ref in zip(new, identity.references([hr[k] for k in new])):
+            refs[items[k]["index"]] = ref
+    sr = to_uint8(sr.cpu()).float() / 255.0 if quantize else sr.float().cpu()
+    return identity.cosines(list(sr), [refs[it["index"]] for it in items])
+
+
 def hr_of(item: dict[str, Any], scale: int, dataset=None) -> torch.Tensor:
     """An item's HR cropped to a multiple of ``scale``; an HR smaller than the scale names its file."""
     from fsr_bench.data.degradations import mod_crop
@@ -175,10 +212,12 @@ def write_missing_samples(spec: ModelSpec, protocol: ReconstructionProtocol, dat
 
 def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degradation, scoring: ReconstructionMetrics,
               device: str, indices: list[int], samples: set[int], progress: bool,
-              plan: list[list[int]] | None = None) -> dict[str, Any]:
+              plan: list[list[int]] | None = None, identity=None,
+              identity_refs: dict[int, Any] | None = None) -> dict[str, Any]:
     """One model over ``indices`` (or the batches of ``plan``: this process's share): the part of
-    a result one process computes — scored rows, timing, FLOPs — and the SR outputs of the images
-    in ``samples``. :func:`model_result` makes the result from the parts of every process."""
+    a result one process computes — scored rows, SR↔HR identity cosines, timing, FLOPs — and the SR
+    outputs of the images in ``samples``. :func:`model_result` makes the result from the parts of
+    every process."""
     from tqdm import tqdm
 
     from fsr_bench.data.degradations import needs_mod_crop
@@ -189,6 +228,8 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
     scorer = ReconstructionMetrics(scoring.conventions, scoring.lpips, scoring.lpips_unavailable_reason)
     precision = resolve_precision(protocol.run.precision, device)
     forward_seconds, timed_images, gflops, cropped = 0.0, 0, None, 0
+    cosines: list[float | None] = []
+    refs: dict[int, Any] = {} if identity_refs is None else identity_refs
     seed = protocol.run.seed
     outputs: dict[int, torch.Tensor] = {}
     todo = batches(dataset, indices, protocol.run.batch_size) if plan is None else \
@@ -212,6 +253,8 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
             forward_seconds += time.perf_counter() - t0
             timed_images += len(items)
         scorer.update(sr, hr, names=[str(it["name"]) for it in items])
+        if identity is not None:
+            cosines += _identity_scores(identity, refs, items, hr_cpu, sr, scoring.conventions.quantize)
         for k, it in enumerate(items):
             if it["index"] in samples:
                 outputs[it["index"]] = sr[k].cpu()
@@ -226,6 +269,7 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
         "params": model.num_parameters(),
         "rows": scorer.rows, "forward_seconds": forward_seconds, "timed_images": timed_images,
         "gflops": gflops, "n_mod_cropped": cropped, "samples": outputs,
+        "identity_cosines": cosines if identity is not None else None,
     }
 
 
@@ -242,6 +286,21 @@ def model_result(spec: ModelSpec, parts: list[dict[str, Any]], scoring: Reconstr
     rows = [{"image": r["name"], "psnr": r["psnr"], "ssim": r["ssim"], **({"lpips": r["lpips"]} if lpips_on else {})}
             for r in scorer.rows]
     first = parts[0]
+    unavailable = {} if lpips_on else {"lpips": scorer.lpips_unavailable_reason, "mps": "needs LPIPS"}
+    id_metrics: dict[str, Any] = {}
+    id_counts: dict[str, Any] = {}
+    if first["identity_cosines"] is not None:
+        from fsr_bench.face.identity import angle_degrees
+
+        cosines = [c for p in parts for c in p["identity_cosines"]]  # rank order = the rows' order
+        for row, c in zip(rows, cosines):
+            row["identity_cosine"], row["identity_angle"] = c, None if c is None else angle_degrees(c)
+        found = [c for c in cosines if c is not None]
+        id_counts["n_identity_undetected"] = len(cosines) - len(found)
+        id_metrics = {"identity_cosine": sum(found) / len(found) if found else None,
+                      "identity_angle": sum(angle_degrees(c) for c in found) / len(found) if found else None}
+        if not found:
+            unavailable.update(dict.fromkeys(id_metrics, "no face detected on any HR image"))
     forward_seconds = sum(p["forward_seconds"] for p in parts)
     return {
         "label": first["label"],
@@ -258,8 +317,9 @@ def model_result(spec: ModelSpec, parts: list[dict[str, Any]], scoring: Reconstr
         "n_images": means["n"],
         "n_infinite_psnr": means["n_infinite_psnr"],
         "n_mod_cropped": sum(p["n_mod_cropped"] for p in parts),
-        "metrics": {k: means[k] for k in ("psnr", "ssim", "lpips", "mps")},
-        "unavailable": {} if lpips_on else {"lpips": scorer.lpips_unavailable_reason, "mps": "needs LPIPS"},
+        **id_counts,
+        "metrics": {**{k: means[k] for k in ("psnr", "ssim", "lpips", "mps")}, **id_metrics},
+        "unavailable": unavailable,
         "per_image": rows,
     }
 
@@ -297,9 +357,12 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
         ranks.step(lambda: _same_everywhere(lpips_on, "LPIPS availability"), main_only=True)
     n = len(dataset) if protocol.run.limit is None else min(len(dataset), protocol.run.limit)
     indices = list(range(n))
+    identity = _identity(protocol, device)
+    identity_refs: dict[int, Any] = {}  # image index -> HR reference, shared by the run's models
     conventions = {
         "metrics": {**scoring.conventions.describe(), "lpips": protocol.metrics.lpips,
-                    "lpips_unavailable": None if scoring.lpips is not None else scoring.lpips_unavailable_reason},
+                    "lpips_unavailable": None if scoring.lpips is not None else scoring.lpips_unavailable_reason,
+                    **({"identity": identity.describe()} if identity is not None else {})},
         "degradation": degradation.describe(),
         "dataset": {**describe_dataset(dataset), "n_scored": n},
         "seed": protocol.run.seed,
@@ -340,7 +403,7 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
             continue
         def compute(spec: ModelSpec = spec) -> dict[str, Any]:
             return run_model(spec, protocol, dataset, degradation, scoring, device, indices, set(sample_idx),
-                             progress, plan)
+                             progress, plan, identity, identity_refs)
 
         part = ranks.step(compute)
         parts = ranks.gather(part)
@@ -355,13 +418,16 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
             result = model_result(spec, parts, scoring)
             result["work_key"] = key
             results.write_csv(folder / "per_image.csv", results.frame(
-                ([r["image"], r["psnr"], r["ssim"], r.get("lpips")] for r in result["per_image"]),
-                ["image", "psnr", "ssim", "lpips"]))
+                ([r["image"], r["psnr"], r["ssim"], r.get("lpips"), r.get("identity_cosine"), r.get("identity_angle")]
+                 for r in result["per_image"]),
+                ["image", "psnr", "ssim", "lpips", "identity_cosine", "identity_angle"]))
             atomic.write_json(folder / "result.json", result)
             m = result["metrics"]
             psnr = "n/a (every image exact)" if m["psnr"] is None else f"{m['psnr']:.2f}"
             log(f"{spec.display}: PSNR {psnr}  SSIM {m['ssim']:.4f}" +
-                (f"  LPIPS {m['lpips']:.4f}  MPS {m['mps']:.4f}" if m["lpips"] is not None else "  LPIPS n/a"))
+                (f"  LPIPS {m['lpips']:.4f}  MPS {m['mps']:.4f}" if m["lpips"] is not None else "  LPIPS n/a") +
+                (f"  ID cos {m['identity_cosine']:.4f} ({result['n_identity_undetected']} HR face(s) undetected)"
+                 if m.get("identity_cosine") is not None else ""))
             return result
 
         rows.append(ranks.step(write, main_only=True))
@@ -381,8 +447,8 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
         cols = results.COLUMNS["reconstruction"]
         results.write_csv(out / "summary.csv", results.summary_frame(run))
         results.write_csv(out / "per_image.csv", results.frame(
-            ([r["name"], r["label"], p["image"], p["psnr"], p["ssim"], p.get("lpips")] for r in rows
-             for p in r["per_image"]), cols["per_image"]))
+            ([r["name"], r["label"], p["image"], p["psnr"], p["ssim"], p.get("lpips"), p.get("identity_cosine"),
+              p.get("identity_angle")] for r in rows for p in r["per_image"]), cols["per_image"]))
         results.write_run(out, run)
         return run
 
