@@ -29,6 +29,20 @@ def sr(
     random_init: bool = typer.Option(False, "--random-init", help="allow a learned model without weights (debugging only; outputs are meaningless)"),
     on_error: str = typer.Option("skip", "--on-error", help="skip: process the other images and list the failures at the end (exit 1); stop: stop at the first"),
     max_pixels: float = typer.Option(16e6, "--max-pixels", help="refuse an image whose output would have more pixels than this (memory guard)"),
+    faces: bool = typer.Option(False, "--faces", help="inputs are camera frames or videos: detect every face, super-resolve the crops, paste back, one JSON per frame"),
+    detector: str = typer.Option("mtcnn", "--detector", help="with --faces: a registered face detector (mtcnn, scrfd, plug-ins)"),
+    detector_weights: Optional[str] = typer.Option(None, "--detector-weights", help="with --faces: the detector's weights file (scrfd: an insightface det_*.onnx)"),
+    min_face: int = typer.Option(20, "--min-face", help="with --faces: smallest face kept, native pixels (the box's longer side)"),
+    upsample: float = typer.Option(1.0, "--upsample", help="with --faces: upscale frames by this before detection (finds smaller faces; slower)"),
+    min_score: float = typer.Option(0.0, "--min-score", help="with --faces: drop detections below this confidence (on top of the detector's thresholds)"),
+    margin: float = typer.Option(0.25, "--margin", help="with --faces: context around each box per side, fraction of its longer side"),
+    batch_size: int = typer.Option(16, "--batch-size", help="with --faces: face crops per forward"),
+    paste: bool = typer.Option(True, "--paste/--no-paste", help="with --faces: paste the SR faces back into the (upscaled) frame"),
+    paste_scale: Optional[int] = typer.Option(None, "--paste-scale", help="with --faces: scale of the pasted frame (default: the model's; 1 keeps the frame size)"),
+    feather: float = typer.Option(0.1, "--feather", help="with --faces: blend ramp, fraction of the pasted face's side"),
+    stride: int = typer.Option(1, "--stride", help="with --faces, videos: process every N-th frame"),
+    min_iou: float = typer.Option(0.3, "--track-iou", help="with --faces, videos: IoU that continues a track"),
+    video_format: Optional[str] = typer.Option(None, "--video-format", help="with --faces: pasted video as mp4 (H.264) or mkv (FFV1, lossless); default mkv for .mkv inputs, else mp4"),
 ) -> None:
     """Super-resolve LR face images; writes PNGs named like the inputs into OUT (a folder's
     sub-folders are kept; inputs whose names collide get their extension or a number added).
@@ -74,6 +88,17 @@ def sr(
     except PrecisionError as exc:
         raise fail(f"--precision: {exc}") from None
     net = prepare(net, dev, channels_last)  # type: ignore[assignment]  # same module, moved and in eval mode
+    if faces:
+        from fsr_bench.run.frames import FrameOptions
+
+        options = FrameOptions(
+            detector=detector, detector_weights=detector_weights, min_face=min_face, upsample=upsample,
+            min_score=min_score, margin=margin, batch_size=batch_size, paste=paste, paste_scale=paste_scale,
+            feather=feather, stride=stride, min_iou=min_iou, tile=tile, overlap=overlap, max_pixels=max_pixels,
+            video_format=video_format)
+        _sr_faces(images or [], out, net, options, checkpoint, pretrained, precision, channels_last, str(dev),
+                  on_error)
+        return
 
     sources: list[tuple[Path, Path | None]] = []  # (output name without the model suffix, input)
     if example:
@@ -126,6 +151,47 @@ def sr(
         typer.echo(f"note: {old} shares its output name with another input; written as {new}")
     typer.echo(f"wrote {len(sources) - len(failures)} image(s) x{net.scale} to {out}/"
                f" ({describe(precision, channels_last, dev)}{f', {tile}-px tiles' if tile else ''})")
+    if failures:
+        for message in failures:
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+def _sr_faces(items: list[Path], out: Path, net, options, checkpoint: Optional[Path], pretrained: bool,
+              precision: str, channels_last: bool, device: str, on_error: str) -> None:
+    """``--faces``: frames and videos through :func:`fsr_bench.run.frames.run_faces`."""
+    from fsr_bench.models.precision import describe, infer
+    from fsr_bench.protocol import ModelSpec
+    from fsr_bench.run.common import checkpoint_sha
+    from fsr_bench.run.frames import collect_inputs, run_faces
+
+    sources = collect_inputs(items)
+    if not sources:
+        raise fail("no input frames or videos: pass image/video files or folders")
+    names, _ = _output_names([Path(p.name) for p in sources], net.name)
+    spec = ModelSpec(name=net.name, checkpoint=None if checkpoint is None else str(checkpoint), pretrained=pretrained)
+    model_info = {"name": net.name, "scale": net.scale, "checkpoint": spec.checkpoint,
+                  "checkpoint_sha256": checkpoint_sha(spec), "pretrained": pretrained}
+    failures: list[str] = []
+
+    def handle(exc: FsrBenchError) -> None:
+        if on_error == "stop":
+            raise fail(f"{exc} (stopped: --on-error stop)") from None
+        failures.append(str(exc))
+
+    try:
+        jobs = run_faces([(p, n.removesuffix(".png")) for p, n in zip(sources, names)], out, net,
+                         lambda x: infer(net, x.to(device), precision, channels_last), options, model_info,
+                         describe(precision, channels_last, device), device, handle)
+    except OSError as exc:
+        raise fail(f"cannot write {exc.filename or out}: {exc.strerror or exc}; choose a writable --out") from None
+    for job in jobs:
+        what = (f"{job.frames} frame(s), {job.faces} face(s)" + (f" in {job.tracks} track(s)" if job.tracks else ""))
+        typer.echo(f"{job.source}: {what} -> {job.out_dir}/" + (f" (pasted: {job.pasted.name})" if job.pasted else ""))
+        if job.frames_without_faces:
+            typer.echo(f"note: {job.source}: no face found in {job.frames_without_faces} of {job.frames} frame(s) "
+                       f"(--min-face {options.min_face}; try --upsample 2 or a lower --min-face for small faces)")
+    typer.echo(f"x{net.scale} {net.name} ({describe(precision, channels_last, device)}), detector {options.detector}")
     if failures:
         for message in failures:
             typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
