@@ -159,7 +159,9 @@ def test_cli_errors_for_unreadable_and_empty_videos(tmp_path):
         s = c.add_stream("mpeg4", rate=10)
         s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
         c.start_encoding()
-    for path, message in ((bad, "cannot read video"), (empty, "no decodable frame")):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    for path, message in ((bad, "cannot read video"), (empty, "no decodable frame"), (broken, "broken.png")):
         result = runner.invoke(app, ["sr", str(path), "--faces", "-m", "bicubic_x4", "-o", str(tmp_path / "o")])
         assert result.exit_code != 0
         assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -288,3 +290,52 @@ def test_clip_tracks_two_faces_and_pastes_only_inside_them(tmp_path, val_faces):
         source = src.image
         assert torch.equal(got.image[:, ~inside], source[:, ~inside])
         assert (got.image[:, inside] - source[:, inside]).abs().max() > 0
+
+
+def _recognition_run(folder: Path, thresholds: dict[str, float]) -> Path:
+    """A recognition results.json with a calibration block (schema-valid, numbers chosen here)."""
+    from fsr_bench.results import ResultRow, RunResult, write_run
+
+    run = RunResult(kind="recognition", protocol_name="synthetic", conventions={
+        "calibration": {"per_recogniser": {"mobilefacenet": {"thresholds": thresholds}}}},
+        models=[ResultRow(label="HR", name="hr", metrics={"matching_accuracy": 1.0, "detection_rate": 1.0})])
+    folder.mkdir(parents=True)
+    write_run(folder, run)
+    return folder
+
+
+def test_watchlist_names_each_pasted_face(tmp_path, val_faces, shared_dir):
+    root = shared_dir / "data/faces256"
+    ids = [p.parent.name for p in val_faces]
+    watch = tmp_path / "watch"
+    for i in ids:  # enrol each identity with images other than the one pasted into the frame
+        (watch / i).mkdir(parents=True)
+        for f in sorted((root / i).glob("*.jpg"))[1:3]:
+            (watch / i / f.name).symlink_to(f)
+    frame = _background(200, 400)
+    places = [(30, 40, 64), (250, 70, 48)]
+    for path, (x, y, s) in zip(val_faces, places):
+        frame[:, y : y + s, x : x + s] = imresize(read_image(path), size=(s, s)).clamp(0, 1)
+    write_image(frame, tmp_path / "frame.png")
+    run = _recognition_run(tmp_path / "run", {"0.01": 0.25, "0.001": 0.3})
+
+    args = ["sr", str(tmp_path / "frame.png"), "--faces", "--precision", "fp32", "--no-paste",
+            "--watchlist", str(watch), "-o", str(tmp_path / "o")]
+    result = runner.invoke(app, args + ["--watchlist-threshold", str(run)])
+    assert result.exit_code == 0, result.output
+    answers = json.loads((tmp_path / "o/frame_tanet_s_x4/watchlist.json").read_text())
+    record = json.loads((tmp_path / "o/frame_tanet_s_x4/frames/000000.json").read_text())
+    assert answers["threshold"] == 0.3 and answers["threshold_source"]["kind"] == "calibrated"
+    assert answers["identities"] == len(ids) and len(answers["tracks"]) == len(places)
+    for track, face in zip(answers["tracks"], record["faces"]):
+        x1 = face["box_xyxy"][0]
+        truth = ids[0] if x1 < 200 else ids[1]  # which paste the face came from
+        assert track["best"] == truth, track
+        scores = [r["score"] for r in track["rank5"]]
+        assert len(scores) == min(5, len(ids)) and scores == sorted(scores, reverse=True)
+        assert track["score"] == scores[0] and track["match"] == (scores[0] >= 0.3)
+
+    missing = runner.invoke(app, args + ["--watchlist-threshold", str(run), "--watchlist-far", "1e-4"])
+    assert missing.exit_code != 0 and "has no FAR 0.0001" in missing.output
+    unstated = runner.invoke(app, args)
+    assert unstated.exit_code != 0 and "--watchlist needs --watchlist-threshold" in unstated.output

@@ -43,6 +43,11 @@ def sr(
     stride: int = typer.Option(1, "--stride", help="with --faces, videos: process every N-th frame"),
     min_iou: float = typer.Option(0.3, "--track-iou", help="with --faces, videos: IoU that continues a track"),
     video_format: Optional[str] = typer.Option(None, "--video-format", help="with --faces: pasted video as mp4 (H.264) or mkv (FFV1, lossless); default mkv for .mkv inputs, else mp4"),
+    watchlist: Optional[Path] = typer.Option(None, "--watchlist", help="with --faces: identity folders DIR/<identity>/<image>; every track answered (best match, score, rank-5)"),
+    watchlist_threshold: Optional[str] = typer.Option(None, "--watchlist-threshold", help="with --watchlist: a cosine threshold, or a recognition run folder / results.json whose calibrated threshold is used"),
+    watchlist_far: float = typer.Option(1e-3, "--watchlist-far", help="with --watchlist-threshold RUN: the calibrated FAR whose threshold is used"),
+    recogniser: str = typer.Option("mobilefacenet", "--recogniser", help="with --watchlist: a registered recogniser (see `fsr-bench list recognisers`)"),
+    recogniser_weights: Optional[str] = typer.Option(None, "--recogniser-weights", help="with --watchlist: the recogniser's weights file"),
 ) -> None:
     """Super-resolve LR face images; writes PNGs named like the inputs into OUT (a folder's
     sub-folders are kept; inputs whose names collide get their extension or a number added).
@@ -96,9 +101,22 @@ def sr(
             min_score=min_score, margin=margin, batch_size=batch_size, paste=paste, paste_scale=paste_scale,
             feather=feather, stride=stride, min_iou=min_iou, tile=tile, overlap=overlap, max_pixels=max_pixels,
             video_format=video_format)
+        watch = None
+        if watchlist is not None:
+            from fsr_bench.run.watchlist import Watchlist, resolve_threshold
+
+            if watchlist_threshold is None:
+                raise fail("--watchlist needs --watchlist-threshold: a cosine threshold you state, or a recognition "
+                           "run folder whose calibrated threshold (at --watchlist-far) is used")
+            threshold, source = resolve_threshold(watchlist_threshold, recogniser, watchlist_far)
+            watch = Watchlist(watchlist, recogniser, recogniser_weights, threshold, source, str(dev))
+        elif watchlist_threshold is not None:
+            raise fail("--watchlist-threshold is for --watchlist")
         _sr_faces(images or [], out, net, options, checkpoint, pretrained, precision, channels_last, str(dev),
-                  on_error)
+                  on_error, watch)
         return
+    if watchlist is not None:
+        raise fail("--watchlist needs --faces (it answers tracks of detected faces)")
 
     sources: list[tuple[Path, Path | None]] = []  # (output name without the model suffix, input)
     if example:
@@ -158,7 +176,7 @@ def sr(
 
 
 def _sr_faces(items: list[Path], out: Path, net, options, checkpoint: Optional[Path], pretrained: bool,
-              precision: str, channels_last: bool, device: str, on_error: str) -> None:
+              precision: str, channels_last: bool, device: str, on_error: str, watchlist=None) -> None:
     """``--faces``: frames and videos through :func:`fsr_bench.run.frames.run_faces`."""
     from fsr_bench.models.precision import describe, infer
     from fsr_bench.protocol import ModelSpec
@@ -182,12 +200,17 @@ def _sr_faces(items: list[Path], out: Path, net, options, checkpoint: Optional[P
     try:
         jobs = run_faces([(p, n.removesuffix(".png")) for p, n in zip(sources, names)], out, net,
                          lambda x: infer(net, x.to(device), precision, channels_last), options, model_info,
-                         describe(precision, channels_last, device), device, handle)
+                         describe(precision, channels_last, device), device, handle, watchlist)
     except OSError as exc:
         raise fail(f"cannot write {exc.filename or out}: {exc.strerror or exc}; choose a writable --out") from None
     for job in jobs:
         what = (f"{job.frames} frame(s), {job.faces} face(s)" + (f" in {job.tracks} track(s)" if job.tracks else ""))
         typer.echo(f"{job.source}: {what} -> {job.out_dir}/" + (f" (pasted: {job.pasted.name})" if job.pasted else ""))
+        answers = job.watchlist or {}
+        for track in answers.get("tracks", []):
+            verdict = "match" if track["match"] else "no match"
+            typer.echo(f"  {track['track']}: {track['best']} {track['score']:.3f} ({verdict} at "
+                       f"{answers['threshold']:.3f}; {track['n_faces']} face(s))")
         if job.frames_without_faces:
             typer.echo(f"note: {job.source}: no face found in {job.frames_without_faces} of {job.frames} frame(s) "
                        f"(--min-face {options.min_face}; try --upsample 2 or a lower --min-face for small faces)")

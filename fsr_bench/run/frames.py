@@ -51,6 +51,7 @@ from fsr_bench.results import FaceRecord, FrameRecord
 
 if TYPE_CHECKING:
     from fsr_bench.models.base import SuperResolver
+    from fsr_bench.run.watchlist import Watchlist
 
 __all__ = ["FaceJob", "FrameOptions", "FramesError", "crop_square", "detect_faces", "run_faces"]
 
@@ -122,6 +123,7 @@ class FaceJob:
     frames_without_faces: int = 0
     tracks: int = 0
     pasted: Path | None = None
+    watchlist: dict[str, Any] | None = None  # the answers written to watchlist.json
 
 
 # -- geometry --------------------------------------------------------------------------------------
@@ -225,6 +227,19 @@ class _Frame:
     image: torch.Tensor
 
 
+@dataclass
+class _Ctx:
+    """What every frame of a job is processed with."""
+
+    net: "SuperResolver"
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    options: FrameOptions
+    detector: Detector
+    paste_scale: int
+    common: dict[str, Any]
+    watchlist: "Watchlist | None"
+
+
 def run_faces(
     sources: Sequence[tuple[Path, str]],
     out: Path,
@@ -235,12 +250,14 @@ def run_faces(
     precision: str,
     device: str,
     on_error: Callable[[FsrBenchError], None],
+    watchlist: "Watchlist | None" = None,
 ) -> list[FaceJob]:
     """Process each (input path, output folder name) into ``out/<name>/``; returns one job per input.
 
     ``forward``: the model's batched inference (e.g. ``precision.infer`` bound to its options);
     ``model_info``: name, scale, checkpoint, checkpoint_sha256, pretrained — written to every JSON.
     ``on_error`` receives a per-input toolkit error (unreadable file…) and decides: re-raise or go on.
+    ``watchlist``: answer every track against it (``out/<name>/watchlist.json``).
     """
     from tqdm import tqdm
 
@@ -259,37 +276,44 @@ def run_faces(
         "conventions": CONVENTIONS,
         "provenance": collect(device),
     }
+    ctx = _Ctx(net, forward, options, detector, paste_scale, common, watchlist)
     jobs: list[FaceJob] = []
     for path, name in sources:
         job = FaceJob(path, out / name)
+        if watchlist is not None:
+            watchlist.start()
         try:
             if is_video_file(path):
-                _run_video(job, net, forward, options, detector, paste_scale, common, tqdm)
+                _run_video(job, ctx, tqdm)
             else:
-                _run_image(job, net, forward, options, detector, paste_scale, common)
+                _run_image(job, ctx)
         except FsrBenchError as exc:
             on_error(exc)
             continue
+        if watchlist is not None:
+            job.watchlist = {"source": str(path), **watchlist.answers()}
+            atomic.write_json(job.out_dir / "watchlist.json", job.watchlist)
         jobs.append(job)
     return jobs
 
 
-def _run_image(job: FaceJob, net, forward, options, detector, paste_scale, common) -> None:
+def _run_image(job: FaceJob, ctx: _Ctx) -> None:
     image = read_image(job.source)
     frame = _Frame(0, None, image)
-    pasted = next(_process_chunk([frame], job, net, forward, options, detector, None, paste_scale, common))
+    pasted = next(_process_chunk([frame], job, ctx, None, ctx.common))
     job.frames = 1
     if pasted is not None:
         job.pasted = job.out_dir / f"{job.source.stem}_pasted.png"
         write_image(pasted, job.pasted)
 
 
-def _run_video(job: FaceJob, net, forward, options, detector, paste_scale, common, tqdm) -> None:
+def _run_video(job: FaceJob, ctx: _Ctx, tqdm) -> None:
+    options = ctx.options
     info = probe_video(job.source)
     tracker = IoUTracker(options.min_iou, options.max_age)
     total = -(-info.frames // options.stride) if info.frames else None
     bar = tqdm(total=total, desc=f"faces {job.source.name}", unit="frame")
-    video_common = {**common, "tracker": tracker.describe(),
+    video_common = {**ctx.common, "tracker": tracker.describe(),
                     "video": {"fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,
                               "stride": options.stride}}
 
@@ -304,8 +328,7 @@ def _run_video(job: FaceJob, net, forward, options, detector, paste_scale, commo
             yield from _chunk_outputs(chunk)
 
     def _chunk_outputs(chunk: list[_Frame]) -> Iterator[torch.Tensor]:
-        for pasted in _process_chunk(chunk, job, net, forward, options, detector, tracker, paste_scale,
-                                     video_common):
+        for pasted in _process_chunk(chunk, job, ctx, tracker, video_common):
             job.frames += 1
             bar.update()
             if pasted is not None:
@@ -328,10 +351,11 @@ def _run_video(job: FaceJob, net, forward, options, detector, paste_scale, commo
     job.tracks = tracker._next_id
 
 
-def _process_chunk(frames: list[_Frame], job: FaceJob, net, forward, options: FrameOptions, detector: Detector,
-                   tracker: IoUTracker | None, paste_scale: int, common: dict[str, Any]) -> Iterator[torch.Tensor | None]:
+def _process_chunk(frames: list[_Frame], job: FaceJob, ctx: _Ctx, tracker: IoUTracker | None,
+                   common: dict[str, Any]) -> Iterator[torch.Tensor | None]:
     """Detect, track, crop, SR (all crops of the chunk batched together), paste, write; yields each
     frame's pasted image (None when pasting is off)."""
+    net, options, detector, paste_scale = ctx.net, ctx.options, ctx.detector, ctx.paste_scale
     found: list[Faces] = []
     by_size: dict[tuple[int, int], list[int]] = {}
     for i, f in enumerate(frames):
@@ -351,7 +375,7 @@ def _process_chunk(frames: list[_Frame], job: FaceJob, net, forward, options: Fr
         placed.append(squares)
         crops += [f.image[:, y0 : y0 + s, x0 : x0 + s] for x0, y0, s in squares]
         ids.append(list(tracker.update(faces.boxes)) if tracker is not None else [None] * len(faces))
-    srs = super_resolve_crops(net, crops, forward, options) if crops else []
+    srs = super_resolve_crops(net, crops, ctx.forward, options) if crops else []
 
     k = 0
     for f, faces, squares, track_ids in zip(frames, found, placed, ids):
@@ -374,6 +398,9 @@ def _process_chunk(frames: list[_Frame], job: FaceJob, net, forward, options: Fr
                 paste_face(canvas, face, x0 * paste_scale, y0 * paste_scale, options.feather * target)
                 paste_xywh = [x0 * paste_scale, y0 * paste_scale, target, target]
             box, pts = faces.boxes[j], faces.landmarks[j]
+            if ctx.watchlist is not None:
+                key = f"t{track:04d}" if track is not None else f"f{j:02d}"
+                ctx.watchlist.add(key, f.index, sr, (pts - np.array([x0, y0])) * net.scale)
             records.append(FaceRecord(
                 box_xyxy=[float(v) for v in box], score=float(faces.probs[j]),
                 landmarks_xy=[[float(x), float(y)] for x, y in pts],
