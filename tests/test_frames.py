@@ -339,3 +339,8 @@ def test_watchlist_names_each_pasted_face(tmp_path, val_faces, shared_dir):
     assert missing.exit_code != 0 and "has no FAR 0.0001" in missing.output
     unstated = runner.invoke(app, args)
     assert unstated.exit_code != 0 and "--watchlist needs --watchlist-threshold" in unstated.output
+
+
+def test_list_detectors_names_the_built_ins():
+    result = runner.invoke(app, ["list", "detectors"])
+    assert result.exit_code == 0 and {"mtcnn", "scrfd"} <= set(result.output.split())
