@@ -32,6 +32,7 @@ def sr(
     faces: bool = typer.Option(False, "--faces", help="inputs are camera frames or videos: detect every face, super-resolve the crops, paste back, one JSON per frame"),
     detector: str = typer.Option("mtcnn", "--detector", help="with --faces: a registered face detector (mtcnn, scrfd, plug-ins)"),
     detector_weights: Optional[str] = typer.Option(None, "--detector-weights", help="with --faces: the detector's weights file (scrfd: an insightface det_*.onnx)"),
+    detector_device: Optional[str] = typer.Option(None, "--detector-device", help="with --faces: where the detector runs on whole frames (default: --device; cpu keeps frames off the accelerator)"),
     min_face: int = typer.Option(20, "--min-face", help="with --faces: smallest face kept, native pixels (the box's longer side)"),
     upsample: float = typer.Option(1.0, "--upsample", help="with --faces: upscale frames by this before detection (finds smaller faces; slower)"),
     min_score: float = typer.Option(0.0, "--min-score", help="with --faces: drop detections below this confidence (on top of the detector's thresholds)"),
@@ -96,8 +97,13 @@ def sr(
     if faces:
         from fsr_bench.run.frames import FrameOptions
 
+        if example:
+            raise fail("--example is a face crop; --faces takes frames or videos as arguments")
+
         options = FrameOptions(
-            detector=detector, detector_weights=detector_weights, min_face=min_face, upsample=upsample,
+            detector=detector, detector_weights=detector_weights,
+            detector_device=None if detector_device is None else str(resolve_device(detector_device, option="--detector-device")),
+            min_face=min_face, upsample=upsample,
             min_score=min_score, margin=margin, batch_size=batch_size, paste=paste, paste_scale=paste_scale,
             feather=feather, stride=stride, min_iou=min_iou, tile=tile, overlap=overlap, max_pixels=max_pixels,
             video_format=video_format)

@@ -59,6 +59,11 @@ class IoUTracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
 
+    @property
+    def n_tracks(self) -> int:
+        """How many tracks were opened so far (ids 0 … n_tracks − 1)."""
+        return self._next_id
+
     def describe(self) -> dict[str, object]:
         return {"tracker": "greedy IoU (Bochinski et al. 2017)", "min_iou": self.min_iou, "max_age": self.max_age}
 

@@ -69,6 +69,10 @@ CONVENTIONS = {
 }
 
 
+# detector input per call, in (upsampled) pixels: a few 1080p frames; memory grows with it
+DETECT_PIXELS = 16e6
+
+
 class FramesError(FsrBenchError, ValueError):
     """Bad ``--faces`` options or input; the message says what to change."""
 
@@ -77,6 +81,7 @@ class FramesError(FsrBenchError, ValueError):
 class FrameOptions:
     detector: str = "mtcnn"
     detector_weights: str | None = None
+    detector_device: str | None = None  # None: the model's device
     min_face: int = 20  # native pixels (the box's longer side)
     upsample: float = 1.0  # frame scale before detection (> 1 finds smaller faces)
     min_score: float = 0.0  # detector confidence floor on top of the detector's own thresholds
@@ -178,12 +183,10 @@ def detect_faces(detector: Detector, frames: torch.Tensor, options: FrameOptions
     out = []
     for found in detector.detect(x):
         if u != 1.0 and len(found):
-            # the resize maps native x to upsampled (x + 0.5)·u − 0.5 for pixel centres; invert it
+            # continuous coordinates (a pixel spans [x, x+1)): align_corners=False resizing maps native x
+            # to x·s exactly, so boxes and landmarks alike divide by the per-axis factor
             sy, sx = size[0] / h, size[1] / w
-            boxes = found.boxes / np.array([sx, sy, sx, sy])
-            pts = np.stack([(found.landmarks[..., 0] + 0.5) / sx - 0.5,
-                            (found.landmarks[..., 1] + 0.5) / sy - 0.5], axis=-1)
-            found = Faces(boxes, found.probs, pts)
+            found = Faces(found.boxes / np.array([sx, sy, sx, sy]), found.probs, found.landmarks / np.array([sx, sy]))
         keep = (_face_px(found.boxes) >= options.min_face) & (found.probs >= options.min_score) if len(found) \
             else np.zeros(0, dtype=bool)
         out.append(Faces(found.boxes[keep], found.probs[keep], found.landmarks[keep]))
@@ -264,14 +267,15 @@ def run_faces(
     from fsr_bench.provenance import collect
 
     options.check()
-    detector = build_detector(options, device)
+    detector = build_detector(options, options.detector_device or device)
     paste_scale = options.paste_scale or net.scale
     common = {
         "model": model_info,
         "precision": precision,
         "detector": {"name": detector.name, **detector.describe(), "min_face": options.min_face,
                      "upsample": options.upsample, "min_score": options.min_score},
-        "options": {k: v for k, v in asdict(options).items() if k not in ("detector", "detector_weights")}
+        "options": {k: v for k, v in asdict(options).items()
+                    if k not in ("detector", "detector_weights", "detector_device")}
         | {"paste_scale": paste_scale},
         "conventions": CONVENTIONS,
         "provenance": collect(device),
@@ -348,7 +352,7 @@ def _run_video(job: FaceJob, ctx: _Ctx, tqdm) -> None:
         bar.close()
     if job.frames == 0:  # read_frames raises for a clip with no frame; a stride cannot skip frame 0
         raise VideoError(f"{job.source}: no frame was processed")
-    job.tracks = tracker._next_id
+    job.tracks = tracker.n_tracks
 
 
 def _process_chunk(frames: list[_Frame], job: FaceJob, ctx: _Ctx, tracker: IoUTracker | None,
@@ -361,9 +365,13 @@ def _process_chunk(frames: list[_Frame], job: FaceJob, ctx: _Ctx, tracker: IoUTr
     for i, f in enumerate(frames):
         by_size.setdefault((int(f.image.shape[-2]), int(f.image.shape[-1])), []).append(i)
     detections: dict[int, Faces] = {}
-    for idx in by_size.values():
-        for i, faces in zip(idx, detect_faces(detector, torch.stack([frames[i].image for i in idx]), options)):
-            detections[i] = faces
+    for (h, w), idx in by_size.items():
+        # frames per detector call: bounded by pixels (a chunk of upsampled 4K frames would not fit)
+        step = max(1, int(DETECT_PIXELS // (h * w * options.upsample ** 2)))
+        for start in range(0, len(idx), step):
+            part = idx[start : start + step]
+            for i, faces in zip(part, detect_faces(detector, torch.stack([frames[i].image for i in part]), options)):
+                detections[i] = faces
     found = [detections[i] for i in range(len(frames))]
 
     crops: list[torch.Tensor] = []
