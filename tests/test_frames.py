@@ -344,3 +344,34 @@ def test_watchlist_names_each_pasted_face(tmp_path, val_faces, shared_dir):
 def test_list_detectors_names_the_built_ins():
     result = runner.invoke(app, ["list", "detectors"])
     assert result.exit_code == 0 and {"mtcnn", "scrfd"} <= set(result.output.split())
+
+
+@pytest.fixture()
+def bright_detector():
+    """`_BrightSquares` registered as a plug-in would be, removed afterwards."""
+    from fsr_bench.face import DETECTORS, register_detector
+
+    @register_detector(name="bright_squares")
+    def build(weights=None, device="cpu"):
+        return _BrightSquares()
+
+    yield "bright_squares"
+    DETECTORS.unregister("bright_squares")
+
+
+def test_cli_with_a_plug_in_detector_crops_and_pastes_where_it_says(tmp_path, bright_detector):
+    frame = torch.full((3, 120, 200), 0.2)
+    frame[:, 30:70, 50:90] = 0.9  # the "face": 40 px at (50, 30)
+    write_image(frame, tmp_path / "f.png")
+    result = runner.invoke(app, ["sr", str(tmp_path / "f.png"), "--faces", "--detector", bright_detector,
+                                 "-m", "bicubic_x4", "--upsample", "2", "--paste-scale", "2",
+                                 "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "o/f_bicubic_x4"
+    face = json.loads((out / "frames/000000.json").read_text())["faces"][0]
+    np.testing.assert_allclose(face["box_xyxy"], [50, 30, 90, 70], atol=0.5)
+    # 40 · 1.5 = 60 -> 64 px square centred on (70, 50): x0 = 70 - 32 = 38, y0 = 50 - 32 = 18
+    assert face["crop_xywh"] == [38, 18, 64, 64]
+    assert face["sr_size_wh"] == [256, 256] and face["paste_xywh"] == [76, 36, 128, 128]
+    assert read_image(out / "f_pasted.png").shape == (3, 240, 400)
+    assert json.loads((out / "frames/000000.json").read_text())["detector"]["name"] == bright_detector
