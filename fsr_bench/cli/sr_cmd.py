@@ -56,6 +56,9 @@ def sr(
     With no --model/--checkpoint: the TANet-S that ships inside fsr-bench (x4, or --scale 8).
     Defaults to the fastest mode this hardware supports (``--precision auto``, channels-last);
     ``--precision fp32 --no-channels-last`` reproduces the reference path exactly.
+
+    With --faces the inputs are camera frames or videos: every face is detected, its crop
+    super-resolved and pasted back, and each frame gets a JSON (README: "Frames and video").
     """
     from tqdm import tqdm
 

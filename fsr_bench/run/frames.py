@@ -282,7 +282,8 @@ def run_faces(
     }
     ctx = _Ctx(net, forward, options, detector, paste_scale, common, watchlist)
     jobs: list[FaceJob] = []
-    for path, name in sources:
+    # one bar over the inputs (a folder of frames); each video also gets its own, per frame
+    for path, name in tqdm(sources, desc="faces", unit="input", disable=len(sources) < 2):
         job = FaceJob(path, out / name)
         if watchlist is not None:
             watchlist.start()
