@@ -375,3 +375,27 @@ def test_cli_with_a_plug_in_detector_crops_and_pastes_where_it_says(tmp_path, br
     assert face["sr_size_wh"] == [256, 256] and face["paste_xywh"] == [76, 36, 128, 128]
     assert read_image(out / "f_pasted.png").shape == (3, 240, 400)
     assert json.loads((out / "frames/000000.json").read_text())["detector"]["name"] == bright_detector
+
+
+def test_small_real_faces_upsampled_before_detection_land_on_their_native_places(val_faces):
+    from fsr_bench.run.frames import build_detector
+
+    places = [(20, 40, 28), (100, 40, 28), (180, 40, 28), (260, 40, 28)]  # 28-px crops: faces ≈ 15 px
+    frame = _background(120, 320)
+    for path, (x, y, s) in zip(val_faces, places):
+        frame[:, y : y + s, x : x + s] = imresize(read_image(path), size=(s, s)).clamp(0, 1)
+
+    def found(**kw):
+        options = FrameOptions(**kw)
+        return detect_faces(build_detector(options, "cpu"), frame[None], options)[0]
+
+    assert len(found(min_face=20)) == 0  # the default minimum keeps them out
+    native, up = found(min_face=12), found(min_face=10, upsample=2.0)
+    assert len(native) == len(up) == len(places)
+    iou = box_iou(up.boxes, native.boxes)  # the same faces found on the native frame, no upsampling
+    assert (iou.max(axis=1) > 0.6).all() and len(set(iou.argmax(axis=1))) == len(places), iou.round(2)
+    for (x1, y1, x2, y2), pts in zip(up.boxes, up.landmarks):
+        inside = [(x, y, s) for x, y, s in places if x - 2 <= x1 < x2 <= x + s + 2 and y - 2 <= y1 < y2 <= y + s + 2]
+        assert len(inside) == 1
+        x, y, s = inside[0]
+        assert ((pts >= [x, y]) & (pts <= [x + s, y + s])).all()  # landmarks inside the paste too
