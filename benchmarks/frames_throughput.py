@@ -90,6 +90,7 @@ def main() -> None:
         found = [detect_faces(detector, f[None], options)[0] for f in frames]
         figures["detect_s_per_frame"] = (time.perf_counter() - t) / len(frames)
         n_faces = sum(len(f) for f in found)
+        scores = sorted(float(p) for f in found for p in f.probs)
 
         crops = [f[:, y0 : y0 + s, x0 : x0 + s] for f, faces in zip(frames, found)
                  for x0, y0, s in (crop_square(b, h, w, options.margin, options.crop_multiple) for b in faces.boxes)]
@@ -108,7 +109,9 @@ def main() -> None:
     result = {
         "what": "fsr-bench sr --faces throughput, seconds per frame (wall clock, one run each)",
         "clip": {"size": [w, h], "frames": args.frames, "faces_per_frame": len(SIDES), "face_sides_px": list(SIDES),
-                 "faces_detected": n_faces, "source": "faces256 val split, composed"},
+                 "faces_pasted": args.frames * len(SIDES), "faces_detected": n_faces,
+                 "lowest_detection_scores": [round(v, 3) for v in scores[:5]],
+                 "source": "faces256 val split, composed; read back from H.264, as the pipeline reads it"},
         "model": args.model, "inference": describe(precision, True, args.device), "detector": detector.describe(),
         "options": {"min_face": options.min_face, "batch_size": options.batch_size,
                     "frame_batch": options.frame_batch, "paste_scale": options.paste_scale},

@@ -399,3 +399,16 @@ def test_small_real_faces_upsampled_before_detection_land_on_their_native_places
         assert len(inside) == 1
         x, y, s = inside[0]
         assert ((pts >= [x, y]) & (pts <= [x + s, y + s])).all()  # landmarks inside the paste too
+
+
+def test_cli_refuses_missing_inputs_and_misplaced_options(tmp_path):
+    for args, message in (
+        (["sr", str(tmp_path / "nope.mp4"), "--faces"], "no such file or folder"),
+        (["sr", "--faces", "-m", "bicubic_x4"], "no input frames or videos"),
+        (["sr", "--example", "-m", "bicubic_x4", "--watchlist", str(tmp_path)], "--watchlist needs --faces"),
+    ):
+        result = runner.invoke(app, args + ["-o", str(tmp_path / "o")])
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+        lines = [x for x in result.output.splitlines() if x.startswith("error:")]
+        assert len(lines) == 1 and message in lines[0], result.output

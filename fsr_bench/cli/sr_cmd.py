@@ -98,10 +98,13 @@ def sr(
         raise fail(f"--precision: {exc}") from None
     net = prepare(net, dev, channels_last)  # type: ignore[assignment]  # same module, moved and in eval mode
     if faces:
-        from fsr_bench.run.frames import FrameOptions
+        from fsr_bench.run.frames import FrameOptions, collect_inputs
 
         if example:
             raise fail("--example is a face crop; --faces takes frames or videos as arguments")
+        inputs = collect_inputs(images or [])  # before the watchlist's enrolment: bad paths fail fast
+        if not inputs:
+            raise fail("no input frames or videos: pass image/video files or folders")
 
         options = FrameOptions(
             detector=detector, detector_weights=detector_weights,
@@ -121,7 +124,7 @@ def sr(
             watch = Watchlist(watchlist, recogniser, recogniser_weights, threshold, source, str(dev))
         elif watchlist_threshold is not None:
             raise fail("--watchlist-threshold is for --watchlist")
-        _sr_faces(images or [], out, net, options, checkpoint, pretrained, precision, channels_last, str(dev),
+        _sr_faces(inputs, out, net, options, checkpoint, pretrained, precision, channels_last, str(dev),
                   on_error, watch)
         return
     if watchlist is not None:
@@ -184,17 +187,14 @@ def sr(
         raise typer.Exit(1)
 
 
-def _sr_faces(items: list[Path], out: Path, net, options, checkpoint: Optional[Path], pretrained: bool,
+def _sr_faces(sources: list[Path], out: Path, net, options, checkpoint: Optional[Path], pretrained: bool,
               precision: str, channels_last: bool, device: str, on_error: str, watchlist=None) -> None:
     """``--faces``: frames and videos through :func:`fsr_bench.run.frames.run_faces`."""
     from fsr_bench.models.precision import describe, infer
     from fsr_bench.protocol import ModelSpec
     from fsr_bench.run.common import checkpoint_sha
-    from fsr_bench.run.frames import collect_inputs, run_faces
+    from fsr_bench.run.frames import run_faces
 
-    sources = collect_inputs(items)
-    if not sources:
-        raise fail("no input frames or videos: pass image/video files or folders")
     names, _ = _output_names([Path(p.name) for p in sources], net.name)
     spec = ModelSpec(name=net.name, checkpoint=None if checkpoint is None else str(checkpoint), pretrained=pretrained)
     model_info = {"name": net.name, "scale": net.scale, "checkpoint": spec.checkpoint,
