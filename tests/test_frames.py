@@ -402,10 +402,15 @@ def test_small_real_faces_upsampled_before_detection_land_on_their_native_places
 
 
 def test_cli_refuses_missing_inputs_and_misplaced_options(tmp_path):
+    frame = tmp_path / "frame.png"
+    write_image(torch.full((3, 32, 32), 0.5), frame)
     for args, message in (
         (["sr", str(tmp_path / "nope.mp4"), "--faces"], "no such file or folder"),
         (["sr", "--faces", "-m", "bicubic_x4"], "no input frames or videos"),
         (["sr", "--example", "-m", "bicubic_x4", "--watchlist", str(tmp_path)], "--watchlist needs --faces"),
+        (["sr", str(frame), "--faces", "-m", "bicubic_x4", "--detector", "scrfd", "--detector-weights",
+          str(tmp_path / "det_10g.onnx")], "SCRFD weights not found (given path"),
+        (["sr", str(frame), "--faces", "-m", "bicubic_x4", "--detector", "mtcn"], "Did you mean: mtcnn"),
     ):
         result = runner.invoke(app, args + ["-o", str(tmp_path / "o")])
         assert result.exit_code == 2, result.output
