@@ -47,6 +47,12 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return _publish(path, lambda f: f.write(data))
 
 
+def write_with(path: str | os.PathLike, fill: Callable[[BinaryIO], object]) -> Path:
+    """Atomically write what ``fill(file)`` streams into ``path`` (an encoder that writes as it goes,
+    e.g. a video muxer: nothing is held in memory whole)."""
+    return _publish(path, fill)
+
+
 def sweep_stale_temp(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
     """Remove temp files a killed writer left for ``names`` in ``folder`` (``.NAME.*.tmp``).
 

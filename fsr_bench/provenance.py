@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-_PACKAGES = ("fsr-bench", "torch", "torchvision", "numpy", "pillow", "scikit-image", "lpips",
+_PACKAGES = ("fsr-bench", "torch", "torchvision", "numpy", "pillow", "scikit-image", "lpips", "av",
              "facenet-pytorch", "onnxruntime", "pydantic")
 
 

@@ -21,6 +21,8 @@ from fsr_bench.errors import FsrBenchError
 
 __all__ = [
     "COLUMNS",
+    "FaceRecord",
+    "FrameRecord",
     "Kind",
     "ResultRow",
     "ResultsError",
@@ -301,3 +303,43 @@ def _explain(exc: ValidationError, data: Any, file: Path) -> str:
     if where == "models" and err["type"] == "too_short":
         return f"{file}: 'models' must be a non-empty list"
     return f"{file}: {where + ': ' if where else ''}{msg} (got {err.get('input')!r})" if where else f"{file}: {msg}"
+
+
+# -- frames: `fsr-bench sr --faces` ----------------------------------------------------------------
+class FaceRecord(_Open):
+    """One detected face of a frame (units and conventions: ``FrameRecord.conventions``)."""
+
+    box_xyxy: Annotated[list[Finite], Field(min_length=4, max_length=4)]
+    score: Finite
+    landmarks_xy: Annotated[list[Annotated[list[Finite], Field(min_length=2, max_length=2)]],
+                            Field(min_length=5, max_length=5)]
+    inter_eye_px: Finite
+    face_px: Finite
+    track_id: int | None = None
+    crop_xywh: Annotated[list[int], Field(min_length=4, max_length=4)]
+    sr_file: str
+    sr_size_wh: Annotated[list[int], Field(min_length=2, max_length=2)]
+    paste_xywh: list[int] | None = None
+
+
+class FrameRecord(_Open):
+    """``OUT/<input>/frames/<index>.json``: every face of one frame, with the model (name, checkpoint
+    sha256), precision, detector settings and provenance that produced its SR faces."""
+
+    source: str
+    frame_index: int
+    time_s: Finite | None = None
+    frame_size_wh: Annotated[list[int], Field(min_length=2, max_length=2)]
+    n_faces: int
+    faces: list[FaceRecord]
+    model: dict[str, Any]
+    precision: str
+    detector: dict[str, Any]
+    conventions: dict[str, Any]
+    provenance: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _count(self) -> "FrameRecord":
+        if self.n_faces != len(self.faces):
+            raise ValueError(f"n_faces is {self.n_faces} but {len(self.faces)} faces are listed")
+        return self

@@ -1,4 +1,4 @@
-"""``fsr-bench list models|recognisers|protocols``."""
+"""``fsr-bench list models|recognisers|detectors|protocols``."""
 from __future__ import annotations
 
 import typer
@@ -38,6 +38,18 @@ def recognisers() -> None:
     for name in list_recognisers():
         typer.echo(name)
     typer.echo("onnx:<path>   any ONNX face recogniser, run with onnxruntime")
+
+
+@app.command("detectors")
+@catches_errors
+def detectors() -> None:
+    """Registered face detectors (``sr --faces --detector NAME``)."""
+    from fsr_bench.face import DETECTORS, list_detectors
+
+    for name in list_detectors():
+        typer.echo(name)
+    for ep, err in DETECTORS.plugin_errors.items():
+        typer.secho(f"plug-in {ep!r} failed to load: {err}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command("protocols")

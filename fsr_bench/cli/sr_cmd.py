@@ -29,6 +29,26 @@ def sr(
     random_init: bool = typer.Option(False, "--random-init", help="allow a learned model without weights (debugging only; outputs are meaningless)"),
     on_error: str = typer.Option("skip", "--on-error", help="skip: process the other images and list the failures at the end (exit 1); stop: stop at the first"),
     max_pixels: float = typer.Option(16e6, "--max-pixels", help="refuse an image whose output would have more pixels than this (memory guard)"),
+    faces: bool = typer.Option(False, "--faces", help="inputs are camera frames or videos: detect every face, super-resolve the crops, paste back, one JSON per frame"),
+    detector: str = typer.Option("mtcnn", "--detector", help="with --faces: a registered face detector (mtcnn, scrfd, plug-ins)"),
+    detector_weights: Optional[str] = typer.Option(None, "--detector-weights", help="with --faces: the detector's weights file (scrfd: an insightface det_*.onnx)"),
+    detector_device: Optional[str] = typer.Option(None, "--detector-device", help="with --faces: where the detector runs on whole frames (default: --device; cpu keeps frames off the accelerator)"),
+    min_face: int = typer.Option(20, "--min-face", help="with --faces: smallest face kept, native pixels (the box's longer side)"),
+    upsample: float = typer.Option(1.0, "--upsample", help="with --faces: upscale frames by this before detection (finds smaller faces; slower)"),
+    min_score: float = typer.Option(0.0, "--min-score", help="with --faces: drop detections below this confidence (on top of the detector's thresholds)"),
+    margin: float = typer.Option(0.25, "--margin", help="with --faces: context around each box per side, fraction of its longer side"),
+    batch_size: int = typer.Option(16, "--batch-size", help="with --faces: face crops per forward"),
+    paste: bool = typer.Option(True, "--paste/--no-paste", help="with --faces: paste the SR faces back into the (upscaled) frame"),
+    paste_scale: Optional[int] = typer.Option(None, "--paste-scale", help="with --faces: scale of the pasted frame (default: the model's; 1 keeps the frame size)"),
+    feather: float = typer.Option(0.1, "--feather", help="with --faces: blend ramp, fraction of the pasted face's side"),
+    stride: int = typer.Option(1, "--stride", help="with --faces, videos: process every N-th frame"),
+    min_iou: float = typer.Option(0.3, "--track-iou", help="with --faces, videos: IoU that continues a track"),
+    video_format: Optional[str] = typer.Option(None, "--video-format", help="with --faces: pasted video as mp4 (H.264) or mkv (FFV1, lossless); default mkv for .mkv inputs, else mp4"),
+    watchlist: Optional[Path] = typer.Option(None, "--watchlist", help="with --faces: identity folders DIR/<identity>/<image>; every track answered (best match, score, rank-5)"),
+    watchlist_threshold: Optional[str] = typer.Option(None, "--watchlist-threshold", help="with --watchlist: a cosine threshold, or a recognition run folder / results.json whose calibrated threshold is used"),
+    watchlist_far: float = typer.Option(1e-3, "--watchlist-far", help="with --watchlist-threshold RUN: the calibrated FAR whose threshold is used"),
+    recogniser: str = typer.Option("mobilefacenet", "--recogniser", help="with --watchlist: a registered recogniser (see `fsr-bench list recognisers`)"),
+    recogniser_weights: Optional[str] = typer.Option(None, "--recogniser-weights", help="with --watchlist: the recogniser's weights file"),
 ) -> None:
     """Super-resolve LR face images; writes PNGs named like the inputs into OUT (a folder's
     sub-folders are kept; inputs whose names collide get their extension or a number added).
@@ -36,6 +56,9 @@ def sr(
     With no --model/--checkpoint: the TANet-S that ships inside fsr-bench (x4, or --scale 8).
     Defaults to the fastest mode this hardware supports (``--precision auto``, channels-last);
     ``--precision fp32 --no-channels-last`` reproduces the reference path exactly.
+
+    With --faces the inputs are camera frames or videos: every face is detected, its crop
+    super-resolved and pasted back, and each frame gets a JSON (README: "Frames and video").
     """
     from tqdm import tqdm
 
@@ -74,6 +97,38 @@ def sr(
     except PrecisionError as exc:
         raise fail(f"--precision: {exc}") from None
     net = prepare(net, dev, channels_last)  # type: ignore[assignment]  # same module, moved and in eval mode
+    if faces:
+        from fsr_bench.run.frames import FrameOptions, collect_inputs
+
+        if example:
+            raise fail("--example is a face crop; --faces takes frames or videos as arguments")
+        inputs = collect_inputs(images or [])  # before the watchlist's enrolment: bad paths fail fast
+        if not inputs:
+            raise fail("no input frames or videos: pass image/video files or folders")
+
+        options = FrameOptions(
+            detector=detector, detector_weights=detector_weights,
+            detector_device=None if detector_device is None else str(resolve_device(detector_device, option="--detector-device")),
+            min_face=min_face, upsample=upsample,
+            min_score=min_score, margin=margin, batch_size=batch_size, paste=paste, paste_scale=paste_scale,
+            feather=feather, stride=stride, min_iou=min_iou, tile=tile, overlap=overlap, max_pixels=max_pixels,
+            video_format=video_format)
+        watch = None
+        if watchlist is not None:
+            from fsr_bench.run.watchlist import Watchlist, resolve_threshold
+
+            if watchlist_threshold is None:
+                raise fail("--watchlist needs --watchlist-threshold: a cosine threshold you state, or a recognition "
+                           "run folder whose calibrated threshold (at --watchlist-far) is used")
+            threshold, source = resolve_threshold(watchlist_threshold, recogniser, watchlist_far)
+            watch = Watchlist(watchlist, recogniser, recogniser_weights, threshold, source, str(dev))
+        elif watchlist_threshold is not None:
+            raise fail("--watchlist-threshold is for --watchlist")
+        _sr_faces(inputs, out, net, options, checkpoint, pretrained, precision, channels_last, str(dev),
+                  on_error, watch)
+        return
+    if watchlist is not None:
+        raise fail("--watchlist needs --faces (it answers tracks of detected faces)")
 
     sources: list[tuple[Path, Path | None]] = []  # (output name without the model suffix, input)
     if example:
@@ -126,6 +181,49 @@ def sr(
         typer.echo(f"note: {old} shares its output name with another input; written as {new}")
     typer.echo(f"wrote {len(sources) - len(failures)} image(s) x{net.scale} to {out}/"
                f" ({describe(precision, channels_last, dev)}{f', {tile}-px tiles' if tile else ''})")
+    if failures:
+        for message in failures:
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+def _sr_faces(sources: list[Path], out: Path, net, options, checkpoint: Optional[Path], pretrained: bool,
+              precision: str, channels_last: bool, device: str, on_error: str, watchlist=None) -> None:
+    """``--faces``: frames and videos through :func:`fsr_bench.run.frames.run_faces`."""
+    from fsr_bench.models.precision import describe, infer
+    from fsr_bench.protocol import ModelSpec
+    from fsr_bench.run.common import checkpoint_sha
+    from fsr_bench.run.frames import run_faces
+
+    names, _ = _output_names([Path(p.name) for p in sources], net.name)
+    spec = ModelSpec(name=net.name, checkpoint=None if checkpoint is None else str(checkpoint), pretrained=pretrained)
+    model_info = {"name": net.name, "scale": net.scale, "checkpoint": spec.checkpoint,
+                  "checkpoint_sha256": checkpoint_sha(spec), "pretrained": pretrained}
+    failures: list[str] = []
+
+    def handle(exc: FsrBenchError) -> None:
+        if on_error == "stop":
+            raise fail(f"{exc} (stopped: --on-error stop)") from None
+        failures.append(str(exc))
+
+    try:
+        jobs = run_faces([(p, n.removesuffix(".png")) for p, n in zip(sources, names)], out, net,
+                         lambda x: infer(net, x.to(device), precision, channels_last), options, model_info,
+                         describe(precision, channels_last, device), device, handle, watchlist)
+    except OSError as exc:
+        raise fail(f"cannot write {exc.filename or out}: {exc.strerror or exc}; choose a writable --out") from None
+    for job in jobs:
+        what = (f"{job.frames} frame(s), {job.faces} face(s)" + (f" in {job.tracks} track(s)" if job.tracks else ""))
+        typer.echo(f"{job.source}: {what} -> {job.out_dir}/" + (f" (pasted: {job.pasted.name})" if job.pasted else ""))
+        answers = job.watchlist or {}
+        for track in answers.get("tracks", []):
+            verdict = "match" if track["match"] else "no match"
+            typer.echo(f"  {track['track']}: {track['best']} {track['score']:.3f} ({verdict} at "
+                       f"{answers['threshold']:.3f}; {track['n_faces']} face(s))")
+        if job.frames_without_faces:
+            typer.echo(f"note: {job.source}: no face found in {job.frames_without_faces} of {job.frames} frame(s) "
+                       f"(--min-face {options.min_face}; try --upsample 2 or a lower --min-face for small faces)")
+    typer.echo(f"x{net.scale} {net.name} ({describe(precision, channels_last, device)}), detector {options.detector}")
     if failures:
         for message in failures:
             typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
