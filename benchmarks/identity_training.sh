@@ -8,7 +8,8 @@
 #   bash benchmarks/identity_training.sh score         # score every finished run, write reports/identity_training/
 #   bash benchmarks/identity_training.sh list          # each run: finished / in progress / not started
 #
-# score runs, for Bicubic and every finished run (best.pt; label = name + the budget it trained for):
+# score runs, for Bicubic and every finished run (its FINAL weights, last.pt: no checkpoint selection on
+# validation; label = name + the start it was fine-tuned from + the steps it trained for):
 #   faces256_val_x8            PSNR/SSIM (Y, crop 8) on the faces256 val split       protocols/faces256_val_x8.yaml
 #   lfw_surveillance_x8        LFW dev, 160x120 crop -> 21x28 LR, bicubic             protocols/lfw_surveillance_x8.yaml
 #   lfw_surveillance_wide_x8   the same with the wide 224x168 crop                    protocols/lfw_surveillance_wide_x8.yaml
@@ -24,7 +25,8 @@
 #
 # Budget: same optimizer steps, not same wall-clock (a shared machine measures its neighbours); a
 # finished run whose step count differs from the others is reported with its own count in its label
-# and flagged here. dlib embeds ~0.5-0.7 faces/s on 2 CPU cores: the three LFW runs take hours there.
+# and flagged here. dlib embeds ~7 faces/s (flip-summed) on one core of this CPU when it is quiet, 0.5-0.7 when the
+# cores are shared with trainings: score on a quiet machine.
 # Environment: PYTHON (the interpreter that has fsr-bench; default python3), IDT_CONFIGS (recipe folder,
 # default protocols), IDT_RUNS (scored runs, default runs/identity_training/scores), IDT_REPORT (default
 # reports/identity_training), IDT_SETS / IDT_RECON_SETS (extra --set items for the LFW / faces256 runs,
@@ -50,10 +52,12 @@ from fsr_bench.train.config import load_config
 cfg = load_config(sys.argv[1])
 out = Path(cfg.out_dir)
 summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
-done = summary.get("stop_reason") in ("epochs", "max_steps") and (out / "best.pt").is_file()
+done = summary.get("stop_reason") in ("epochs", "max_steps") and (out / "last.pt").is_file()
 state = "finished" if done else "in-progress" if (out / "last.pt").is_file() else "not-started"
 epochs = summary.get("epochs")
-print(f"{state}\t{out}\t{summary.get('steps', '')}\t{'' if epochs is None else format(epochs, 'g')}")
+init = summary.get("init_weights") or {}
+start = "shipped weights + " if init.get("pretrained") else f"{Path(init['path']).parent.name} + " if init else ""
+print(f"{state}\t{out}\t{summary.get('steps', '')}\t{'' if epochs is None else format(epochs, 'g')}\t{start}")
 EOF
 }
 
@@ -61,25 +65,25 @@ case "${1:-}" in
   train)
     n=${2:?"NAME (one of: ${NAMES[*]})"}; cfg=$CONFIGS/train_$n.yaml
     [ -f "$cfg" ] || { echo "no recipe $cfg (names: ${NAMES[*]})" >&2; exit 2; }
-    IFS=$'\t' read -r state out _ _ < <(status "$n")
+    IFS=$'\t' read -r state out _ _ _ < <(status "$n")
     if [ -f "$out/last.pt" ]; then "${FSR[@]}" train "$cfg" --resume; else "${FSR[@]}" train "$cfg"; fi ;;
   list)
     for n in "${NAMES[@]}"; do
       if [ -f "$CONFIGS/train_$n.yaml" ]; then
-        IFS=$'\t' read -r state out steps epochs < <(status "$n"); echo "$n: $state ($out${steps:+, $steps steps})"
+        IFS=$'\t' read -r state out steps epochs _ < <(status "$n"); echo "$n: $state ($out${steps:+, $steps steps})"
       else echo "$n: no recipe $CONFIGS/train_$n.yaml"; fi
     done ;;
   score)
     rows="{name: bicubic_x8, label: Bicubic}"; budgets=()
     for n in "${NAMES[@]}"; do
       [ -f "$CONFIGS/train_$n.yaml" ] || { echo "skip $n: no recipe $CONFIGS/train_$n.yaml"; continue; }
-      IFS=$'\t' read -r state out steps epochs < <(status "$n")
+      IFS=$'\t' read -r state out steps epochs start < <(status "$n")
       [ "$state" = finished ] || { echo "skip $n: $state (bash $0 train $n)"; continue; }
       name=$("$PY" -c "import sys; from fsr_bench.train.config import load_config as l; print(l(sys.argv[1]).model.name)" "$CONFIGS/train_$n.yaml")
-      rows="$rows, {name: $name, label: \"${n%_faces256_x8} ($steps steps, $epochs epochs)\", checkpoint: $out/best.pt}"
+      rows="$rows, {name: $name, label: \"${n%_faces256_x8} (${start}$steps steps)\", checkpoint: $out/last.pt}"
       budgets+=("$steps")
       if [[ $n == *_surv_* ]]; then  # the chain it trained on vs the chain-probe protocol's
-        "$PY" - "$out/best.pt" protocols/lfw_surveillance_chain_x8.yaml <<'EOF' >&2
+        "$PY" - "$out/last.pt" protocols/lfw_surveillance_chain_x8.yaml <<'EOF' >&2
 import sys
 from fsr_bench.data.degradations import build_degradation
 from fsr_bench.models.checkpoint import read_checkpoint
