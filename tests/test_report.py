@@ -321,6 +321,11 @@ def test_corrupt_files_are_named(tmp_path):
     (run / "per_image.csv").write_text("model,label,image,psnr,ssim,lpips\nx,TANet,a.png,abc,0.5,\n")
     with pytest.raises(ReportInputError, match=r"per_image\.csv: line 2, column 'psnr'"):
         load_run(run)
+    # a truncated row (a file cut short mid-write) is named, not read as empty scores (README: why this
+    # reader stays on the csv module rather than pandas.read_csv, which pads short rows)
+    (run / "per_image.csv").write_text("model,label,image,psnr,ssim,lpips\nx,TANet,a.png,30.0\n")
+    with pytest.raises(ReportInputError, match=r"per_image\.csv: line 2 has the wrong number of fields"):
+        load_run(run)
     (run / "per_image.csv").unlink()
     (run / "summary.csv").write_text("model,scale,label\n")
     with pytest.raises(ReportInputError, match=r"summary\.csv: missing column"):
