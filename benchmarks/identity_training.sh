@@ -74,7 +74,12 @@ case "${1:-}" in
       else echo "$n: no recipe $CONFIGS/train_$n.yaml"; fi
     done ;;
   score)
-    rows="{name: bicubic_x8, label: Bicubic}"; budgets=()
+    # Bicubic, and the two starts the fine-tunes continue from (what 502 more steps each way changed);
+    # the shipped row's label is the LFW protocol's own, so its SR cache is shared with that protocol's run
+    rows="{name: bicubic_x8, label: Bicubic}, {name: tanet_s_x8, label: \"TANet-S x8 (shipped; patch tokens)\", pretrained: true}"
+    ipt_start=runs/leaderboard/ipt_s_x8/last.pt
+    [ -f "$ipt_start" ] && rows="$rows, {name: ipt_s_x8, label: \"IPT-S (start: leaderboard, 1506 steps)\", checkpoint: $ipt_start}"
+    budgets=()
     for n in "${NAMES[@]}"; do
       [ -f "$CONFIGS/train_$n.yaml" ] || { echo "skip $n: no recipe $CONFIGS/train_$n.yaml"; continue; }
       IFS=$'\t' read -r state out steps epochs start < <(status "$n")
