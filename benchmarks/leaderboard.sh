@@ -32,8 +32,11 @@ case "${1:-}" in
   score)
     rows="{name: bicubic_x8, label: Bicubic}"
     for m in "${METHODS[@]}"; do
-      ck=runs/leaderboard/${m}_x8/best.pt
-      [ -f "$ck" ] || { echo "skip $m: no $ck (train it first)"; continue; }
+      run=runs/leaderboard/${m}_x8; ck=$run/best.pt
+      # best.pt appears at the first validation, long before the budget is spent: only a run whose
+      # summary.json says it ran all its epochs is a row (a wall-clock stop or a run in progress is not)
+      stop=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get('stop_reason'))" "$run/summary.json" 2>/dev/null || true)
+      [ "$stop" = epochs ] || { echo "skip $m: $run has not finished its budget (stop_reason: ${stop:-none}); run: $0 train $m"; continue; }
       name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open('protocols/train_${m}_faces256_x8.yaml'))['model']['name'])")
       rows="$rows, {name: $name, label: \"${LABEL[$m]} ($BUDGET_LABEL)\", checkpoint: $ck}"
     done

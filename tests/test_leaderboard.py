@@ -84,3 +84,29 @@ def test_leaderboard_has_a_column_per_recogniser_and_marks_the_loss_recogniser(t
     bic = dict(zip(header, [c.strip() for c in next(x for x in md.splitlines() if x.startswith("| Bicubic"))
                             .strip("|").split("|")]))
     assert "†" not in "".join(bic.values())
+
+
+def test_budget_of_a_best_checkpoint_is_its_whole_run(tmp_path):
+    """best.pt picked at step 1004 of a 1,506-step run cost 1,506 steps; a copy elsewhere says only 1004."""
+    import shutil
+    from types import SimpleNamespace
+
+    import torch
+
+    from fsr_bench.reporting.leaderboard import _budget
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"step": 1004, "epoch": 4.0, "elapsed_s": 600.0, "train_config": {"precision": "bf16"},
+                "meta": {"device": "cpu"}, "state_dict": {}}, run / "best.pt")
+    (run / "summary.json").write_text(json.dumps({"steps": 1506, "epochs": 6.0, "elapsed_s": 900.0,
+                                                  "stop_reason": "epochs", "best": {"step": 1004}}))
+    got = _budget(SimpleNamespace(checkpoint=str(run / "best.pt"), checkpoint_sha256=None))
+    assert (got["steps"], got["epochs"], got["train_minutes"], got["selected_step"]) == (1506, 6.0, 15.0, 1004)
+    assert (got["device"], got["precision"]) == ("cpu", "bf16")
+    copy = tmp_path / "elsewhere"
+    copy.mkdir()
+    shutil.copy(run / "best.pt", copy / "best.pt")
+    (copy / "summary.json").write_text(json.dumps({"steps": 3012, "best": {"step": 3012}}))  # another run's
+    got = _budget(SimpleNamespace(checkpoint=str(copy / "best.pt"), checkpoint_sha256=None))
+    assert (got["steps"], got["train_minutes"], got["selected_step"]) == (1004, 10.0, 1004)

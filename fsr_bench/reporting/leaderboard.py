@@ -6,8 +6,9 @@ registered name and same weights (checkpoint sha256; none for parameter-free flo
 rows) — into one line per method. Columns:
 
 * method (the row label), registered name, role, parameters, the training budget read from the
-  checkpoint itself (steps, epochs, minutes, machine: what ``fsr-bench train`` recorded), or from a
-  pretrained entry's model card summary;
+  checkpoint itself (steps, epochs, minutes, machine: what ``fsr-bench train`` recorded; for a run's
+  ``best.pt`` the whole run's steps from its ``summary.json``, with ``selected_step`` the step the weights
+  were picked at), or from a pretrained entry's model card summary;
 * per run, its headline metrics with the run's short name as prefix (``faces256_val_x8:psnr``), the
   metric's direction from :mod:`fsr_bench.metrics.specs`; a recognition run scored with several
   recognisers gets each recogniser's columns instead (``lfw_surveillance_x8:dlib:tar_cal_1e-3``:
@@ -52,10 +53,28 @@ def _budget(row: Any) -> dict[str, Any]:
             return {}
         if isinstance(obj, dict) and "step" in obj:
             cfg = obj.get("train_config") or {}
-            return {"steps": obj.get("step"), "epochs": obj.get("epoch"),
-                    "train_minutes": round(float(obj.get("elapsed_s", 0.0)) / 60, 1),
-                    "device": (obj.get("meta") or {}).get("device"), "precision": cfg.get("precision")}
+            budget = {"steps": obj.get("step"), "epochs": obj.get("epoch"),
+                      "train_minutes": round(float(obj.get("elapsed_s", 0.0)) / 60, 1),
+                      "device": (obj.get("meta") or {}).get("device"), "precision": cfg.get("precision"),
+                      "selected_step": obj.get("step")}
+            return {**budget, **_run_totals(Path(ck), obj.get("step"))}
     return {}
+
+
+def _run_totals(ck: Path, step: Any) -> dict[str, Any]:
+    """A best.pt saved at step k of an n-step run cost n steps, not k: its run's summary.json says n.
+
+    Only the summary of the run that wrote this checkpoint counts (its ``best.step`` is the
+    checkpoint's step); a copied checkpoint keeps what it records itself.
+    """
+    try:
+        summary = json.loads((ck.parent / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(summary, dict) or (summary.get("best") or {}).get("step") != step:
+        return {}
+    return {"steps": summary.get("steps"), "epochs": summary.get("epochs"),
+            "train_minutes": round(float(summary.get("elapsed_s") or 0.0) / 60, 1)}
 
 
 def leaderboard_rows(runs: Sequence[tuple[str, RunResult]]) -> list[dict[str, Any]]:
