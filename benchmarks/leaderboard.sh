@@ -11,6 +11,8 @@
 #
 #   bash benchmarks/leaderboard.sh train METHOD     # one method (e.g. sisn_s); resumable: rerun continues
 #   bash benchmarks/leaderboard.sh score            # score every finished method, write reports/leaderboard/
+#   bash benchmarks/leaderboard.sh seeds METHOD     # seeds 1 and 2 of one row next to its seed 0 (faces256 val):
+#                                                   # how far apart two rows must be to be more than the seed
 #
 # Budget: same steps, not same wall-clock (wall-clock on a shared 2-core machine measures the neighbours).
 # Methods: srfbn_s sparnet_s nlsn_s didnet_s sisn_s ipt_s tanet_s tanet_s_window tanet_s_no_global tanet_s_no_local
@@ -24,21 +26,28 @@ declare -A LABEL=([srfbn_s]="SRFBN-S" [sparnet_s]="SPARNet-S" [nlsn_s]="NLSN-S"
   [ipt_s]="IPT-S (no ImageNet pre-training)" [tanet_s]="TANet-S (patch tokens)" [tanet_s_window]="TANet-S (window tokens)"
   [tanet_s_no_global]="TANet-S w/o global branch (patch tokens)" [tanet_s_no_local]="TANet-S w/o local branch (patch tokens)")
 METHODS=(srfbn_s sparnet_s nlsn_s didnet_s sisn_s ipt_s tanet_s tanet_s_window tanet_s_no_global tanet_s_no_local)
+finished() {  # best.pt appears at the first validation, long before the budget is spent: only a run whose
+  # summary.json says it ran all its epochs counts (a wall-clock stop, an interrupt or a run in progress does not)
+  local stop
+  stop=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get('stop_reason'))" "$1/summary.json" 2>/dev/null || true)
+  [ "$stop" = epochs ]
+}
+train_run() {  # CONFIG OUT [--set ...]: trains at BUDGET; a rerun resumes, a finished run is left alone
+  local cfg=$1 out=$2; shift 2
+  if finished "$out"; then echo "$out: finished"
+  elif [ -f "$out/last.pt" ]; then fsr-bench train "$cfg" "${BUDGET[@]}" "$@" -o "$out" --resume
+  else fsr-bench train "$cfg" "${BUDGET[@]}" "$@" -o "$out"; fi
+}
+model_name() { python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "$1"; }
 case "${1:-}" in
   train)
-    m=${2:?method}; cfg=protocols/train_${m}_faces256_x8.yaml; out=runs/leaderboard/${m}_x8
-    if [ -f "$out/last.pt" ]; then fsr-bench train "$cfg" "${BUDGET[@]}" -o "$out" --resume
-    else fsr-bench train "$cfg" "${BUDGET[@]}" -o "$out"; fi ;;
+    m=${2:?method}; train_run "protocols/train_${m}_faces256_x8.yaml" "runs/leaderboard/${m}_x8" ;;
   score)
     rows="{name: bicubic_x8, label: Bicubic}"
     for m in "${METHODS[@]}"; do
-      run=runs/leaderboard/${m}_x8; ck=$run/best.pt
-      # best.pt appears at the first validation, long before the budget is spent: only a run whose
-      # summary.json says it ran all its epochs is a row (a wall-clock stop or a run in progress is not)
-      stop=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get('stop_reason'))" "$run/summary.json" 2>/dev/null || true)
-      [ "$stop" = epochs ] || { echo "skip $m: $run has not finished its budget (stop_reason: ${stop:-none}); run: $0 train $m"; continue; }
-      name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open('protocols/train_${m}_faces256_x8.yaml'))['model']['name'])")
-      rows="$rows, {name: $name, label: \"${LABEL[$m]} ($BUDGET_LABEL)\", checkpoint: $ck}"
+      run=runs/leaderboard/${m}_x8
+      finished "$run" || { echo "skip $m: $run has not finished its budget; run: $0 train $m"; continue; }
+      rows="$rows, {name: $(model_name "protocols/train_${m}_faces256_x8.yaml"), label: \"${LABEL[$m]} ($BUDGET_LABEL)\", checkpoint: $run/best.pt}"
     done
     fsr-bench run protocols/faces256_val_x8.yaml -o runs/leaderboard_faces256_val_x8 --set "models=[$rows]" --set name=faces256_val_x8
     # MobileFaceNet (the paper's recogniser) only: no row here is identity-trained, and dlib's ~7 faces/s on
@@ -46,5 +55,16 @@ case "${1:-}" in
     fsr-bench run protocols/lfw_surveillance_x8.yaml -o runs/leaderboard_lfw_x8 --set "models=[$rows]" --set name=lfw_surveillance_x8 \
       --set "recognition.recognisers=[mobilefacenet]"
     fsr-bench leaderboard runs/leaderboard_faces256_val_x8 runs/leaderboard_lfw_x8 -o reports/leaderboard ;;
-  *) sed -n 2,12p "$0"; exit 2 ;;
+  seeds)
+    m=${2:?method}; cfg=protocols/train_${m}_faces256_x8.yaml
+    finished "runs/leaderboard/${m}_x8" || { echo "train the leaderboard row first: $0 train $m"; exit 1; }
+    rows="{name: bicubic_x8, label: Bicubic}, {name: $(model_name "$cfg"), label: \"${LABEL[$m]} seed 0 ($BUDGET_LABEL)\", checkpoint: runs/leaderboard/${m}_x8/best.pt}"
+    for seed in 1 2; do  # the seed draws the initial weights, the patch crops and the augmentations
+      out=runs/leaderboard_seeds/${m}_x8_seed$seed
+      train_run "$cfg" "$out" --set seed=$seed
+      rows="$rows, {name: $(model_name "$cfg"), label: \"${LABEL[$m]} seed $seed ($BUDGET_LABEL)\", checkpoint: $out/best.pt}"
+    done
+    fsr-bench run protocols/faces256_val_x8.yaml -o "runs/leaderboard_seeds/score_$m" --set "models=[$rows]" --set name=faces256_val_x8
+    fsr-bench leaderboard "runs/leaderboard_seeds/score_$m" -o "reports/leaderboard/seeds/$m" ;;
+  *) sed -n 2,18p "$0"; exit 2 ;;
 esac
