@@ -11,7 +11,7 @@
 #
 #   bash benchmarks/leaderboard.sh train METHOD     # one method (e.g. sisn_s); resumable: rerun continues
 #   bash benchmarks/leaderboard.sh score            # score every finished method, write reports/leaderboard/
-#   bash benchmarks/leaderboard.sh seeds METHOD     # seeds 1 and 2 of one row next to its seed 0 (faces256 val):
+#   bash benchmarks/leaderboard.sh seeds METHOD     # seeds 1 and 2 of one row next to its seed 0, both scorings:
 #                                                   # how far apart two rows must be to be more than the seed
 #
 # Budget: same steps, not same wall-clock (wall-clock on a shared 2-core machine measures the neighbours).
@@ -64,7 +64,10 @@ case "${1:-}" in
       train_run "$cfg" "$out" --set seed=$seed
       rows="$rows, {name: $(model_name "$cfg"), label: \"${LABEL[$m]} seed $seed ($BUDGET_LABEL)\", checkpoint: $out/best.pt}"
     done
-    fsr-bench run protocols/faces256_val_x8.yaml -o "runs/leaderboard_seeds/score_$m" --set "models=[$rows]" --set name=faces256_val_x8
-    fsr-bench leaderboard "runs/leaderboard_seeds/score_$m" -o "reports/leaderboard/seeds/$m" ;;
+    out=runs/leaderboard_seeds/score_$m
+    fsr-bench run protocols/faces256_val_x8.yaml -o "$out" --set "models=[$rows]" --set name=faces256_val_x8
+    fsr-bench run protocols/lfw_surveillance_x8.yaml -o "${out}_lfw" --set "models=[$rows]" --set name=lfw_surveillance_x8 \
+      --set "recognition.recognisers=[mobilefacenet]"
+    fsr-bench leaderboard "$out" "${out}_lfw" -o "reports/leaderboard/seeds/$m" ;;
   *) sed -n 2,18p "$0"; exit 2 ;;
 esac
