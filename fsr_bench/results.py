@@ -102,6 +102,9 @@ class ResultRow(_Open):
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
+    # what the weights cost (steps, epochs, train_minutes, device, precision, selected_step), from the
+    # checkpoint or the shipped model's card; None for floors and weights nothing recorded
+    training: dict[str, Any] | None = None
     metrics: dict[str, Number | None]
     unavailable: dict[str, str | None] = Field(default_factory=dict)
     # reconstruction

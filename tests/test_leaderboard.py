@@ -86,27 +86,36 @@ def test_leaderboard_has_a_column_per_recogniser_and_marks_the_loss_recogniser(t
     assert "†" not in "".join(bic.values())
 
 
-def test_budget_of_a_best_checkpoint_is_its_whole_run(tmp_path):
-    """best.pt picked at step 1004 of a 1,506-step run cost 1,506 steps; a copy elsewhere says only 1004."""
+def test_budget_of_a_best_checkpoint_is_its_whole_run_and_travels_in_results(tmp_path):
+    """best.pt picked at step 1004 of a 1,506-step run cost 1,506 steps: the results row says so, and the
+    leaderboard rebuilds from results.json alone once the checkpoint is gone; a copy elsewhere says 1004."""
     import shutil
-    from types import SimpleNamespace
 
-    import torch
-
-    from fsr_bench.reporting.leaderboard import _budget
+    from fsr_bench.models.checkpoint import training_record
 
     run = tmp_path / "run"
     run.mkdir()
-    torch.save({"step": 1004, "epoch": 4.0, "elapsed_s": 600.0, "train_config": {"precision": "bf16"},
-                "meta": {"device": "cpu"}, "state_dict": {}}, run / "best.pt")
+    model = create_model("tanet_x4", **MODELS.get("tanet_x4").tiny)
+    ckpt = save_checkpoint(model, run / "best.pt", step=1004, epoch=4.0, elapsed_s=600.0,
+                           train_config={"precision": "bf16"}, meta={"device": "cpu"})
     (run / "summary.json").write_text(json.dumps({"steps": 1506, "epochs": 6.0, "elapsed_s": 900.0,
                                                   "stop_reason": "epochs", "best": {"step": 1004}}))
-    got = _budget(SimpleNamespace(checkpoint=str(run / "best.pt"), checkpoint_sha256=None))
-    assert (got["steps"], got["epochs"], got["train_minutes"], got["selected_step"]) == (1506, 6.0, 15.0, 1004)
-    assert (got["device"], got["precision"]) == ("cpu", "bf16")
+    expected = {"steps": 1506, "epochs": 6.0, "train_minutes": 15.0, "device": "cpu", "precision": "bf16",
+                "selected_step": 1004}
+    assert training_record(ckpt) == expected
     copy = tmp_path / "elsewhere"
     copy.mkdir()
-    shutil.copy(run / "best.pt", copy / "best.pt")
+    shutil.copy(ckpt, copy / "best.pt")
     (copy / "summary.json").write_text(json.dumps({"steps": 3012, "best": {"step": 3012}}))  # another run's
-    got = _budget(SimpleNamespace(checkpoint=str(copy / "best.pt"), checkpoint_sha256=None))
-    assert (got["steps"], got["train_minutes"], got["selected_step"]) == (1004, 10.0, 1004)
+    assert training_record(copy / "best.pt") == {**expected, "steps": 1004, "epochs": 4.0, "train_minutes": 10.0}
+
+    models = f"models=[{{name: bicubic_x4, label: Bicubic}}, {{name: tanet_x4, label: T, checkpoint: {ckpt}}}]"
+    proto = load_protocol(str(REPO / "protocols/quickstart.yaml"), SMALL + [models, "name=q"])
+    run_protocol(proto, tmp_path / "q", progress=False, log=lambda s: None)
+    rows = {r["label"]: r for r in json.loads((tmp_path / "q" / "results.json").read_text())["models"]}
+    assert rows["T"]["training"] == expected and rows["Bicubic"]["training"] is None
+    shutil.rmtree(run)
+    result = CliRunner().invoke(app, ["leaderboard", str(tmp_path / "q"), "-o", str(tmp_path / "lb")])
+    assert result.exit_code == 0, result.output
+    line = next(r for r in csv.DictReader(open(tmp_path / "lb" / "leaderboard.csv")) if r["name"] == "tanet_x4")
+    assert (float(line["budget_steps"]), float(line["budget_selected_step"])) == (1506, 1004)

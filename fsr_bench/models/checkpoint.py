@@ -13,6 +13,7 @@ model name is given; the model's ``convert_state_dict`` maps foreign keys.
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,35 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         f"{path} is neither an fsr-bench checkpoint nor a state_dict of tensors "
         f"(top-level keys: {sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__})"
     )
+
+
+def training_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """What the weights in ``path`` cost, as ``fsr-bench train`` recorded it; None for any other file.
+
+    ``steps``/``epochs``/``train_minutes`` are the whole run's: a ``best.pt`` picked at step k of an
+    n-step run cost n steps, which the run's ``summary.json`` beside it says (only when its
+    ``best.step`` is this checkpoint's step: a copied checkpoint keeps what it records itself);
+    ``selected_step`` is where the weights were picked. Results rows carry this, so a leaderboard
+    built from committed results files needs no checkpoint.
+    """
+    obj = read_checkpoint(path)
+    if "step" not in obj:  # a bare state_dict, an upstream release, a safetensors file
+        return None
+    cfg = obj.get("train_config") or {}
+    record: dict[str, Any] = {
+        "steps": obj.get("step"), "epochs": obj.get("epoch"),
+        "train_minutes": round(float(obj.get("elapsed_s") or 0.0) / 60, 1),
+        "device": (obj.get("meta") or {}).get("device"), "precision": cfg.get("precision"),
+        "selected_step": obj.get("step"),
+    }
+    try:
+        summary = json.loads((Path(path).parent / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return record
+    if isinstance(summary, dict) and (summary.get("best") or {}).get("step") == obj.get("step"):
+        record.update(steps=summary.get("steps"), epochs=summary.get("epochs"),
+                      train_minutes=round(float(summary.get("elapsed_s") or 0.0) / 60, 1))
+    return record
 
 
 def load_state_dict_strict(model, state_dict: dict[str, torch.Tensor], source: str) -> None:

@@ -95,6 +95,20 @@ def checkpoint_sha(spec: ModelSpec) -> str | None:
         raise ProtocolError(f"model {spec.display!r}: cannot read checkpoint {spec.checkpoint!r} ({exc})") from None
 
 
+def training_of(spec: ModelSpec) -> dict[str, Any] | None:
+    """The training budget of a row's weights, for its results row: a shipped model's from its model
+    card, a checkpoint's from what ``fsr-bench train`` recorded in it (None when nothing recorded it)."""
+    if spec.pretrained:
+        from fsr_bench.models.pretrained import get_pretrained
+
+        return dict(get_pretrained(spec.name).summary.get("budget") or {}) or None
+    if spec.checkpoint is None:
+        return None
+    from fsr_bench.models.checkpoint import training_record
+
+    return training_record(spec.checkpoint)
+
+
 def count_gflops(model: "SuperResolver", lr: torch.Tensor) -> float | None:
     """Forward GFLOPs per image of ``lr``'s size (:func:`fsr_bench.models.count_gflops`), or None
     for a model with an op FlopCounterMode cannot trace: that must not cost the benchmark."""

@@ -78,6 +78,7 @@ from fsr_bench.run.common import (
     ranks_provenance,
     resolve_device,
     safe_filename,
+    training_of,
 )
 from fsr_bench.run.outdir import keyed_sample_folder
 
@@ -181,6 +182,7 @@ class _Row:
     scale: int | None = None
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
+    training: dict[str, Any] | None = None  # what the weights cost (run.common.training_of)
     sr_store: SRStore | None = None
     trained_with: list[str] = field(default_factory=list)
     variant: str | None = None
@@ -262,7 +264,8 @@ def _model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bo
         store.scale, store.variant = model.scale, getattr(model, "variant", None)
         del model
     return _Row(label=spec.display, name=spec.name, role="model", spec=spec, scale=store.scale, checkpoint=spec.checkpoint,
-                checkpoint_sha256=sha, sr_store=store, trained_with=trained_with(spec), variant=store.variant)
+                checkpoint_sha256=sha, training=training_of(spec), sr_store=store, trained_with=trained_with(spec),
+                variant=store.variant)
 
 
 def _sample_folders(samples: Path, probes: list[ProbeItem], chosen: set[int]) -> dict[int, Path]:
@@ -731,6 +734,7 @@ def _entries(rows: list[_Row], per_row: list[list[tuple[RowScores, RowOperatingP
             "scale": row.scale,
             "checkpoint": row.checkpoint,
             "checkpoint_sha256": row.checkpoint_sha256,
+            "training": row.training,
             "overrides": row.spec.overrides if row.spec else {},
             "metrics": first["metrics"],
             "unavailable": first["unavailable"],

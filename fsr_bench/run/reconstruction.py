@@ -46,6 +46,7 @@ from fsr_bench.run.common import (
     read_json,
     resolve_device,
     safe_filename,
+    training_of,
 )
 from fsr_bench.run.outdir import keyed_sample_folder
 
@@ -311,6 +312,7 @@ def model_result(spec: ModelSpec, parts: list[dict[str, Any]], scoring: Reconstr
         "overrides": spec.overrides,
         "checkpoint": spec.checkpoint,
         "checkpoint_sha256": checkpoint_sha(spec),
+        "training": training_of(spec),
         "params": first["params"],
         "gflops": first["gflops"],
         "images_per_s": (sum(p["timed_images"] for p in parts) / forward_seconds) if forward_seconds > 0 else None,

@@ -171,7 +171,7 @@ def run_verification(protocol: RecognitionProtocol, out_dir: str | Path, *, prog
             if m.get(f"tar_at_far_{rate_tag(f)}") is not None) + f"  detected {100 * m['detection_rate']:.2f}%")
         entries.append({
             "label": row.label, "variant": row.variant, "name": row.name, "role": row.role, "scale": row.scale,
-            "checkpoint": row.checkpoint, "checkpoint_sha256": row.checkpoint_sha256,
+            "checkpoint": row.checkpoint, "checkpoint_sha256": row.checkpoint_sha256, "training": row.training,
             "overrides": row.spec.overrides if row.spec else {}, "metrics": m, "unavailable": main["unavailable"],
             "roc": main["roc"], "n_impostor_pairs": m["n_impostor_pairs"], "recogniser": names[0],
             "trained_with": list(row.trained_with), "by_recogniser": blocks, "work": row.work,
