@@ -394,7 +394,8 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
             if cached and cached.get("work_key") == key and not force:
                 log(f"{spec.display}: reusing finished result ({folder / 'result.json'})")
                 write_missing_samples(spec, protocol, dataset, degradation, device, sample_dirs, log)
-                return key, cached
+                # the weights' record is read, not computed: results saved before rows carried it get it
+                return key, {**cached, "training": training_of(spec)}
             return key, None
 
         decided = ranks.step(reuse, main_only=True, share=True)
