@@ -38,6 +38,16 @@ train_run() {  # CONFIG OUT [--set ...]: trains at BUDGET; a rerun resumes, a fi
   elif [ -f "$out/last.pt" ]; then fsr-bench train "$cfg" "${BUDGET[@]}" "$@" -o "$out" --resume
   else fsr-bench train "$cfg" "${BUDGET[@]}" "$@" -o "$out"; fi
 }
+keep_runs() {  # DEST RUN...: the run files a table is built from, committed beside it (named by protocol), so
+  # `fsr-bench leaderboard` rebuilds the table from a clone; per-image/per-probe rows kept, images and caches not
+  local dest=$1; shift
+  for run in "$@"; do
+    local name; name=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['protocol_name'])" "$run/results.json")
+    rm -rf "${dest:?}/$name"; mkdir -p "$dest/$name"
+    cp "$run"/results.json "$run"/summary.csv "$run"/protocol.yaml "$dest/$name/"
+    for f in per_image.csv per_probe.csv; do if [ -f "$run/$f" ]; then cp "$run/$f" "$dest/$name/"; fi; done
+  done
+}
 model_name() { python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "$1"; }
 case "${1:-}" in
   train)
@@ -54,7 +64,8 @@ case "${1:-}" in
     # this CPU would add ~10 min; reports/identity_training scores with both
     fsr-bench run protocols/lfw_surveillance_x8.yaml -o runs/leaderboard_lfw_x8 --set "models=[$rows]" --set name=lfw_surveillance_x8 \
       --set "recognition.recognisers=[mobilefacenet]"
-    fsr-bench leaderboard runs/leaderboard_faces256_val_x8 runs/leaderboard_lfw_x8 -o reports/leaderboard ;;
+    keep_runs reports/leaderboard/runs runs/leaderboard_faces256_val_x8 runs/leaderboard_lfw_x8
+    fsr-bench leaderboard reports/leaderboard/runs/faces256_val_x8 reports/leaderboard/runs/lfw_surveillance_x8 -o reports/leaderboard ;;
   seeds)
     m=${2:?method}; cfg=protocols/train_${m}_faces256_x8.yaml
     finished "runs/leaderboard/${m}_x8" || { echo "train the leaderboard row first: $0 train $m"; exit 1; }
@@ -68,6 +79,8 @@ case "${1:-}" in
     fsr-bench run protocols/faces256_val_x8.yaml -o "$out" --set "models=[$rows]" --set name=faces256_val_x8
     fsr-bench run protocols/lfw_surveillance_x8.yaml -o "${out}_lfw" --set "models=[$rows]" --set name=lfw_surveillance_x8 \
       --set "recognition.recognisers=[mobilefacenet]"
-    fsr-bench leaderboard "$out" "${out}_lfw" -o "reports/leaderboard/seeds/$m" ;;
+    keep_runs "reports/leaderboard/seeds/$m/runs" "$out" "${out}_lfw"
+    fsr-bench leaderboard "reports/leaderboard/seeds/$m/runs/faces256_val_x8" "reports/leaderboard/seeds/$m/runs/lfw_surveillance_x8" \
+      -o "reports/leaderboard/seeds/$m" ;;
   *) sed -n 2,18p "$0"; exit 2 ;;
 esac
