@@ -97,11 +97,12 @@ def test_budget_of_a_best_checkpoint_is_its_whole_run_and_travels_in_results(tmp
     run.mkdir()
     model = create_model("tanet_x4", **MODELS.get("tanet_x4").tiny)
     ckpt = save_checkpoint(model, run / "best.pt", step=1004, epoch=4.0, elapsed_s=600.0,
-                           train_config={"precision": "bf16"}, meta={"device": "cpu"})
+                           train_config={"precision": "bf16", "channels_last": True, "cpu_threads": 1},
+                           meta={"device": "cpu"})
     (run / "summary.json").write_text(json.dumps({"steps": 1506, "epochs": 6.0, "elapsed_s": 900.0,
                                                   "stop_reason": "epochs", "best": {"step": 1004}}))
     expected = {"steps": 1506, "epochs": 6.0, "train_minutes": 15.0, "device": "cpu", "precision": "bf16",
-                "selected_step": 1004}
+                "channels_last": True, "cpu_threads": 1, "selected_step": 1004}
     assert training_record(ckpt) == expected
     copy = tmp_path / "elsewhere"
     copy.mkdir()

@@ -109,6 +109,7 @@ def training_record(path: str | os.PathLike) -> dict[str, Any] | None:
         "steps": obj.get("step"), "epochs": obj.get("epoch"),
         "train_minutes": round(float(obj.get("elapsed_s") or 0.0) / 60, 1),
         "device": (obj.get("meta") or {}).get("device"), "precision": cfg.get("precision"),
+        "channels_last": cfg.get("channels_last"), "cpu_threads": cfg.get("cpu_threads"),
         "selected_step": obj.get("step"),
     }
     try:

@@ -101,7 +101,10 @@ def training_of(spec: ModelSpec) -> dict[str, Any] | None:
     if spec.pretrained:
         from fsr_bench.models.pretrained import get_pretrained
 
-        return dict(get_pretrained(spec.name).summary.get("budget") or {}) or None
+        budget = dict(get_pretrained(spec.name).summary.get("budget") or {})
+        if "best_step" in budget:  # the cards' name for it (shipped weights are a best.pt): one name in results
+            budget["selected_step"] = budget.pop("best_step")
+        return budget or None
     if spec.checkpoint is None:
         return None
     from fsr_bench.models.checkpoint import training_record
