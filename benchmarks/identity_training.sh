@@ -115,7 +115,21 @@ EOF
         --set "recognition.recognisers=[mobilefacenet, dlib]" "${R[@]}"
       lfw+=("$RUNS/$p")
     done
-    "${FSR[@]}" leaderboard "$RUNS/faces256_val_x8" "${lfw[@]}" -o "$REPORT"
-    "${FSR[@]}" report "$RUNS/faces256_val_x8" "${lfw[@]}" -o "$REPORT" ;;
+    # the report is built from copies of the run files committed beside it (samples only while it is
+    # drawn: the shared faces are not committed), so `fsr-bench leaderboard`/`report` rebuild it from a clone
+    kept=()
+    for run in "$RUNS/faces256_val_x8" "${lfw[@]}"; do
+      k="$REPORT/runs/$(basename "$run")"; rm -rf "$k"; mkdir -p "$k"; kept+=("$k")
+      cp -r "$run"/results.json "$run"/summary.csv "$run"/protocol.yaml "$run"/samples "$k/"
+      for f in per_image.csv per_probe.csv; do if [ -f "$run/$f" ]; then cp "$run/$f" "$k/"; fi; done
+    done
+    rm -rf "$REPORT/figures"
+    "${FSR[@]}" leaderboard "${kept[@]}" -o "$REPORT"
+    "${FSR[@]}" report "${kept[@]}" -o "$REPORT"
+    for k in "${kept[@]}"; do rm -rf "$k/samples"; done
+    # sample grids at half size (13 rows each), to keep the committed folder small
+    "$PY" -c "import sys; from PIL import Image
+for f in sys.argv[1:]:
+    im = Image.open(f); im.resize((im.width // 2, im.height // 2), Image.LANCZOS).save(f, optimize=True)" "$REPORT"/figures/*-samples.png ;;
   *) sed -n 2,30p "$0"; exit 2 ;;
 esac
