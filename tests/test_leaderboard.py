@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -122,15 +123,18 @@ def test_budget_of_a_best_checkpoint_is_its_whole_run_and_travels_in_results(tmp
     assert (float(line["budget_steps"]), float(line["budget_selected_step"])) == (1506, 1004)
 
 
-COMMITTED = sorted(p.parent for p in (REPO / "reports" / "leaderboard").rglob("leaderboard.csv"))
+COMMITTED = sorted(p.parent for p in (REPO / "reports").rglob("leaderboard.csv"))
 
 
 @pytest.mark.parametrize("folder", COMMITTED, ids=[str(p.relative_to(REPO)) for p in COMMITTED])
 def test_committed_leaderboard_rebuilds_from_its_committed_runs(folder, tmp_path):
     """`fsr-bench leaderboard` on the run files committed beside a table gives that table, byte for byte
     (no checkpoint, no ../shared: what a clone has)."""
-    runs = sorted(p.parent for p in (folder / "runs").glob("*/results.json"))
-    assert len(runs) >= 2, f"{folder}: the run files it was built from are not committed under runs/"
+    # the runs in the order the table lists them (its column order)
+    names = re.findall(r"^- `([^`]+)`: ", (folder / "leaderboard.md").read_text().split("## Runs", 1)[1], re.M)
+    runs = [folder / "runs" / n for n in names]
+    assert names and all((r / "results.json").is_file() for r in runs), \
+        f"{folder}: the run files it was built from ({names}) are not all committed under runs/"
     result = CliRunner().invoke(app, ["leaderboard", *map(str, runs), "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     for name in ("leaderboard.csv", "leaderboard.md"):
