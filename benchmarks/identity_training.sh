@@ -33,6 +33,7 @@
 # space-separated, for smoke tests only: a report made with them is not the benchmark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/_runs.sh
 PY=${PYTHON:-python3}
 FSR=("$PY" -m fsr_bench.cli)
 CONFIGS=${IDT_CONFIGS:-protocols}
@@ -117,16 +118,12 @@ EOF
     done
     # the report is built from copies of the run files committed beside it (samples only while it is
     # drawn: the shared faces are not committed), so `fsr-bench leaderboard`/`report` rebuild it from a clone
-    kept=()
-    for run in "$RUNS/faces256_val_x8" "${lfw[@]}"; do
-      k="$REPORT/runs/$(basename "$run")"; rm -rf "$k"; mkdir -p "$k"; kept+=("$k")
-      cp -r "$run"/results.json "$run"/summary.csv "$run"/protocol.yaml "$run"/samples "$k/"
-      for f in per_image.csv per_probe.csv; do if [ -f "$run/$f" ]; then cp "$run/$f" "$k/"; fi; done
-    done
+    keep_runs --samples "$REPORT/runs" "$RUNS/faces256_val_x8" "${lfw[@]}"
+    kept=(); for run in "$RUNS/faces256_val_x8" "${lfw[@]}"; do kept+=("$REPORT/runs/$(basename "$run")"); done
     rm -rf "$REPORT/figures"
     "${FSR[@]}" leaderboard "${kept[@]}" -o "$REPORT"
     "${FSR[@]}" report "${kept[@]}" -o "$REPORT"
-    for k in "${kept[@]}"; do rm -rf "$k/samples"; done
+    drop_samples "$REPORT/runs"
     # sample grids at half size (13 rows each), to keep the committed folder small
     "$PY" -c "import sys; from PIL import Image
 for f in sys.argv[1:]:

@@ -18,6 +18,7 @@
 # Methods: srfbn_s sparnet_s nlsn_s didnet_s sisn_s ipt_s tanet_s tanet_s_window tanet_s_no_global tanet_s_no_local
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/_runs.sh
 BUDGET=(--set schedule.epochs=6 --set optim.step_epochs=2)
 BUDGET_LABEL="6 epochs, 1,506 steps, CPU bf16"
 # what each row is: reduced "S" sizes (params in the table), and where a row differs from the original method
@@ -37,16 +38,6 @@ train_run() {  # CONFIG OUT [--set ...]: trains at BUDGET; a rerun resumes, a fi
   if finished "$out"; then echo "$out: finished"
   elif [ -f "$out/last.pt" ]; then fsr-bench train "$cfg" "${BUDGET[@]}" "$@" -o "$out" --resume
   else fsr-bench train "$cfg" "${BUDGET[@]}" "$@" -o "$out"; fi
-}
-keep_runs() {  # DEST RUN...: the run files a table is built from, committed beside it (named by protocol), so
-  # `fsr-bench leaderboard` rebuilds the table from a clone; per-image/per-probe rows kept, images and caches not
-  local dest=$1; shift
-  for run in "$@"; do
-    local name; name=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['protocol_name'])" "$run/results.json")
-    rm -rf "${dest:?}/$name"; mkdir -p "$dest/$name"
-    cp "$run"/results.json "$run"/summary.csv "$run"/protocol.yaml "$dest/$name/"
-    for f in per_image.csv per_probe.csv; do if [ -f "$run/$f" ]; then cp "$run/$f" "$dest/$name/"; fi; done
-  done
 }
 model_name() { python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "$1"; }
 case "${1:-}" in
