@@ -38,29 +38,8 @@ PER_RECOGNISER = ("rank1", "tar_cal_1e-3", "eer")
 
 def _budget(row: Any) -> dict[str, Any]:
     """What the weights cost: the row's ``training`` record, written by the runner from the checkpoint
-    or the shipped model's card (never typed in)."""
-    training = getattr(row, "training", None)
-    if training is not None:
-        return dict(training)
-    return _budget_before_training_records(row)
-
-
-def _budget_before_training_records(row: Any) -> dict[str, Any]:
-    """Results files written before rows carried ``training``: read the weights' source, if still there."""
-    from fsr_bench.models.checkpoint import CheckpointError, training_record
-    from fsr_bench.models.pretrained import list_pretrained
-
-    sha = getattr(row, "checkpoint_sha256", None)
-    for entry in list_pretrained().values():
-        if sha and entry.weights.sha256 == sha:
-            return dict(entry.summary.get("budget", {}))
-    ck = getattr(row, "checkpoint", None)
-    if ck and Path(ck).is_file() and Path(ck).suffix == ".pt":
-        try:
-            return training_record(ck) or {}
-        except CheckpointError:  # a checkpoint we cannot read still has a sha256 in the row
-            return {}
-    return {}
+    or the shipped model's card (never typed in; a row without one has no budget columns)."""
+    return dict(getattr(row, "training", None) or {})
 
 
 def leaderboard_rows(runs: Sequence[tuple[str, RunResult]]) -> list[dict[str, Any]]:
