@@ -81,10 +81,19 @@ def _write_face(src, dst, size):
     im.crop(box).resize(size, Image.BICUBIC).save(dst, format="JPEG", quality=95)
 
 
-def _run(proto, out):
+#: one recogniser, no bootstrap, no LR-image row: what the gallery tests need from their protocol
+GALLERY_SETS = ["recognition.recognisers=[mobilefacenet]", "recognition.bootstrap.n=0", "run.device=cpu",
+                "references.lr_image=false", "run.num_samples=1"]
+
+
+def _run(protocol, tmp_path, monkeypatch, sets):
+    """Run protocols/<protocol>.yaml on the tree written under tmp_path: (result, its results.json)."""
     from fsr_bench.run.recognition import run_recognition
 
-    return run_recognition(proto, out, progress=False, log=lambda _: None)
+    monkeypatch.setenv("FSR_BENCH_DATA", str(tmp_path))
+    proto = load_protocol(REPO / "protocols" / f"{protocol}.yaml", sets)
+    result = run_recognition(proto, tmp_path / "out", progress=False, log=lambda _: None)
+    return result, json.loads((tmp_path / "out" / "results.json").read_text())
 
 
 def _subject_best(matrix, g_ids):
@@ -106,12 +115,7 @@ def test_tinyface_multi_image_gallery_run(lfw_dir, tmp_path, monkeypatch):
         used[sid] += 1
     for k, name in enumerate(test_tinyface.DISTRACTORS):
         _write_face(people[4 + k][0], test / "Gallery_Distractor" / name, (16, 20))
-    monkeypatch.setenv("FSR_BENCH_DATA", str(tmp_path))
-    proto = load_protocol(REPO / "protocols" / "tinyface_x4.yaml", [
-        "recognition.recognisers=[mobilefacenet]", "recognition.bootstrap.n=0", "run.device=cpu",
-        "references.lr_image=false", "run.num_samples=1"])
-    result = _run(proto, tmp_path / "out")
-    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    result, saved = _run("tinyface_x4", tmp_path, monkeypatch, GALLERY_SETS)
     # 4 enrolled subjects with 5 Gallery_Match images, plus 5 one-image distractor identities
     assert saved["gallery"]["n_subjects"] == 9 and saved["gallery"]["n_images"] == 10
     assert "no template fusion" in saved["gallery"]["template"]
@@ -145,12 +149,7 @@ def test_survface_multi_image_gallery_open_set(lfw_dir, tmp_path, monkeypatch):
         for name, sid in names.items():
             _write_face(by_subject[sid][used[sid]], ident / folder / name, (20, 24))  # SurvFace-sized
             used[sid] += 1
-    monkeypatch.setenv("FSR_BENCH_DATA", str(tmp_path))
-    proto = load_protocol(REPO / "protocols" / "survface_x4.yaml", [
-        "recognition.recognisers=[mobilefacenet]", "recognition.bootstrap.n=0", "run.device=cpu",
-        "references.lr_image=false", "run.num_samples=1"])
-    result = _run(proto, tmp_path / "out")
-    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    result, saved = _run("survface_x4", tmp_path, monkeypatch, GALLERY_SETS)
     assert saved["gallery"]["n_subjects"] == 3 and saved["gallery"]["n_images"] == 4  # subject 101: two images
     scores = np.load(tmp_path / "out" / "scores.npz")
     g_ids, p_ids = scores["gallery_ids"], scores["probe_ids"]
@@ -193,10 +192,8 @@ def test_survface_verification_pairs(lfw_dir, tmp_path, monkeypatch):
     for name in sorted(p.name for p in folder.iterdir()):  # <subject>_cam.. : subject k -> person k-1
         sid, k = int(name.split("_")[0]), int(name.split("_")[1][3:]) - 1
         _write_face(people[sid - 1][min(k, 1)], folder / name, (40, 48))
-    monkeypatch.setenv("FSR_BENCH_DATA", str(tmp_path))
-    proto = load_protocol(REPO / "protocols" / "survface_verification_x4.yaml", [
-        "recognition.recognisers=[mobilefacenet]", "run.device=cpu"])
-    result = _run(proto, tmp_path / "out")
+    result, _ = _run("survface_verification_x4", tmp_path, monkeypatch,
+                     ["recognition.recognisers=[mobilefacenet]", "run.device=cpu"])
     assert [r.label for r in result.models] == ["LR image", "Bicubic", "HR probes"]
 
     rec = create_recogniser("mobilefacenet", device="cpu", flip=False)
