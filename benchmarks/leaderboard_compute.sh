@@ -4,12 +4,15 @@
 # equal-steps table (benchmarks/leaderboard.sh), which gives every method the same optimizer steps.
 #
 # The recipe is each method's protocols/train_<method>_faces256_x8.yaml (L1, Adam 2e-4, 128-px patches,
-# batch 8, bf16 + channels-last, 1 thread, seed 0) with the schedule replaced by the budget below:
+# batch 8, 1 thread, seed 0) with the schedule and precision replaced by the budget below:
 #   * schedule.max_minutes = MINUTES of wall time on the run's core, validation included (the trainer's
 #     clock; every method validates once per epoch of 251 steps, which costs the same share of an epoch
 #     for every method: 219 whole 256^2 faces forward vs 2,011 128^2 patches forward + backward);
 #   * a constant learning rate (no step inside the budget: the paper halves it only after 60 epochs);
-#   * the data worker runs on the same core as the step (nothing of the run is elsewhere).
+#   * the data worker runs on the same core as the step (nothing of the run is elsewhere);
+#   * fp32, each method in its faster memory layout (CL: channels-last) as measured on the run's core by
+#     benchmarks/train_layout.py: the recipes' bf16 is emulated, ~6x slower, on a CPU without native bf16
+#     (AVX2-only Zen 3, where this table was made); on an AVX512-BF16 CPU set PRECISION=bf16.
 # Steps reached, img/s and the learning curve (val PSNR per epoch) are each run's own train/val logs.
 #
 #   bash benchmarks/leaderboard_compute.sh train METHOD   # one method; resumable (a rerun continues)
@@ -24,7 +27,10 @@ MINUTES=${MINUTES:-12}
 RUNS=${RUNS:-runs/leaderboard_compute}
 BUDGET=(--set schedule.epochs=1000 --set "schedule.max_minutes=$MINUTES" --set optim.step_epochs=1000
         --set val_every=1 --set data.workers=0 --set schedule.ckpt_every_minutes=2)
-BUDGET_LABEL="$MINUTES CPU-min, 1 core, bf16"
+PRECISION=${PRECISION:-fp32}
+BUDGET_LABEL="$MINUTES CPU-min, 1 core, $PRECISION"
+declare -A CL=([tanet_s]=true [tanet_s_window]=false [didnet_s]=true [srfbn_s]=false [sparnet_s]=true
+  [sisn_s]=false [nlsn_s]=false [ipt_s]=true)
 declare -A LABEL=([srfbn_s]="SRFBN-S" [sparnet_s]="SPARNet-S" [nlsn_s]="NLSN-S"
   [didnet_s]="DIDnet-S (reconstruction: no identity terms)" [sisn_s]="SISN-S"
   [ipt_s]="IPT-S (no ImageNet pre-training)" [tanet_s]="TANet-S (patch tokens)" [tanet_s_window]="TANet-S (window tokens)")
@@ -38,6 +44,7 @@ model_name() { python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1
 case "${1:-}" in
   train)
     m=${2:?method}; cfg=protocols/train_${m}_faces256_x8.yaml; out=$RUNS/${m}_x8
+    BUDGET+=(--set "precision=$PRECISION" --set "channels_last=${CL[$m]}")
     if finished "$out"; then echo "$out: finished"
     elif [ -f "$out/last.pt" ]; then fsr-bench train "$cfg" "${BUDGET[@]}" -o "$out" --resume
     else fsr-bench train "$cfg" "${BUDGET[@]}" -o "$out"; fi ;;
