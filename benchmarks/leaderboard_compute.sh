@@ -59,11 +59,16 @@ case "${1:-}" in
     fsr-bench run protocols/lfw_surveillance_x8.yaml -o runs/leaderboard_compute_lfw_x8 --set "models=[$rows]" --set name=lfw_surveillance_x8 \
       --set "recognition.recognisers=[mobilefacenet]"
     keep_runs reports/leaderboard/compute/runs runs/leaderboard_compute_faces256_val_x8 runs/leaderboard_compute_lfw_x8
-    for m in "${METHODS[@]}"; do  # the learning curves' sources
+    curves=()
+    for m in "${METHODS[@]}"; do  # the learning curves' sources, committed beside the table
       run=$RUNS/${m}_x8; finished "$run" || continue
       mkdir -p "reports/leaderboard/compute/training/$m"
-      cp "$run"/summary.json "$run"/train_log.csv "$run"/val_log.csv "reports/leaderboard/compute/training/$m/"
+      cp "$run"/summary.json "$run"/train_log.csv "$run"/val_log.csv "$run"/config.yaml "reports/leaderboard/compute/training/$m/"
+      curves+=("reports/leaderboard/compute/training/$m=${LABEL[$m]}")
     done
+    python benchmarks/learning_curves.py "${curves[@]}" -o reports/leaderboard/compute \
+      --title "faces256 val x8 PSNR during training ($BUDGET_LABEL each)" \
+      --reference reports/leaderboard/compute/runs/faces256_val_x8/results.json=bicubic_x8
     fsr-bench leaderboard reports/leaderboard/compute/runs/faces256_val_x8 reports/leaderboard/compute/runs/lfw_surveillance_x8 \
       -o reports/leaderboard/compute ;;
   *) sed -n 2,20p "$0"; exit 2 ;;
