@@ -4,9 +4,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable
+
+#: the temp names :func:`_publish` makes (``.NAME.`` + mkstemp's 8 random characters + ``.tmp``): only
+#: these are ever swept, never another program's ``*.tmp`` (a draft, an office lock file)
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a temp file name of this module's writers (a killed writer may leave one)."""
+    return _TEMP_NAME.fullmatch(name) is not None
 
 
 def _default_mode() -> int:

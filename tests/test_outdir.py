@@ -102,8 +102,8 @@ def test_raising_num_samples_writes_samples_for_reused_models(tmp_path):
 
 def test_stale_temp_files_are_swept_on_the_next_run(tmp_path):
     _run(tmp_path)
-    stale = [tmp_path / ".results.json.abc.tmp", tmp_path / "cache" / "sr" / ".Bic_1.pt.x1.tmp",
-             tmp_path / "models" / "Bic" / ".result.json.q.tmp"]
+    stale = [tmp_path / ".results.json.abc_1234.tmp", tmp_path / "cache" / "sr" / ".Bic_1.pt.x1yz9876.tmp",
+             tmp_path / "models" / "Bic" / ".result.json.q0q0q0q0.tmp"]  # mkstemp's 8 random characters
     for p in stale:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"partial")

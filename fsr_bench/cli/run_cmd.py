@@ -25,6 +25,7 @@ def run(
     """
     from fsr_bench.errors import FsrBenchError
     from fsr_bench.protocol import load_protocol
+    from fsr_bench.run.outdir import OutputFolderError
 
     proto = load_protocol(protocol, overrides=set_)
     out_dir = out or Path("runs") / proto.name
@@ -34,7 +35,9 @@ def run(
         result = run_protocol(proto, out_dir, progress=not quiet, log=typer.echo, force=force)
     except FsrBenchError as exc:  # bad input: a clear message, no traceback
         kept = out_dir / "models"
-        note = f"\n(finished models are kept in {kept}; a rerun reuses them)" if kept.is_dir() else ""
+        # a refused folder (busy, another owner) was not run at all: its models belong to someone else
+        reusable = kept.is_dir() and not isinstance(exc, OutputFolderError)
+        note = f"\n(finished models are kept in {kept}; a rerun reuses them)" if reusable else ""
         raise fail(f"{exc}{note}") from None
     from fsr_bench.distributed import dist_env
 

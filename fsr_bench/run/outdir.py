@@ -7,10 +7,13 @@
 * ``OUT/owner.json`` records the protocol's *owner hash* — kind, name and data block, i.e. what the
   rows are measured on. Models, metrics and run settings may change between reruns (each model's
   work key decides its reuse), but another protocol or another dataset/degradation in the same OUT is
-  refused unless ``force`` (which also recomputes every model);
-* stale temp files (``.NAME.*.tmp``) a killed run left anywhere under OUT are removed (nobody else
-  writes there while the lock is held);
-* ``OUT/protocol.yaml`` is written by :func:`finish`, only after the run succeeded;
+  refused unless ``force``, which removes the other owner's run (:data:`RUN_ENTRIES`; other files
+  stay) and recomputes every model. Only a folder holding a result is owned: a run that fails before
+  its first result leaves no claim behind, and its leftovers are taken over by the next run;
+* stale temp files a killed run left (:func:`fsr_bench.atomic.is_temp_name`, nobody else writes them
+  while the lock is held) are removed inside a run folder's own entries, never in a foreign folder;
+* ``OUT/protocol.yaml`` is written by :func:`finish`, only after the run succeeded (and the owner
+  file of the same owner is rewritten only then);
 * each ``OUT/samples/<item>/`` folder carries a ``.key`` naming the data its images were made from
   (:func:`keyed_sample_folder`): another dataset, degradation or seed empties it first, so a rerun
   never shows a stale LR or reference next to new outputs.
@@ -22,6 +25,7 @@ import datetime as _dt
 import errno
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,6 +40,14 @@ __all__ = ["LOCK_FILE", "OWNER_FILE", "SAMPLE_KEY_FILE", "OutputFolderError", "c
 LOCK_FILE = ".lock"
 OWNER_FILE = "owner.json"
 SAMPLE_KEY_FILE = ".key"
+
+#: what the runners write at OUT's top (every kind, and the report of `fsr-bench run`): a takeover by
+#: another owner removes exactly these, and temp files are swept only inside them
+RUN_ENTRIES = ("models", "samples", "cache", "sizes", "report", "summary.csv", "per_image.csv", "per_probe.csv",
+               "per_pair.csv", "scores.npz", "results.json", "sweep.json", "sweep.csv", "protocol.yaml", OWNER_FILE)
+#: a finished result: a run's, a sweep's, one model's (a rerun reuses it) or one sweep size's
+_RESULT_FILES = ("results.json", "protocol.yaml", "sweep.json", "models/*/result.json", "sizes/*/results.json",
+                 "sizes/*/models/*/result.json")
 
 
 class OutputFolderError(FsrBenchError):
@@ -59,13 +71,33 @@ def os_error(exc: OSError, out: Path) -> OutputFolderError:
 
 
 def sweep_temp_files(out: Path) -> list[Path]:
-    """Remove temp files a killed writer left under ``out`` (``.NAME.*.tmp``, see :mod:`fsr_bench.atomic`)."""
+    """Remove temp files a killed writer left in a run folder: only :mod:`fsr_bench.atomic`'s temp
+    names, only at OUT's top and inside the entries a run writes (:data:`RUN_ENTRIES`)."""
+    candidates = [p for p in out.glob(".*.tmp")]
+    for entry in RUN_ENTRIES:
+        if (out / entry).is_dir():
+            candidates += (out / entry).rglob(".*.tmp")
     removed = []
-    for tmp in out.rglob(".*.tmp"):
-        if tmp.is_file():
+    for tmp in candidates:
+        if atomic.is_temp_name(tmp.name) and tmp.is_file():
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def holds_results(out: Path) -> bool:
+    """True when OUT holds a finished result of some run (only such a folder is owned)."""
+    return any(next(out.glob(pattern), None) is not None for pattern in _RESULT_FILES)
+
+
+def _clear_run(out: Path) -> None:
+    """Remove what a run wrote (another owner's rows must not mix with the new run's); other files stay."""
+    for entry in RUN_ENTRIES:
+        path = out / entry
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -99,7 +131,17 @@ def _lock(out: Path) -> int:
     return fd
 
 
-def _check_owner(out: Path, protocol: Any, force: bool) -> None:
+def _write_owner(out: Path, protocol: Any) -> None:
+    atomic.write_json(out / OWNER_FILE, {"protocol_name": protocol.name, "kind": protocol.kind,
+                                         "owner_hash": owner_hash(protocol), "protocol_hash": protocol.hash()})
+
+
+def _check_owner(out: Path, protocol: Any, force: bool) -> bool:
+    """Refuse OUT or take it; True when it was already an fsr-bench run folder (``owner.json``).
+
+    Only a folder holding a result is owned: what a failed run left (no result) is taken over by
+    the next run. The owner file of the same owner is rewritten by :func:`finish` only, so a
+    failing rerun leaves it as the last successful run wrote it."""
     want = owner_hash(protocol)
     owner = _read_json(out / OWNER_FILE)
     if owner is None:
@@ -113,21 +155,45 @@ def _check_owner(out: Path, protocol: Any, force: bool) -> None:
         else:
             raise OutputFolderError(f"{out} is not empty and not an fsr-bench run folder; choose another --out "
                                     "(or pass --force to write into it anyway)")
-    elif owner.get("owner_hash") != want and not force:
+        _write_owner(out, protocol)
+        return False
+    if owner.get("owner_hash") == want:
+        return True
+    if holds_results(out) and not force:
         same_name = owner.get("protocol_name") == protocol.name and owner.get("kind") == protocol.kind
         what = "its data block (dataset or degradation) differs from this run's" if same_name else \
             f"not to {protocol.name!r} (kind {protocol.kind})"
         raise OutputFolderError(
             f"{out} belongs to protocol {owner.get('protocol_name')!r} (kind {owner.get('kind')}), {what}; "
-            "choose another --out, or pass --force to take the folder over (every model is recomputed)")
-    atomic.write_json(out / OWNER_FILE, {"protocol_name": protocol.name, "kind": protocol.kind,
-                                         "owner_hash": want, "protocol_hash": protocol.hash()})
+            "choose another --out, or pass --force to take the folder over (its run is removed, every model "
+            "is recomputed)")
+    _clear_run(out)  # another owner's run (or a failed run's leftovers): start clean
+    _write_owner(out, protocol)
+    return True
+
+
+def _release_unclaimed(out: Path, made: bool) -> None:
+    """After a failed run that left no result: OUT is not claimed (no owner file, no lock, and no
+    folder when this run made it and nothing else is in it)."""
+    if holds_results(out):
+        return
+    leftovers = [p.name for p in out.iterdir() if p.name not in (LOCK_FILE, OWNER_FILE)]
+    if leftovers:  # a failed run's cache or samples: the owner file marks them as fsr-bench's
+        return
+    (out / OWNER_FILE).unlink(missing_ok=True)
+    (out / LOCK_FILE).unlink(missing_ok=True)
+    if made:
+        with contextlib.suppress(OSError):
+            out.rmdir()
 
 
 @contextlib.contextmanager
 def claim(out_dir: str | os.PathLike[str], protocol: Any, force: bool = False) -> Iterator[Path]:
-    """Lock ``out_dir``, check (or record) its owner, sweep stale temp files; yields the folder."""
+    """Lock ``out_dir``, check (or record) its owner, sweep stale temp files; yields the folder.
+
+    A run that fails before any result exists leaves the folder unclaimed (:func:`_release_unclaimed`)."""
     out = Path(out_dir)
+    made = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd = _lock(out)
@@ -135,19 +201,27 @@ def claim(out_dir: str | os.PathLike[str], protocol: Any, force: bool = False) -
         raise os_error(exc, out) from None
     try:
         try:
-            _check_owner(out, protocol, force)
-            sweep_temp_files(out)
+            was_run = _check_owner(out, protocol, force)
+            if was_run:  # never another program's files: a forced foreign folder is not swept
+                sweep_temp_files(out)
         except OSError as exc:
             raise os_error(exc, out) from None
-        yield out
+        try:
+            yield out
+        except BaseException:
+            with contextlib.suppress(OSError):
+                _release_unclaimed(out, made)
+            raise
     finally:
         os.close(fd)  # releases the flock; the file stays (its content is only advisory)
 
 
 def finish(out: Path, protocol: Any) -> None:
-    """Record the protocol as run (``OUT/protocol.yaml``): called once the run succeeded."""
+    """Record the protocol as run (``OUT/protocol.yaml``, and its hash in the owner file): called once
+    the run succeeded."""
     import yaml
 
+    _write_owner(out, protocol)
     atomic.write_text(out / "protocol.yaml", yaml.safe_dump(protocol.model_dump(mode="json"), sort_keys=False))
 
 
