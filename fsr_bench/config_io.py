@@ -5,6 +5,10 @@ One dialect for both:
 * a YAML file holds a mapping; ``--set a.b.0.c=value`` overrides any key (YAML-typed value; list
   indices address items, the index one past the end appends one). **An empty value is null**
   (``--set model.checkpoint=`` unsets the key), as an empty YAML value is;
+* ``+`` in place of a list index appends without counting the entries (:func:`apply_sets`):
+  ``--set models.+.name=my_sr_x8 --set models.+.checkpoint=best.pt`` adds ONE entry. Consecutive
+  ``+`` keys fill the same new entry until a key repeats, which starts the next one (so
+  ``models.+.name=a models.+.name=b`` adds two); ``models.+=VALUE`` appends VALUE as a whole entry;
 * precedence: ``--set`` > YAML > the schema's defaults;
 * ``${VAR}`` / ``${VAR:-default}`` expand environment variables in path keys only (roots, list
   files, checkpoints, weights, out dirs: :func:`is_path_key`); an unset variable without a default
@@ -134,12 +138,64 @@ def apply_set(doc: dict[str, Any], path: Sequence[str], value: Any,
         node[last] = value
 
 
+APPEND = "+"  # a list "index" that appends (see the module docstring for how consecutive ones group)
+
+
+def _node_at(doc: Any, path: Sequence[str]) -> Any:
+    """The value at ``path`` (indices as strings), or None where the path does not exist yet."""
+    node = doc
+    for part in path:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _resolve_appends(doc: dict[str, Any], path: list[str], item: str, open_items: dict[tuple[str, ...], set[str]],
+                     error: type[Exception]) -> list[str]:
+    """``path`` with each ``+`` replaced by a concrete index: the entry the previous ``+`` items of this
+    command appended to that list, unless they already set this key in it (then one past the end)."""
+    out: list[str] = []
+    for depth, part in enumerate(path):
+        if part != APPEND:
+            out.append(part)
+            continue
+        node = _node_at(doc, out)
+        if node is not None and not isinstance(node, list):
+            raise error(f"--set {item}: {'.'.join(out)} is not a list; `+` appends to lists only")
+        rest = ".".join(path[depth + 1:])
+        key = tuple(out)
+        keys = open_items.get(key)
+        if keys is not None and rest and rest not in keys and node:
+            index = len(node) - 1  # the entry this command's `+` keys are filling
+        else:
+            index = len(node or [])  # a new entry (apply_set appends it)
+            keys = open_items[key] = set()
+        if rest:
+            keys.add(rest)
+        else:  # a whole entry: complete, later `+` keys start another
+            open_items.pop(key, None)
+        out.append(str(index))
+    return out
+
+
 def apply_sets(doc: dict[str, Any], items: Sequence[str], error: type[Exception] = ConfigInputError
                ) -> set[str]:
-    """Apply ``--set`` items in order (later ones win); returns the dotted keys they set."""
+    """Apply ``--set`` items in order (later ones win); returns the dotted keys they set.
+
+    A ``+`` in a key appends to that list: consecutive ``+`` keys of one command fill ONE new entry
+    (``models.+.name=x --set models.+.checkpoint=y``) until a key repeats, which opens the next
+    entry; the keys returned name the concrete index (``models.2.name``), as errors do.
+    """
     keys = set()
+    open_items: dict[tuple[str, ...], set[str]] = {}
     for item in items or ():
         path, value = parse_set(item, error)
+        if APPEND in path:
+            path = _resolve_appends(doc, path, item.partition("=")[0], open_items, error)
         apply_set(doc, path, value, error)
         keys.add(".".join(path))
     return keys

@@ -39,8 +39,10 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Name → builder, with lazy loading of built-in modules and entry-point plug-ins."""
 
-    def __init__(self, kind: str, entry_point_group: str, builtin_modules: Iterable[str] = ()):
+    def __init__(self, kind: str, entry_point_group: str, builtin_modules: Iterable[str] = (),
+                 listing: str = ""):
         self.kind = kind
+        self.listing = listing  # the command that lists the names (an unknown name's hint); "" = list them inline
         self.entry_point_group = entry_point_group
         self._builtin_modules = tuple(builtin_modules)
         self._entries: dict[str, Entry[T]] = {}
@@ -112,10 +114,9 @@ class Registry(Generic[T]):
             broken = (
                 f" (plug-ins that failed to load: {self._plugin_errors})" if self._plugin_errors else ""
             )
-            raise RegistryError(
-                f"unknown {self.kind} {name!r}.{hint} `fsr-bench list` shows all {len(self._entries)}"
-                f" registered names.{broken}"
-            )
+            known = (f" `{self.listing}` shows all {len(self._entries)} registered names." if self.listing
+                     else f" Registered: {', '.join(sorted(self._entries))}.")
+            raise RegistryError(f"unknown {self.kind} {name!r}.{hint}{known}{broken}")
         return self._entries[name]
 
     def names(self, pattern: str = "*") -> list[str]:

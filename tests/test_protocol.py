@@ -32,6 +32,32 @@ def test_set_appends_a_model():
     assert [m.display for m in p.models] == ["bicubic_x4", "second"]
 
 
+def test_plus_appends_one_entry_without_counting():
+    # the protocol's own rows are untouched; consecutive `+` keys fill ONE new entry
+    p = load_protocol_dict({**BASE, "models": [{"name": "bicubic_x4"}, {"name": "bilinear_x4"}]},
+                           ["models.+.name=nearest_x4", "models.+.label=mine"])
+    assert [(m.name, m.display) for m in p.models] == [
+        ("bicubic_x4", "bicubic_x4"), ("bilinear_x4", "bilinear_x4"), ("nearest_x4", "mine")]
+
+
+def test_plus_repeated_key_opens_the_next_entry():
+    p = load_protocol_dict(BASE, ["models.+.name=nearest_x4", "models.+.label=a",
+                                  "models.+.name=bilinear_x4", "models.+.label=b"])
+    assert [(m.name, m.display) for m in p.models] == [
+        ("bicubic_x4", "bicubic_x4"), ("nearest_x4", "a"), ("bilinear_x4", "b")]
+
+
+def test_plus_whole_entry_and_empty_list():
+    p = load_protocol_dict({**BASE, "models": []}, ["models.+={name: nearest_x4, label: a}",
+                                                   "models.+.name=bilinear_x4"])
+    assert [m.display for m in p.models] == ["a", "bilinear_x4"]
+
+
+def test_plus_on_a_section_is_an_error():
+    with pytest.raises(ProtocolError, match="run is not a list"):
+        load_protocol_dict(BASE, ["run.+.x=1"])
+
+
 @pytest.mark.parametrize("override,where", [
     ("models.0.chekpoint=x.pt", "models.0.chekpoint"),
     ("run.batchsize=3", "run.batchsize"),

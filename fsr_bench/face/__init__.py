@@ -51,12 +51,14 @@ RECOGNISERS: Registry[Callable[..., "Recogniser"]] = Registry(
         "fsr_bench.face.dlib_recogniser",
         "fsr_bench.face.onnx_recogniser",
     ),
+    listing="fsr-bench list recognisers",
 )
 
 DETECTORS: Registry[Callable[..., "Detector"]] = Registry(
     "detector",
     DETECTOR_ENTRY_POINT_GROUP,
     builtin_modules=("fsr_bench.face.detect", "fsr_bench.face.scrfd"),
+    listing="fsr-bench list detectors",
 )
 
 

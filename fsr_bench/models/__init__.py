@@ -23,6 +23,7 @@ MODELS: Registry[Callable[..., SuperResolver]] = Registry(
     kind="model",
     entry_point_group=ENTRY_POINT_GROUP,
     builtin_modules=("fsr_bench.models.interpolate", "fsr_bench.models.tanet"),
+    listing="fsr-bench list models",
 )
 
 

@@ -45,7 +45,9 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    name: str  # registered model name (`fsr-bench list models`)
+    # registered model name (`fsr-bench list models`); "" = the one the checkpoint names (filled in before
+    # any row runs: fsr_bench.run.preflight)
+    name: str = ""
     checkpoint: str | None = None  # weights; required for any model with learned parameters
     pretrained: bool = False  # instead of a checkpoint: the model's registered weights (shipped or downloaded)
     label: str | None = None  # display name in tables; defaults to the registered name
@@ -55,6 +57,9 @@ class ModelSpec(_Strict):
     def _one_source_of_weights(self) -> "ModelSpec":
         if self.pretrained and self.checkpoint is not None:
             raise ValueError("give either checkpoint or pretrained: true, not both")
+        if not self.name and self.checkpoint is None:
+            raise ValueError("give `name` (a registered model: `fsr-bench list models`) or a `checkpoint` written "
+                             "by `fsr-bench train`, which names its model")
         return self
 
     @property
@@ -97,6 +102,8 @@ class BaseProtocol(_Strict):
             raise ValueError("list at least one model")
         seen: dict[str, str] = {}  # file name (case-folded: some file systems are) -> label
         for m in models:
+            if not m.display:  # named by its checkpoint: checked again once the name is read from it
+                continue
             if m.display in cls.reserved_labels:
                 raise ValueError(f"label {m.display!r} is reserved for a reference row; choose another `label`")
             if m.display in seen.values():
@@ -119,6 +126,10 @@ class BaseProtocol(_Strict):
 
     def hash(self) -> str:
         return stable_hash(self.model_dump(mode="json"))
+
+    def sr_scale(self) -> int | None:
+        """The SR factor every model row must have (checked before any row runs); None: not fixed."""
+        return None
 
 
 PROTOCOL_KINDS: Registry[type[BaseProtocol]] = Registry(

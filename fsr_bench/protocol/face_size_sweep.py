@@ -77,6 +77,9 @@ class FaceSizeSweepProtocol(RecognitionProtocol):
                              f"{[float(f) for f in self.calibration.fars]}")
         return self
 
+    def sr_scale(self) -> int | None:
+        return self.sweep.scale
+
     def point_protocol(self, probe_degradation: dict[str, Any], label: str) -> RecognitionProtocol:
         """The ``kind: recognition`` protocol of one size (same rows, recognisers, calibration)."""
         doc = self.model_dump(mode="json", exclude={"sweep"})

@@ -251,6 +251,17 @@ class RecognitionProtocol(BaseProtocol):
     calibration: CalibrationSpec | None = None
     run: RunSpec = Field(default_factory=RunSpec)
 
+    def sr_scale(self) -> int | None:
+        if self.data.type != "identity_folder":
+            scale = getattr(self.data, "scale", None)  # every other built-in data type states it
+            return scale if isinstance(scale, int) else None
+        from fsr_bench.data.identity_folders import PROBE_PRESETS
+
+        probe = self.data.probe_degradation  # type: ignore[union-attr]
+        block = probe.degradation or (PROBE_PRESETS.get(probe.preset or "") or {}).get("degradation") or {}
+        scale = block.get("scale")
+        return scale if isinstance(scale, int) else None
+
     @model_validator(mode="after")
     def _calibration_fits_data(self) -> "RecognitionProtocol":
         cal = self.calibration

@@ -56,3 +56,7 @@ class ReconstructionProtocol(BaseProtocol):
     models: list[ModelSpec]
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     run: RunSpec = Field(default_factory=RunSpec)
+
+    def sr_scale(self) -> int | None:
+        scale = self.data.degradation.get("scale")
+        return scale if isinstance(scale, int) else None

@@ -49,7 +49,8 @@ SHARDED_KINDS = ("reconstruction", "recognition")
 def run_protocol(protocol, out_dir, *, force: bool = False, **kwargs):
     """Run ``protocol`` with its kind's runner; returns the written :class:`~fsr_bench.results.RunResult`.
 
-    The output folder is claimed first (:func:`fsr_bench.run.outdir.claim`: lock, owner check,
+    Every row is checked first (:func:`fsr_bench.run.preflight.check_protocol`: names, weights, scales,
+    recognisers, data paths; one error lists every problem), then the output folder is claimed (:func:`fsr_bench.run.outdir.claim`: lock, owner check,
     stale temp files swept); ``protocol.yaml`` is written only when the run succeeded. An OSError
     while writing (read-only, full disk, a file in the way) becomes one message naming the path.
 
@@ -64,8 +65,10 @@ def run_protocol(protocol, out_dir, *, force: bool = False, **kwargs):
     from fsr_bench.distributed import process_group
     from fsr_bench.protocol import ProtocolError
     from fsr_bench.run.outdir import claim, finish, os_error
+    from fsr_bench.run.preflight import check_protocol
 
     runner = RUNNERS.get(protocol.kind).builder
+    protocol = check_protocol(protocol)  # every row before any row runs (and before OUT is claimed)
     with process_group(protocol.run.device, option="--set run.device") as ranks:
         if ranks.world == 1:
             with claim(out_dir, protocol, force=force) as out:
