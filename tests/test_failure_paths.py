@@ -107,3 +107,114 @@ def test_a_run_folder_sweeps_only_atomic_temp_names(tmp_path):
         p.write_text("partial")
     _run(tmp_path)
     assert not ours.exists() and theirs.read_text() == "partial"
+
+
+# -- item 2: an `sr --faces` job folder has one run in it ------------------------------------------
+
+def _faces(tmp_path, *args):
+    return runner.invoke(app, ["sr", str(tmp_path / "frame.png"), "--faces", "-m", "bicubic_x4", "--precision", "fp32",
+                               "-o", str(tmp_path / "o"), *args])
+
+
+def test_sr_faces_rerun_into_a_used_job_folder_is_refused_then_replaced(tmp_path):
+    write_image(torch.full((3, 64, 96), 0.5), tmp_path / "frame.png")
+    assert _faces(tmp_path).exit_code == 0
+    job = tmp_path / "o" / "frame_bicubic_x4"
+    stale = job / "faces" / "000000_f00.png"  # what an earlier run with other options found
+    write_image(torch.rand(3, 8, 8), stale)
+    (job / "watchlist.json").write_text("{}")
+    again = _faces(tmp_path, "--min-face", "30")
+    assert again.exit_code == 2 and "--force" in again.output and str(job) in again.output, again.output
+    assert stale.exists()  # refused: nothing touched
+    forced = _faces(tmp_path, "--min-face", "30", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert not stale.exists() and not (job / "watchlist.json").exists()
+    assert json.loads((job / "frames" / "000000.json").read_text())["detector"]["min_face"] == 30
+
+
+def test_sr_faces_job_folder_names_the_checkpoint(tmp_path):
+    from fsr_bench.models import MODELS, create_model
+    from fsr_bench.models.checkpoint import save_checkpoint
+
+    write_image(torch.full((3, 32, 48), 0.5), tmp_path / "frame.png")
+    tiny = MODELS.get("tanet_x4").tiny
+    torch.manual_seed(0)
+    a = save_checkpoint(create_model("tanet_x4", **tiny), tmp_path / "a.pt")
+    torch.manual_seed(1)
+    b = save_checkpoint(create_model("tanet_x4", **tiny), tmp_path / "b.pt")
+    for ckpt in (a, b):
+        result = runner.invoke(app, ["sr", str(tmp_path / "frame.png"), "--faces", "-c", str(ckpt), "--precision",
+                                     "fp32", "--device", "cpu", "-o", str(tmp_path / "o")])
+        assert result.exit_code == 0, result.output
+    jobs = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert len(jobs) == 2 and all(j.startswith("frame_tanet_x4_") for j in jobs), jobs
+
+
+@pytest.mark.parametrize("args,message", [(["--track-iou", "-1"], "--track-iou"), (["--min-score", "2"], "--min-score")])
+def test_sr_faces_options_checked_before_loading(tmp_path, monkeypatch, args, message):
+    from fsr_bench.run import frames
+
+    def no_detector(*a, **k):
+        raise AssertionError("the detector was built before the options were checked")
+
+    monkeypatch.setattr(frames, "build_detector", no_detector)
+    write_image(torch.full((3, 32, 48), 0.5), tmp_path / "frame.png")
+    result = _faces(tmp_path, *args)
+    assert result.exit_code == 2 and message in result.output and "error:" in result.output, result.output
+
+
+# -- item 4: a threshold read from a run is checked like a stated one --------------------------------
+
+def _calibrated_run(folder, threshold, extra=None):
+    """A schema-valid recognition results.json whose calibrated threshold at FAR 0.001 is ``threshold``
+    (written as raw JSON: a tampered or hand-edited file)."""
+    from fsr_bench.results import ResultRow, RunResult, write_run
+
+    run = RunResult(kind="recognition", protocol_name="synthetic", conventions={
+        "calibration": {"per_recogniser": {"mobilefacenet": {"thresholds": {"0.001": 0.3}, **(extra or {})}}}},
+        models=[ResultRow(label="HR", name="hr", metrics={"matching_accuracy": 1.0, "detection_rate": 1.0})])
+    folder.mkdir(parents=True, exist_ok=True)
+    write_run(folder, run)
+    doc = json.loads((folder / "results.json").read_text())
+    doc["conventions"]["calibration"]["per_recogniser"]["mobilefacenet"]["thresholds"]["0.001"] = threshold
+    (folder / "results.json").write_text(json.dumps(doc))  # json writes nan as NaN, as a tampered file may
+    return folder
+
+
+@pytest.mark.parametrize("value", [5.0, float("nan"), float("inf"), "abc", None, [0.3], True])
+def test_a_calibrated_threshold_is_checked_and_names_its_key(tmp_path, value):
+    from fsr_bench.run.watchlist import WatchlistError, resolve_threshold
+
+    run = _calibrated_run(tmp_path / "run", value)
+    with pytest.raises(WatchlistError, match=r"conventions\.calibration\.per_recogniser\.mobilefacenet\."
+                                             r"thresholds\.0\.001.*\[-1, 1\]"):
+        resolve_threshold(str(run), "mobilefacenet", 1e-3)
+
+
+def test_a_calibrated_threshold_source_never_carries_nan(tmp_path):
+    from fsr_bench.run.watchlist import resolve_threshold
+
+    run = _calibrated_run(tmp_path / "run", 0.3, {"far_reached": {"0.001": float("nan")}, "tar": {"0.001": "x"}})
+    threshold, source = resolve_threshold(str(run), "mobilefacenet", 1e-3)
+    assert threshold == 0.3
+    json.dumps(source, allow_nan=False)  # strict JSON: no NaN / Infinity token
+    assert source["far_reached"] is None and source["tar"] is None
+
+
+@pytest.mark.parametrize("per", [[1], {"mobilefacenet": [0.3]}, {"mobilefacenet": {"thresholds": [0.3]}}])
+def test_a_malformed_calibration_block_is_an_error_line(tmp_path, per):
+    from fsr_bench.run.watchlist import WatchlistError, resolve_threshold
+
+    run = _calibrated_run(tmp_path / "run", 0.3)
+    doc = json.loads((run / "results.json").read_text())
+    doc["conventions"]["calibration"]["per_recogniser"] = per
+    (run / "results.json").write_text(json.dumps(doc))
+    with pytest.raises(WatchlistError, match="conventions.calibration.per_recogniser"):
+        resolve_threshold(str(run), "mobilefacenet", 1e-3)
+
+
+def test_a_missing_threshold_run_names_the_path_given(tmp_path):  # item 9
+    from fsr_bench.run.watchlist import WatchlistError, resolve_threshold
+
+    with pytest.raises(WatchlistError, match=f"{tmp_path / 'nope'}: not a number.*no such"):
+        resolve_threshold(str(tmp_path / "nope"), "mobilefacenet", 1e-3)

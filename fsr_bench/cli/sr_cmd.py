@@ -49,6 +49,7 @@ def sr(
     watchlist_far: float = typer.Option(1e-3, "--watchlist-far", help="with --watchlist-threshold RUN: the calibrated FAR whose threshold is used"),
     recogniser: str = typer.Option("mobilefacenet", "--recogniser", help="with --watchlist: a registered recogniser (see `fsr-bench list recognisers`)"),
     recogniser_weights: Optional[str] = typer.Option(None, "--recogniser-weights", help="with --watchlist: the recogniser's weights file"),
+    force: bool = typer.Option(False, "--force", help="with --faces: replace the outputs of an earlier job in OUT/<name>_<model>/ (refused without)"),
 ) -> None:
     """Super-resolve LR face images; writes PNGs named like the inputs into OUT (a folder's
     sub-folders are kept; inputs whose names collide get their extension or a number added).
@@ -98,7 +99,7 @@ def sr(
         raise fail(f"--precision: {exc}") from None
     net = prepare(net, dev, channels_last)  # type: ignore[assignment]  # same module, moved and in eval mode
     if faces:
-        from fsr_bench.run.frames import FrameOptions, collect_inputs
+        from fsr_bench.run.frames import FrameOptions, claim_job_folders, collect_inputs
 
         if example:
             raise fail("--example is a face crop; --faces takes frames or videos as arguments")
@@ -113,7 +114,9 @@ def sr(
             min_score=min_score, margin=margin, batch_size=batch_size, paste=paste, paste_scale=paste_scale,
             feather=feather, stride=stride, min_iou=min_iou, tile=tile, overlap=overlap, max_pixels=max_pixels,
             video_format=video_format)
-        watch = None
+        options.check()  # before the watchlist's enrolment and the detector: bad options fail fast
+        names = _job_names(inputs, net.name, checkpoint)
+        threshold, source = None, None
         if watchlist is not None:
             from fsr_bench.run.watchlist import Watchlist, resolve_threshold
 
@@ -121,10 +124,14 @@ def sr(
                 raise fail("--watchlist needs --watchlist-threshold: a cosine threshold you state, or a recognition "
                            "run folder whose calibrated threshold (at --watchlist-far) is used")
             threshold, source = resolve_threshold(watchlist_threshold, recogniser, watchlist_far)
-            watch = Watchlist(watchlist, recogniser, recogniser_weights, threshold, source, str(dev))
         elif watchlist_threshold is not None:
             raise fail("--watchlist-threshold is for --watchlist")
-        _sr_faces(inputs, out, net, options, checkpoint, pretrained, precision, channels_last, str(dev),
+        claim_job_folders([(p, out / n) for p, n in zip(inputs, names)], force)  # before the enrolment
+        watch = None
+        if watchlist is not None:
+            assert threshold is not None and source is not None
+            watch = Watchlist(watchlist, recogniser, recogniser_weights, threshold, source, str(dev))
+        _sr_faces(inputs, names, out, net, options, checkpoint, pretrained, precision, channels_last, str(dev),
                   on_error, watch)
         return
     if watchlist is not None:
@@ -187,15 +194,26 @@ def sr(
         raise typer.Exit(1)
 
 
-def _sr_faces(sources: list[Path], out: Path, net, options, checkpoint: Optional[Path], pretrained: bool,
-              precision: str, channels_last: bool, device: str, on_error: str, watchlist=None) -> None:
+def _job_names(sources: list[Path], model: str, checkpoint: Optional[Path]) -> list[str]:
+    """``<stem>_<model>`` per input; with --checkpoint also the first 8 hex of its sha256, so two
+    checkpoints of one model never share a job folder."""
+    if checkpoint is not None:
+        from fsr_bench.atomic import sha256_file
+
+        model = f"{model}_{sha256_file(checkpoint)[:8]}"
+    names, _ = _output_names([Path(p.name) for p in sources], model)
+    return [n.removesuffix(".png") for n in names]
+
+
+def _sr_faces(sources: list[Path], names: list[str], out: Path, net, options, checkpoint: Optional[Path],
+              pretrained: bool, precision: str, channels_last: bool, device: str, on_error: str,
+              watchlist=None) -> None:
     """``--faces``: frames and videos through :func:`fsr_bench.run.frames.run_faces`."""
     from fsr_bench.models.precision import describe, infer
     from fsr_bench.protocol import ModelSpec
     from fsr_bench.run.common import checkpoint_sha
     from fsr_bench.run.frames import run_faces
 
-    names, _ = _output_names([Path(p.name) for p in sources], net.name)
     spec = ModelSpec(name=net.name, checkpoint=None if checkpoint is None else str(checkpoint), pretrained=pretrained)
     model_info = {"name": net.name, "scale": net.scale, "checkpoint": spec.checkpoint,
                   "checkpoint_sha256": checkpoint_sha(spec), "pretrained": pretrained}
@@ -207,7 +225,7 @@ def _sr_faces(sources: list[Path], out: Path, net, options, checkpoint: Optional
         failures.append(str(exc))
 
     try:
-        jobs = run_faces([(p, n.removesuffix(".png")) for p, n in zip(sources, names)], out, net,
+        jobs = run_faces(list(zip(sources, names)), out, net,
                          lambda x: infer(net, x.to(device), precision, channels_last), options, model_info,
                          describe(precision, channels_last, device), device, handle, watchlist)
     except OSError as exc:

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from fsr_bench.models.base import SuperResolver
     from fsr_bench.run.watchlist import Watchlist
 
-__all__ = ["FaceJob", "FrameOptions", "FramesError", "crop_square", "detect_faces", "run_faces"]
+__all__ = ["FaceJob", "FrameOptions", "FramesError", "claim_job_folders", "crop_square", "detect_faces", "run_faces"]
 
 # MTCNN's 5 landmarks: left eye, right eye, nose, mouth corners ("left" = image left)
 CONVENTIONS = {
@@ -115,6 +115,10 @@ class FrameOptions:
             raise FramesError(f"--feather must be in [0, 0.5] (fraction of the pasted side), got {self.feather}")
         if self.video_format not in (None, "mp4", "mkv"):
             raise FramesError(f"--video-format {self.video_format!r}: use mp4 or mkv")
+        if not 0 <= self.min_score <= 1:
+            raise FramesError(f"--min-score must be in [0, 1] (a detector confidence), got {self.min_score}")
+        if not 0 <= self.min_iou <= 1:
+            raise FramesError(f"--track-iou must be in [0, 1] (box overlap that continues a track), got {self.min_iou}")
 
 
 @dataclass
@@ -129,6 +133,32 @@ class FaceJob:
     tracks: int = 0
     pasted: Path | None = None
     watchlist: dict[str, Any] | None = None  # the answers written to watchlist.json
+
+
+# -- the job folders ----
+#: what a job writes into ``OUT/<name>/`` besides ``<stem>_pasted.*``: a forced rerun removes these
+JOB_ENTRIES = ("frames", "faces", "watchlist.json")
+
+
+def claim_job_folders(jobs: Sequence[tuple[Path, Path]], force: bool) -> None:
+    """Each (input, job folder) holds one run: a non-empty folder is refused (its frames, faces and
+    watchlist answers would mix with this run's), or with ``force`` emptied of a job's outputs first."""
+    import shutil
+
+    used = [(src, folder) for src, folder in jobs if folder.is_dir() and any(folder.iterdir())]
+    if used and not force:
+        more = f" (and {len(used) - 1} more)" if len(used) > 1 else ""
+        raise FramesError(f"{used[0][1]} already holds an `sr --faces` job{more}; its frames, faces and watchlist "
+                          "answers would mix with this run's. Choose another --out, or pass --force to replace it")
+    for src, folder in used:
+        for entry in JOB_ENTRIES:
+            path = folder / entry
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        for pasted in folder.glob(f"{src.stem}_pasted.*"):
+            pasted.unlink()
 
 
 # -- geometry --------------------------------------------------------------------------------------

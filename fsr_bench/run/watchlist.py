@@ -36,41 +36,74 @@ class WatchlistError(FsrBenchError, ValueError):
     """A watchlist folder, recogniser or threshold that cannot be used; the message says why."""
 
 
+def _cosine_threshold(value: Any, where: str) -> float:
+    """A threshold, stated or read: a finite number in [-1, 1] (a bool, a string, a list are not)."""
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or not -1.0 <= number <= 1.0:
+        raise WatchlistError(f"{where} = {value!r}: a cosine threshold must be a number in [-1, 1]")
+    return float(number)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """A recorded rate for the answer's provenance; anything but a finite number is recorded as null
+    (never a NaN token in watchlist.json)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
 def resolve_threshold(value: str, recogniser: str, far: float) -> tuple[float, dict[str, Any]]:
     """``value``: a number (a stated threshold) or a recognition run folder / its ``results.json``
-    holding a calibrated threshold for ``recogniser`` at ``far``. Returns (threshold, its source)."""
+    holding a calibrated threshold for ``recogniser`` at ``far``. Returns (threshold, its source).
+
+    The read threshold passes the stated one's checks, under its key's name: a tampered or
+    hand-edited results file cannot silently answer every track "no match"."""
     try:
-        stated = float(value)
+        stated: float | None = float(value)
     except ValueError:
         stated = None
     if stated is not None:
-        if not math.isfinite(stated) or not -1.0 <= stated <= 1.0:
-            raise WatchlistError(f"--watchlist-threshold {value}: a cosine threshold must be in [-1, 1]")
+        stated = _cosine_threshold(stated, "--watchlist-threshold")
         return stated, {"kind": "stated", "value": stated}
     from fsr_bench.results import read_run
 
     path = Path(value)
+    if not path.exists():
+        raise WatchlistError(f"--watchlist-threshold {path}: not a number, and no such run folder or results.json; "
+                             "state a threshold in [-1, 1] or name a recognition run folder")
     file = path / "results.json" if path.is_dir() else path
     run = read_run(file)
     calibration = run.conventions.get("calibration")
+    key = "conventions.calibration.per_recogniser"
     if not isinstance(calibration, dict) or not calibration.get("per_recogniser"):
         raise WatchlistError(f"{file}: conventions.calibration is missing — the run had no `calibration:` block; "
                              "rerun its protocol with one, or state a threshold")
     per = calibration["per_recogniser"]
+    if not isinstance(per, dict):
+        raise WatchlistError(f"{file}: {key} must map recogniser names to their calibration; the file is "
+                             "malformed — rerun its protocol, or state a threshold")
     if recogniser not in per:
         raise WatchlistError(f"{file}: no calibration for recogniser {recogniser!r} (it has: {', '.join(per)}); "
                              "choose --recogniser accordingly")
-    thresholds = per[recogniser].get("thresholds") or {}
-    key = f"{far:g}"
-    if key not in thresholds:
-        raise WatchlistError(f"{file}: conventions.calibration.per_recogniser.{recogniser}.thresholds has no FAR "
-                             f"{key} (it has: {', '.join(thresholds)}); choose --watchlist-far from those")
-    return float(thresholds[key]), {
+    entry = per[recogniser]
+    thresholds = entry.get("thresholds") if isinstance(entry, dict) else None
+    if not isinstance(thresholds, dict):
+        raise WatchlistError(f"{file}: {key}.{recogniser}.thresholds must map FARs to thresholds; the file is "
+                             "malformed — rerun its protocol, or state a threshold")
+    far_key = f"{far:g}"
+    if far_key not in thresholds:
+        raise WatchlistError(f"{file}: {key}.{recogniser}.thresholds has no FAR "
+                             f"{far_key} (it has: {', '.join(thresholds)}); choose --watchlist-far from those")
+    threshold = _cosine_threshold(thresholds[far_key], f"{file}: {key}.{recogniser}.thresholds.{far_key}")
+
+    def recorded(name: str) -> float | None:
+        values = entry.get(name)
+        return _finite_or_none(values.get(far_key)) if isinstance(values, dict) else None
+
+    detector = run.conventions.get("detector")
+    return threshold, {
         "kind": "calibrated", "run": str(file), "protocol_name": run.protocol_name, "protocol_hash": run.protocol_hash,
-        "recogniser": recogniser, "target_far": far,
-        "far_reached": (per[recogniser].get("far_reached") or {}).get(key),
-        "tar": (per[recogniser].get("tar") or {}).get(key),
-        "calibration_detector": (run.conventions.get("detector") or {}).get("detector_name"),
+        "recogniser": recogniser, "target_far": far, "far_reached": recorded("far_reached"), "tar": recorded("tar"),
+        "calibration_detector": detector.get("detector_name") if isinstance(detector, dict) else None,
     }
 
 
