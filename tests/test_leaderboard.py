@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from conftest import REPO
 from typer.testing import CliRunner
 
 from fsr_bench.cli import app
@@ -13,8 +14,6 @@ from fsr_bench.models import MODELS, create_model
 from fsr_bench.models.checkpoint import save_checkpoint
 from fsr_bench.protocol import load_protocol
 from fsr_bench.run import run_protocol
-
-from conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL = ["data.dataset.hr_size=64", "run.report=false", "run.flops=false"]
@@ -79,12 +78,54 @@ def test_leaderboard_has_a_column_per_recogniser_and_marks_the_loss_recogniser(t
     md = (tmp_path / "lb" / "leaderboard.md").read_text()
     line = next(x for x in md.splitlines() if x.startswith("| TANet-S id"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    header = [c.strip() for c in next(x for x in md.splitlines() if x.startswith("| method")).strip("|").split("|")]
+    header = [c.strip() for c in next(x for x in md.splitlines() if x.startswith("| Method")).strip("|").split("|")]
     cell = dict(zip(header, cells))
-    assert cell["lfw:mobilefacenet:tar_cal_1e-3"] == "0.8000 †" and cell["lfw:dlib:tar_cal_1e-3"] == "0.5200"
+    # percentages with one decimal under a named column; a figure of the loss recogniser is marked and not ranked
+    assert cell["mobilefacenet TAR@cal 1e-3 (%) ↑"] == "80.0 †" and cell["dlib TAR@cal 1e-3 (%) ↑"] == "**52.0**"
     bic = dict(zip(header, [c.strip() for c in next(x for x in md.splitlines() if x.startswith("| Bicubic"))
                             .strip("|").split("|")]))
     assert "†" not in "".join(bic.values())
+
+
+
+def _tables(md: str) -> list[list[list[str]]]:
+    """Every markdown table of a file as rows of cells (header first, rule dropped)."""
+    tables, cur = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-: "):
+                cur.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif cur:
+            tables.append(cur)
+            cur = []
+    return tables
+
+
+def test_leaderboard_md_is_one_compact_table_per_task_with_units_directions_and_budget(tmp_path):
+    run = _recognition_run(tmp_path / "lfw", [
+        ("Bicubic", "bicubic_x8", None, [], {"mobilefacenet": (0.4127, 0.8413, 0.5926, 0.0529)}),
+        ("SRFBN-S", "srfbn_s_x8", "cd" * 32, [], {"mobilefacenet": (0.5291, 0.9259, 0.7037, 0.0370)}),
+    ])
+    data = json.loads((run / "results.json").read_text())
+    data["models"][1]["training"] = {"steps": 7530, "epochs": 30.0, "train_minutes": 79.46, "selected_step": 7028}
+    (run / "results.json").write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["leaderboard", str(run), "-o", str(tmp_path / "lb")])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "## Recognition" in md and "## Reconstruction" not in md
+    [table] = _tables(md.split("## Runs")[0])
+    cell = dict(zip(table[0], table[2]))
+    assert cell["Method"] == "SRFBN-S" and cell["Budget"] == "7,530 steps · 79.5 min (weights of step 7,028)"
+    # percentages once, with one decimal; the unit and the direction in the heading, no raw keys
+    assert cell["Matching Accuracy (%) ↑"] == "**52.9**" and cell["EER (%) ↓"] == "**3.7**"
+    assert cell["TAR@cal 1e-3 (%) ↑"] == "**70.4**"
+    assert dict(zip(table[0], table[1]))["Budget"] == "—"
+    assert not any(":" in h for h in table[0])
+    # the two TARs are told apart in one note
+    assert "TAR@cal 1e-3: one threshold per recogniser, calibrated" in md and "TAR@FAR=1e-3: each row's" in md
+    raw = next(csv.DictReader(open(tmp_path / "lb" / "leaderboard.csv")))
+    assert float(raw["lfw:matching_accuracy"]) == 0.4127  # the csv keeps the raw joined values
+
 
 
 def test_budget_of_a_best_checkpoint_is_its_whole_run_and_travels_in_results(tmp_path):
@@ -139,3 +180,12 @@ def test_committed_leaderboard_rebuilds_from_its_committed_runs(folder, tmp_path
     assert result.exit_code == 0, result.output
     for name in ("leaderboard.csv", "leaderboard.md"):
         assert (tmp_path / name).read_text() == (folder / name).read_text(), f"{folder / name} is stale"
+
+
+@pytest.mark.parametrize("folder", COMMITTED, ids=[str(p.relative_to(REPO)) for p in COMMITTED])
+def test_committed_leaderboards_are_compact(folder):
+    """Every committed table: at most eight columns, no raw ``run:metric`` keys, no unformatted
+    counts (``7530.0``) or long percentages (``23.2432%``)."""
+    for table in _tables((folder / "leaderboard.md").read_text().split("## Runs")[0]):
+        assert len(table[0]) <= 8 and not any(":" in h for h in table[0]), f"{folder}: {table[0]}"
+        assert not any(re.search(r"^\d{4,}\.0$|\d\.\d{2,}%", c) for row in table for c in row), folder

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from fsr_bench.metrics.operating_points import DEFAULT_FARS, rate_tag
 from fsr_bench.registry import Registry
 
 __all__ = ["METRICS", "Metric", "metric", "register_metric"]
@@ -38,19 +39,30 @@ class Metric:
     def heading(self) -> str:
         return f"{self.name} {self.arrow}"
 
+    @property
+    def column(self) -> str:
+        """The heading of a compact column whose cells are :meth:`number`: the unit moves up here
+        ("Rank-1 (%) ↑", "PSNR (dB) ↑"), so the cells are bare numbers."""
+        unit = "%" if self.percent else self.unit
+        return f"{self.name} ({unit}) {self.arrow}" if unit else self.heading
+
     def display(self, value: float) -> float:
         """The value as printed (percent-scaled, rounded): what "best" is decided on."""
         return round(value * 100.0 if self.percent else value, self.decimals)
 
+    def number(self, value: float | None) -> str:
+        """The printed number without its unit (the unit is in :attr:`column`)."""
+        return NA if value is None else f"{self.display(value):.{self.decimals}f}"
+
     def format(self, value: float | None) -> str:
         if value is None:
             return NA
-        return f"{self.display(value):.{self.decimals}f}{'%' if self.percent else ''}"
+        return f"{self.number(value)}{'%' if self.percent else ''}"
 
     def format_ci(self, lo_hi: tuple[float, float]) -> str:
-        lo, hi = (v * 100.0 if self.percent else v for v in lo_hi)
-        decimals = 2 if self.percent else self.decimals
-        return f"({lo:.{decimals}f}–{hi:.{decimals}f})"
+        """A 95% interval in the narrow form ``[45.5, 60.3]``, at the value's own precision."""
+        lo, hi = (self.number(v) for v in lo_hi)
+        return f"[{lo}, {hi}]"
 
 
 METRICS: Registry[Metric] = Registry("metric", "fsr_bench.metrics")  # type: ignore[type-var]
@@ -81,22 +93,35 @@ for _m in (
     Metric("identity_angle", "ID angle", False, 2, unit="°", kind=_R,
            aggregation="mean over images with a face detected on HR of the per-image angle "
                        "degrees(arccos(cosine)) between SR and HR embeddings (not the angle of the mean cosine)"),
-    Metric("matching_accuracy", "Matching Accuracy", True, 4, percent=True, kind=_Q,
+    Metric("matching_accuracy", "Matching Accuracy", True, 1, percent=True, kind=_Q,
            aggregation="share of all probes with own-gallery similarity >= threshold"),
-    Metric("average_similarity", "Average Similarity", True, 6, kind=_Q,
+    Metric("average_similarity", "Average Similarity", True, 4, kind=_Q,
            aggregation="mean own-gallery similarity over detected probes"),
-    Metric("detection_rate", "Detection rate", True, 2, percent=True, kind=_Q, aggregation="share of all probes"),
-    Metric("rank1", "Rank-1", True, 2, percent=True, kind=_Q, aggregation="share of all probes identified at rank 1"),
-    Metric("rank5", "Rank-5", True, 2, percent=True, kind=_Q, aggregation="share of all probes within rank 5"),
-    Metric("rank20", "Rank-20", True, 2, percent=True, kind=_Q, aggregation="share of all probes within rank 20"),
-    Metric("tar_at_far_0.3", "TAR@FAR=0.3", True, 2, percent=True, kind=_Q,
+    Metric("detection_rate", "Detection rate", True, 1, percent=True, kind=_Q, aggregation="share of all probes"),
+    Metric("rank1", "Rank-1", True, 1, percent=True, kind=_Q, aggregation="share of all probes identified at rank 1"),
+    Metric("rank5", "Rank-5", True, 1, percent=True, kind=_Q, aggregation="share of all probes within rank 5"),
+    Metric("rank20", "Rank-20", True, 1, percent=True, kind=_Q, aggregation="share of all probes within rank 20"),
+    Metric("tar_at_far_0.3", "TAR@FAR=0.3", True, 1, percent=True, kind=_Q,
            aggregation="TAR at the largest achievable FAR <= 0.3 over all pairs (QMUL-SurvFace 1:1)"),
-    Metric("tar_at_far_0.1", "TAR@FAR=0.1", True, 2, percent=True, kind=_Q,
+    Metric("tar_at_far_0.1", "TAR@FAR=0.1", True, 1, percent=True, kind=_Q,
            aggregation="TAR at the largest achievable FAR <= 0.1 over all pairs (QMUL-SurvFace 1:1)"),
-    Metric("tar_at_far_1e-2", "TAR@FAR=1e-2", True, 2, percent=True, kind=_Q,
+    Metric("tar_at_far_1e-2", "TAR@FAR=1e-2", True, 1, percent=True, kind=_Q,
            aggregation="TAR at the largest achievable FAR <= 1e-2 over all pairs"),
-    Metric("tar_at_far_1e-3", "TAR@FAR=1e-3", True, 2, percent=True, kind=_Q,
+    Metric("tar_at_far_1e-3", "TAR@FAR=1e-3", True, 1, percent=True, kind=_Q,
            aggregation="TAR at the largest achievable FAR <= 1e-3 over all pairs"),
-    Metric("eer", "EER", False, 2, percent=True, kind=_Q, aggregation="FAR = FRR on the empirical ROC"),
+    Metric("eer", "EER", False, 1, percent=True, kind=_Q, aggregation="FAR = FRR on the empirical ROC"),
 ):
     register_metric(_m)
+
+# Operating points at one threshold per recogniser, calibrated on HR comparisons of subjects disjoint
+# from the evaluation subjects and applied unchanged to every row (metrics/operating_points.py). Named
+# apart from TAR@FAR above, whose threshold each row sets on its own evaluation impostor scores.
+for _far in DEFAULT_FARS:
+    _t = rate_tag(_far)
+    register_metric(Metric(f"tar_cal_{_t}", f"TAR@cal {_t}", True, 1, percent=True, kind=_Q,
+                           aggregation=f"share of genuine comparisons at or above the threshold calibrated to FAR {_t}"
+                                       " on disjoint calibration subjects"))
+    register_metric(Metric(f"far_cal_{_t}", f"FAR reached@cal {_t}", False, 3, percent=True, kind=_Q,
+                           aggregation="share of evaluation impostor comparisons at or above that threshold"))
+    register_metric(Metric(f"wrong_id_cal_{_t}", f"WrongID@cal {_t}", False, 1, percent=True, kind=_Q,
+                           aggregation="share of all probes whose rank-1 is a wrong subject at or above that threshold"))

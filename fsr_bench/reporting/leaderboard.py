@@ -3,34 +3,40 @@
 ``fsr-bench leaderboard RUN_DIR... -o DIR`` reads every run's ``results.json`` through the results
 schema (:func:`fsr_bench.results.read_run`), and joins rows that are the *same model* — same
 registered name and same weights (checkpoint sha256; none for parameter-free floors and reference
-rows) — into one line per method. Columns:
+rows) — into one line per method.
+
+``leaderboard.csv`` / ``leaderboard.json`` are the raw joined table. Columns:
 
 * method (the row label), registered name, role, parameters, the training budget from the row's
   ``training`` record (:func:`fsr_bench.models.checkpoint.training_record`: steps, epochs, minutes,
   machine as ``fsr-bench train`` recorded them, the whole run's for a ``best.pt``, with the step the
   weights were selected at; a shipped model's from its model card), so a leaderboard rebuilds from
   committed results files alone;
-* per run, its headline metrics with the run's short name as prefix (``faces256_val_x8:psnr``), the
-  metric's direction from :mod:`fsr_bench.metrics.specs`; a recognition run scored with several
-  recognisers gets each recogniser's columns instead (``lfw_surveillance_x8:dlib:tar_cal_1e-3``:
-  rank-1, TAR at the calibrated FAR 1e-3, EER — the fixed 0.4 threshold is MobileFaceNet's and does
-  not carry over), and a cell whose row was **trained with that recogniser's features** is marked
-  † in the markdown (``trained_with`` in the csv/json);
+* per run, its headline metrics with the run's short name as prefix (``faces256_val_x8:psnr``); a
+  recognition run scored with several recognisers gets each recogniser's columns instead
+  (``lfw_surveillance_x8:dlib:tar_cal_1e-3``: rank-1, TAR at the calibrated FAR 1e-3, EER — the fixed
+  0.4 threshold is MobileFaceNet's and does not carry over), with ``trained_with`` naming the
+  recognisers a row was **trained with** (an identity loss);
 * ``sources``: every run a line came from, with its protocol hash.
 
-Written as ``leaderboard.md`` (pandas + tabulate), ``leaderboard.csv`` and ``leaderboard.json``.
+``leaderboard.md`` is what a reader takes in at a glance: per task (reconstruction, recognition) one
+table per run of at most eight columns — method, budget (one column), the metrics under their own
+names with unit and ↑/↓ and at their printed precision (all from :mod:`fsr_bench.metrics.specs`),
+the best of each column in bold, † on a figure of the recogniser in the row's loss (not ranked).
 Nothing is re-computed here: a number that is not in a results file is not in the leaderboard.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from fsr_bench import atomic
+from fsr_bench.metrics.specs import Metric, metric
+from fsr_bench.reporting.tables import _bold, _format_params, best_flags, markdown_table
 from fsr_bench.results import RunResult, read_run, shown_label
 
-RECONSTRUCTION = ("psnr", "ssim", "lpips", "identity_cosine")
+RECONSTRUCTION = ("psnr", "ssim", "lpips", "mps", "identity_cosine")
 RECOGNITION = ("matching_accuracy", "rank1", "tar_at_far_1e-3", "eer", "tar_cal_1e-3", "wrong_id_cal_1e-3")
 #: per recogniser, where a run has several: metrics that mean the same for every recogniser
 PER_RECOGNISER = ("rank1", "tar_cal_1e-3", "eer")
@@ -85,7 +91,6 @@ def write_leaderboard(run_dirs: Sequence[Path], out: Path) -> Path:
     rows = leaderboard_rows(runs)
     frame = pd.DataFrame(rows)
     frame["sources"] = frame["sources"].map("; ".join)
-    trained = [set(r.get("trained_with") or ()) for r in rows]
     if "trained_with" in frame:
         frame["trained_with"] = frame["trained_with"].map(lambda v: "; ".join(v) if isinstance(v, list) else "")
     out.mkdir(parents=True, exist_ok=True)
@@ -93,28 +98,120 @@ def write_leaderboard(run_dirs: Sequence[Path], out: Path) -> Path:
     atomic.write_text(out / "leaderboard.json", json.dumps(
         {"runs": [{"name": n, "protocol_hash": r.protocol_hash, "kind": r.kind,
                    "conventions": r.conventions} for n, r in runs], "rows": rows}, indent=1, default=str) + "\n")
-    shown = frame.drop(columns=[c for c in ("weights_sha256", "sources") if c in frame])
-    metric_cols = [c for c in shown.columns if ":" in c]
-    formats = {c: (lambda v: "" if pd.isna(v) else f"{v:.4f}" if abs(v) < 2 else f"{v:.2f}") for c in metric_cols}
-    for col, fmt in formats.items():
-        shown[col] = shown[col].map(fmt)
-        parts = col.split(":")
-        if len(parts) == 3:  # run:recogniser:metric — mark the rows whose loss used this recogniser
-            shown[col] = [f"{v} †" if v and parts[1] in t else v for v, t in zip(shown[col], trained)]
-    shown = shown.drop(columns=[c for c in ("trained_with",) if c in shown])
-    if "params" in shown:
-        shown["params"] = shown["params"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}")
-    shown = shown.astype(object).where(shown.notna(), "")
-    notes = "\n".join(f"- `{n}`: {r.kind}, protocol `{r.protocol_name}` #{r.protocol_hash[:12]}" for n, r in runs)
-    if any(c.count(":") == 2 for c in metric_cols):
-        notes += ("\n\n`run:recogniser:metric` columns: each recogniser's own calibrated threshold (TAR at FAR 1e-3 set"
-                  " on disjoint calibration subjects), rank-1 and EER. †: the row was trained with that recogniser's"
-                  " features (an identity loss), so its figure is not an independent measurement.")
-    text = (
+    return atomic.write_text(out / "leaderboard.md", leaderboard_markdown(runs, rows))
+
+
+# -- the markdown: one compact table per run -------------------------------------------------------
+#: at most this many recognisers side by side in one recognition table (method + budget + 3 each <= 8)
+_RECOGNISERS_PER_TABLE = 2
+_NONE = "—"
+#: the single-recogniser columns in reading order: the paper's figure, then identification, then the two TARs
+_RECOGNITION_SHOWN = ("matching_accuracy", "rank1", "tar_at_far_1e-3", "tar_cal_1e-3", "wrong_id_cal_1e-3", "eer")
+
+
+def _budget_text(line: Mapping[str, Any]) -> str:
+    """``1,506 steps · 46.2 min``, and the step the weights were picked at when it is not the last."""
+    steps, minutes, picked = (line.get(f"budget_{k}") for k in ("steps", "train_minutes", "selected_step"))
+    if steps is None:
+        return _NONE
+    text = f"{int(steps):,} steps"
+    if minutes is not None:
+        text += f" · {float(minutes):.1f} min"
+    if picked is not None and int(picked) != int(steps):
+        text += f" (weights of step {int(picked):,})"
+    return text
+
+
+def _cells(lines: Sequence[Mapping[str, Any]], keys: Sequence[tuple[str, Metric, str | None]]) -> list[list[str]]:
+    """Metric cells, the best of each column in bold among the rows that compete (not references),
+    † where the column's recogniser was in the row's loss."""
+    columns = []
+    for key, m, rec in keys:
+        values = [line.get(key) for line in lines]
+        dagger = [bool(rec) and rec in (line.get("trained_with") or ()) for line in lines]
+        flags = best_flags([None if line["role"] == "reference" or d else v
+                            for line, v, d in zip(lines, values, dagger)], m)
+        columns.append([_bold(m.number(v), f) + (" †" if d else "") if v is not None else ""
+                        for v, f, d in zip(values, flags, dagger)])
+    return [list(row) for row in zip(*columns)] if columns else [[] for _ in lines]
+
+
+def _present(lines: Sequence[Mapping[str, Any]], key: str) -> bool:
+    return any(line.get(key) is not None for line in lines)
+
+
+def _reconstruction_table(name: str, lines: Sequence[Mapping[str, Any]]) -> str:
+    keys = [(f"{name}:{k}", metric(k), None) for k in RECONSTRUCTION if _present(lines, f"{name}:{k}")]
+    rows = [line for line in lines if any(line.get(k) is not None for k, _, _ in keys)]
+    body = [[line["method"], _format_params(line.get("params")), _budget_text(line), *cells]
+            for line, cells in zip(rows, _cells(rows, keys))]
+    return markdown_table(["Method", "Params", "Budget", *(m.column for _, m, _ in keys)], body,
+                          "lrl" + "r" * len(keys))
+
+
+def _recognition_tables(name: str, lines: Sequence[Mapping[str, Any]]) -> list[str]:
+    recs = list(dict.fromkeys(k.split(":")[1] for line in lines for k in line if k.count(":") == 2
+                              and k.startswith(f"{name}:")))
+    groups: list[list[tuple[str, Metric, str | None]]]
+    if recs:  # several recognisers: each one's own calibrated columns, two recognisers a table
+        groups = [[(f"{name}:{r}:{k}", metric(k), r) for r in recs[i:i + _RECOGNISERS_PER_TABLE]
+                   for k in PER_RECOGNISER] for i in range(0, len(recs), _RECOGNISERS_PER_TABLE)]
+        heads = [[f"{rec} {m.column}" for _, m, rec in keys] for keys in groups]
+    else:
+        groups = [[(f"{name}:{k}", metric(k), None) for k in _RECOGNITION_SHOWN]]
+        heads = [[m.column for _, m, _ in keys] for keys in groups]
+    tables = []
+    for keys, head in zip(groups, heads):
+        keep = [i for i, (k, _, _) in enumerate(keys) if _present(lines, k)]
+        keys, head = [keys[i] for i in keep], [head[i] for i in keep]
+        rows = [line for line in lines if any(line.get(k) is not None for k, _, _ in keys)]
+        body = [[line["method"], _budget_text(line), *cells] for line, cells in zip(rows, _cells(rows, keys))]
+        tables.append(markdown_table(["Method", "Budget", *head], body, "ll" + "r" * len(keys)))
+    return tables
+
+
+_TAR_NOTE = ("TAR@FAR=1e-3: each row's threshold set on its own evaluation impostor scores so that FAR ≤ 1e-3."
+             " TAR@cal 1e-3: one threshold per recogniser, calibrated to FAR 1e-3 on HR-vs-HR comparisons of"
+             " subjects disjoint from the evaluation subjects and applied unchanged to every row (a deployed"
+             " system's operating point; the FAR it reaches on the evaluation impostors is in each run's"
+             " `results.json` and report); WrongID@cal: probes whose rank-1 is a wrong subject at or above that threshold.")
+
+
+def leaderboard_markdown(runs: Sequence[tuple[str, RunResult]], lines: Sequence[Mapping[str, Any]]) -> str:
+    """``leaderboard.md``: per task (reconstruction, then recognition) one table per run, each at most
+    eight columns with the metrics' own names, units, directions and precision
+    (:mod:`fsr_bench.metrics.specs`); the raw joined table is ``leaderboard.csv``."""
+    sections = []
+    for kind, title in (("reconstruction", "Reconstruction"), ("recognition", "Recognition")):
+        named = [n for n, r in runs if r.kind == kind]
+        if not named:
+            continue
+        parts = [f"## {title}"]
+        for n in named:
+            tables = _reconstruction_table(n, lines) if kind == "reconstruction" else "\n\n".join(
+                _recognition_tables(n, lines))
+            parts.append(f"### {n}\n\n{tables}")
+        sections.append("\n\n".join(parts))
+    notes = ["**Bold**: the best of each column among the methods (reference rows are shown, not ranked).",
+             "Budget: optimizer steps of the whole training run and its wall-clock minutes, from each row's"
+             " training record (machine, precision and threads: the `budget_*` columns of `leaderboard.csv`);"
+             f" {_NONE}: no training (a parameter-free floor or a reference row)."]
+    thresholds = sorted({float(r.conventions["threshold"]) for _, r in runs
+                         if r.kind == "recognition" and r.conventions.get("threshold") is not None})
+    if thresholds:
+        notes.append("Matching Accuracy: share of all probes whose similarity to their own gallery face is at or"
+                     f" above the fixed threshold {' / '.join(f'{t:g}' for t in thresholds)} (the paper's rule).")
+    if any(r.kind == "recognition" for _, r in runs):
+        notes.append(_TAR_NOTE)
+    if any(k.count(":") == 2 for line in lines for k in line):
+        notes.append("Several recognisers: each with its own calibrated threshold (the fixed 0.4 is MobileFaceNet's"
+                     " and does not carry over), rank-1 and EER. †: the row was trained with that recogniser's"
+                     " features (an identity loss), so its figure is not an independent measurement and is not"
+                     " ranked for bold.")
+    runs_text = "\n".join(f"- `{n}`: {r.kind}, protocol `{r.protocol_name}` #{r.protocol_hash[:12]}" for n, r in runs)
+    return (
         "# Leaderboard\n\nGenerated by `fsr-bench leaderboard` from the run folders below; every number comes from "
-        "their `results.json` (nothing recomputed). Budget columns are each row's training record, read from its checkpoint "
-        "when the run was scored: `budget_steps` is what the whole training run cost, `budget_selected_step` "
-        "where the weights were picked.\n\n"
-        + shown.to_markdown(index=False, disable_numparse=True) + "\n\n## Runs\n\n" + notes + "\n"
+        "their `results.json` (nothing recomputed); `leaderboard.csv` holds the whole joined table with raw values, "
+        "weights sha256 and sources.\n\n" + "\n\n".join(sections) + "\n\n"
+        + "\n".join(f"- {n}" for n in notes) + "\n\n## Runs\n\n" + runs_text + "\n"
     )
-    return atomic.write_text(out / "leaderboard.md", text)
