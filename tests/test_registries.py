@@ -116,7 +116,14 @@ def _survface(root: Path) -> dict:
     return {"root": str(root)}
 
 
-EXAMPLES = {"identity_folder": _identity_folder, "scface": _scface, "tinyface": _tinyface, "survface": _survface}
+def _native_identity_folder(root: Path) -> dict:
+    _identity_folder(root / "gallery")
+    _identity_folder(root / "probes")  # real LR probes would be small; the adapter reads them as stored
+    return {"gallery_root": str(root / "gallery"), "probe_root": str(root / "probes"), "scale": 4}
+
+
+EXAMPLES = {"identity_folder": _identity_folder, "scface": _scface, "tinyface": _tinyface, "survface": _survface,
+            "native_identity_folder": _native_identity_folder}
 #: sets whose gallery holds several images of a subject (TinyFace Gallery_Match, SurvFace gallery)
 MULTI_IMAGE_GALLERY = {"tinyface", "survface"}
 #: sets with unmated probes by design (open-set search)

@@ -54,6 +54,8 @@ __all__ = [
     "ProbeItem",
     "RecognitionSet",
     "build_probe_degradation",
+    "choose_gallery",
+    "group_by_identity",
     "header_problems",
     "quantize",
     "split_identities",
@@ -315,6 +317,56 @@ def build_probe_degradation(spec: Mapping[str, Any] | FaceProbeDegradation | Non
     )
 
 
+# -- the layout root/<identity>/<image> (shared with fsr_bench.data.native_folders) -------------------
+def group_by_identity(root: Path, images: list[Path]) -> dict[str, list[Path]]:
+    """``images`` under ``root`` by identity folder (sorted); images directly in ``root`` and no
+    identity folder at all is an error (a flat folder is not an identity set)."""
+    groups: dict[str, list[Path]] = {}
+    flat = []
+    for p in images:
+        parts = p.relative_to(root).parts
+        if len(parts) < 2:
+            flat.append(p.name)
+            continue
+        groups.setdefault(parts[0], []).append(p)
+    if flat and not groups:
+        raise FsrBenchDataError(
+            f"{root} holds images directly ({', '.join(flat[:3])}, …) but no identity "
+            "sub-folders; the layout must be root/<identity>/<image>"
+        )
+    return {k: sorted(v) for k, v in groups.items()}
+
+
+def choose_gallery(root: Path, gallery_list: str | Path | None, by_identity: dict[str, list[Path]],
+                   identities: list[str]) -> dict[str, Path]:
+    """The enrolment image of each of ``identities``: ``gallery_list`` (``<identity>/<image>`` under
+    ``root``, one per identity; every problem listed in one error) or the first image, sorted."""
+    if gallery_list is None:
+        return {i: by_identity[i][0] for i in identities}
+    chosen: dict[str, Path] = {}
+    problems: list[str] = []
+    for entry in read_list_file(gallery_list):
+        path = root / entry
+        identity = Path(entry).parts[0]
+        if not path.is_file():
+            problems.append(f"{entry} (no such image under {root})")
+        elif identity in chosen:
+            problems.append(f"{entry} (a second gallery image for {identity})")
+        else:
+            chosen[identity] = path
+    missing = [i for i in identities if i not in chosen]
+    problems += [f"{i} (no gallery entry)" for i in missing[:20]]
+    if len(missing) > 20:
+        problems.append(f"… and {len(missing) - 20} more identities without a gallery entry")
+    if problems:
+        raise FsrBenchDataError(
+            f"gallery_list {gallery_list}: {len(problems)} problem(s):\n  - "
+            + "\n  - ".join(problems)
+            + "\nEach line must be <identity>/<image> relative to the root, one per identity."
+        )
+    return {i: chosen[i] for i in identities}
+
+
 # -- the adapter -----------------------------------------------------------------------------------
 @dataclass
 class IdentityFolderSet(ListedSet):
@@ -372,7 +424,7 @@ class IdentityFolderSet(ListedSet):
                 raise FsrBenchDataError(f"{key} must be a positive integer or null, got {value!r}")
         self.degradation = build_probe_degradation(self.probe_degradation)
         self.scale = self.degradation.scale
-        by_identity = self._group(list_images(self.root, self.list_file))
+        by_identity = group_by_identity(self.root, list_images(self.root, self.list_file))
         if self.include_identities is not None:
             by_identity = {k: v for k, v in by_identity.items() if k in self.include_identities}
         by_identity = {k: v for k, v in by_identity.items() if k not in self.exclude_identities}
@@ -394,7 +446,7 @@ class IdentityFolderSet(ListedSet):
                 )
             rng = np.random.default_rng([self.seed, 0x756E6D61])  # independent of the other draws
             self._unmated = frozenset(rng.choice(eligible, size=self.unmated_identities, replace=False).tolist())
-        enrol = self._gallery_choice(by_identity, [i for i in eligible if i not in self._unmated])
+        enrol = choose_gallery(self.root, self.gallery_list, by_identity, [i for i in eligible if i not in self._unmated])
         self._gallery, self._probes = [], []
         for identity in eligible:
             g = enrol.get(identity)  # None: not enrolled, every image probes
@@ -410,49 +462,6 @@ class IdentityFolderSet(ListedSet):
                 self._probes.append(ProbeItem(name=rel, subject=identity, path=p, index=len(self._probes)))
         if self.single_image_distractors:
             self._gallery += [GalleryItem(k, imgs[0]) for k, imgs in sorted(by_identity.items()) if len(imgs) == 1]
-
-    # -- construction helpers ------------------------------------------------------------------
-    def _group(self, images: list[Path]) -> dict[str, list[Path]]:
-        groups: dict[str, list[Path]] = {}
-        flat = []
-        for p in images:
-            parts = p.relative_to(self.root).parts
-            if len(parts) < 2:
-                flat.append(p.name)
-                continue
-            groups.setdefault(parts[0], []).append(p)
-        if flat and not groups:
-            raise FsrBenchDataError(
-                f"{self.root} holds images directly ({', '.join(flat[:3])}, …) but no identity "
-                "sub-folders; the layout must be root/<identity>/<image>"
-            )
-        return {k: sorted(v) for k, v in groups.items()}
-
-    def _gallery_choice(self, by_identity: dict[str, list[Path]], identities: list[str]) -> dict[str, Path]:
-        if self.gallery_list is None:
-            return {i: by_identity[i][0] for i in identities}
-        chosen: dict[str, Path] = {}
-        problems: list[str] = []
-        for entry in read_list_file(self.gallery_list):
-            path = self.root / entry
-            identity = Path(entry).parts[0]
-            if not path.is_file():
-                problems.append(f"{entry} (no such image under {self.root})")
-            elif identity in chosen:
-                problems.append(f"{entry} (a second gallery image for {identity})")
-            else:
-                chosen[identity] = path
-        missing = [i for i in identities if i not in chosen]
-        problems += [f"{i} (no gallery entry)" for i in missing[:20]]
-        if len(missing) > 20:
-            problems.append(f"… and {len(missing) - 20} more identities without a gallery entry")
-        if problems:
-            raise FsrBenchDataError(
-                f"gallery_list {self.gallery_list}: {len(problems)} problem(s):\n  - "
-                + "\n  - ".join(problems)
-                + "\nEach line must be <identity>/<image> relative to the root, one per identity."
-            )
-        return {i: chosen[i] for i in identities}
 
     def check_files(self) -> None:
         """Read every gallery and probe file's header before any computing: a bad file is reported
@@ -523,7 +532,8 @@ def split_identities(root: str | Path, list_file: str | Path | None, fraction: f
 #: returning a :class:`RecognitionSet`. Plug-ins: entry-point group ``fsr_bench.recognition_sets``.
 RECOGNITION_SETS: Registry[Any] = Registry("recognition set", "fsr_bench.recognition_sets",
                                            builtin_modules=("fsr_bench.data.scface", "fsr_bench.data.tinyface",
-                                                            "fsr_bench.data.survface"))
+                                                            "fsr_bench.data.survface",
+                                                            "fsr_bench.data.native_folders"))
 
 
 @RECOGNITION_SETS.register("identity_folder")

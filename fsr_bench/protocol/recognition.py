@@ -13,7 +13,8 @@ Schema (unknown keys are errors, as for every protocol)::
     kind: recognition
     name: lfw_surveillance_x8
     data:                         # one dataset block, chosen by `type`
-      type: identity_folder       # or: scface, tinyface, survface, survface_verification (1:1 pairs)
+      type: identity_folder       # or: native_identity_folder (real LR probes), scface, tinyface, survface,
+                                  #     survface_verification (1:1 pairs)
       ...                         # see IdentityFolderData / SCfaceData below
     models: [{name: bicubic_x8, label: Bicubic}]
     references: {hr_probes: true, lr_image: true}
@@ -55,6 +56,7 @@ __all__ = [
     "DetectorSpec",
     "FaceCropSpec",
     "IdentityFolderData",
+    "NativeIdentityFolderData",
     "ProbeDegradationSpec",
     "RecognitionProtocol",
     "RecognitionSpec",
@@ -121,6 +123,24 @@ class IdentityFolderData(_Strict):
     probe_degradation: ProbeDegradationSpec = Field(default_factory=ProbeDegradationSpec)
 
 
+class NativeIdentityFolderData(_Strict):
+    """Real LR probes beside HR enrolment images, both ``root/<identity>/<image>``; no synthetic
+    degradation and no "HR probes" row (fsr_bench.data.native_folders)."""
+
+    type: Literal["native_identity_folder"]
+    gallery_root: str  # HR enrolment images, gallery_root/<identity>/<image>
+    probe_root: str  # real LR face images, probe_root/<identity>/<image>, read as stored
+    scale: int = Field(4, ge=1)  # SR factor of the protocol; every model must have it
+    lr_size: Size | None = None  # (H, W) every probe is resized to (MATLAB bicubic); null = as stored
+    list_file: str | None = None  # identities (folder names) to use, one per line; default all
+    gallery_list: str | None = None  # <identity>/<image> under gallery_root per line; default first image (sorted)
+    max_identities: int | None = Field(None, ge=1)  # seeded draw of identities with probes
+    max_probes_per_identity: int | None = Field(None, ge=1)  # seeded draw
+    seed: int = 0  # seeds the two draws above
+    distractors: bool = True  # enrol gallery identities that have no probe
+    name: str | None = None  # dataset name in reports; default the probe root's folder name
+
+
 class TinyFaceData(_Strict):
     """TinyFace's official Testing_Set layout (fsr_bench.data.tinyface; closed set, rank-1/5/20)."""
 
@@ -160,7 +180,8 @@ class SurvFaceVerificationData(_Strict):
     name: str | None = None
 
 
-DataSpec = Annotated[Union[SCfaceData, IdentityFolderData, TinyFaceData, SurvFaceData, SurvFaceVerificationData],
+DataSpec = Annotated[Union[SCfaceData, IdentityFolderData, NativeIdentityFolderData, TinyFaceData, SurvFaceData,
+                           SurvFaceVerificationData],
                      Field(discriminator="type")]
 
 
@@ -267,15 +288,15 @@ class RecognitionProtocol(BaseProtocol):
         cal = self.calibration
         if cal is None:
             return self
-        if self.data.type == "identity_folder":
+        if self.data.type in ("identity_folder", "native_identity_folder"):
             if (cal.list_file is None) == (cal.fraction is None):
-                raise ValueError("calibration: give exactly one of list_file (calibration identities) or fraction "
-                                 "(a seeded split of data's identities) for identity_folder data")
+                raise ValueError(f"calibration: give exactly one of list_file (calibration identities) or fraction "
+                                 f"(a seeded split of data's identities) for {self.data.type} data")
             if cal.group is not None:
                 raise ValueError("calibration.group applies to SCface data only")
-        elif self.data.type not in ("identity_folder", "scface"):
-            raise ValueError(f"calibration: not available for {self.data.type} data (identity_folder: fraction or "
-                             "list_file; scface: group); leave the block out")
+        elif self.data.type != "scface":
+            raise ValueError(f"calibration: not available for {self.data.type} data (identity_folder, "
+                             "native_identity_folder: fraction or list_file; scface: group); leave the block out")
         elif self.data.type == "scface":
             if cal.group is None:
                 raise ValueError("calibration.group: name bob's calibration group (dev) for SCface data")
@@ -286,8 +307,18 @@ class RecognitionProtocol(BaseProtocol):
                                  "subjects than you evaluate (bob: calibrate on dev, report on eval)")
         return self
 
+    @property
+    def hr_probes_row(self) -> bool:
+        """Whether the "HR probes" reference runs: asked for, and the data has HR probes (native LR
+        probes have none; the runner records why the row is absent)."""
+        return self.references.hr_probes and not isinstance(self.data, NativeIdentityFolderData)
+
     @model_validator(mode="after")
     def _has_rows(self) -> "RecognitionProtocol":
-        if not self.models and not (self.references.hr_probes or self.references.lr_image):
+        if isinstance(self.data, NativeIdentityFolderData) and self.references.hr_probes \
+                and "hr_probes" in self.references.model_fields_set:
+            raise ValueError("references.hr_probes: native_identity_folder probes are natively low resolution and "
+                             "have no HR version; leave the key out (the row is absent and the results say why)")
+        if not self.models and not (self.hr_probes_row or self.references.lr_image):
             raise ValueError("nothing to run: list a model or enable a reference (references.hr_probes)")
         return self

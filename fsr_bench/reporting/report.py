@@ -159,7 +159,7 @@ def _recognition_section(group: RunGroup, figs: _Figures, colours: Mapping[str, 
 
     slug = _slug(group.title)
     out = [f"## {group.title}\n", "### Matching (paper Table 4 layout)\n",
-           recognition_table(group.runs)]
+           recognition_table(group.runs), *_absent_references(group.runs)]
     operating = operating_points_table(group.runs)  # calibrated thresholds: the practitioner's table
     if operating:
         out += ["### Operating points: fixed 0.4 and calibrated FAR, wrong-identity risk\n", operating]
@@ -189,6 +189,15 @@ def _recognition_section(group: RunGroup, figs: _Figures, colours: Mapping[str, 
                 "Each SR tile shows its cosine similarity to the subject's gallery face"
                 " (green ✓: at or above the matching threshold).\n", *links]
     return "\n".join(x for x in out if x)
+
+
+def _absent_references(runs: Sequence[Run]) -> list[str]:
+    """Reference rows a run left out on purpose, with its reason (native LR probes have no HR probes row)."""
+    absent: dict[str, str] = {}
+    for run in runs:
+        recorded = run.conventions.get("absent_references")
+        absent.update({str(k): str(v) for k, v in (recorded.items() if isinstance(recorded, Mapping) else ())})
+    return [f"*{label}* row absent — {why}.\n" for label, why in absent.items()]
 
 
 def _headline(groups: Sequence[RunGroup]) -> str:

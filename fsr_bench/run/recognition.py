@@ -54,6 +54,7 @@ import torch
 
 from fsr_bench import results
 from fsr_bench.data.identity_folders import ProbeItem, RecognitionSet
+from fsr_bench.data.native_folders import ABSENT_HR_PROBES
 from fsr_bench.distributed import SINGLE, Ranks
 from fsr_bench.metrics.operating_points import (
     Calibration,
@@ -134,6 +135,14 @@ def calibration_blocks(protocol: RecognitionProtocol) -> tuple[dict[str, Any], d
                 return ({**data, "include_identities": sorted(eval_ids)},
                         {**data, **fixed, "include_identities": sorted(cal_ids)})
             return data, {**data, **fixed, "list_file": cal.list_file}
+        if data["type"] == "native_identity_folder":  # HR-vs-HR from the gallery side (data.native_folders)
+            gallery_side = {**data, "role": "calibration", "max_identities": cal.max_identities,
+                            "max_probes_per_identity": cal.max_probes_per_identity}
+            if cal.fraction is not None:
+                cal_ids, _ = split_identities(data["gallery_root"], data["list_file"], cal.fraction, cal.seed)
+                return {**data, "exclude_identities": sorted(cal_ids)}, {**gallery_side,
+                                                                         "include_identities": sorted(cal_ids)}
+            return data, {**gallery_side, "list_file": cal.list_file}
         assert cal.group is not None  # the protocol's validator
         return data, {**data, **bob_protocol(cal.protocol, cal.group)}
     except FsrBenchDataError as exc:
@@ -374,7 +383,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         for spec in protocol.models:
             rows.append(_model_row(spec, cache / "sr", dataset.scale, device, force,
                                    inference_convention(protocol.run, device)))
-        if protocol.references.hr_probes:
+        if protocol.hr_probes_row:
             rows.append(_Row(HR_PROBES, "reference", role="reference"))
         det = rec.detector
         key = "recognition.recogniser" if rec.recognisers is None else "recognition.recognisers"
@@ -808,4 +817,6 @@ def _conventions(protocol: RecognitionProtocol, dataset: RecognitionSet, aligner
                        "native resolution, no degradation, no SR (upper bound)",
             LR_IMAGE: "the LR probe given to the detector without SR (the paper's first row)",
         },
+        "absent_references": {} if protocol.hr_probes_row or not protocol.references.hr_probes
+        else {HR_PROBES: ABSENT_HR_PROBES},
     }
