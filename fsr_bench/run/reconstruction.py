@@ -364,6 +364,7 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
     conventions = {
         "metrics": {**scoring.conventions.describe(), "lpips": protocol.metrics.lpips,
                     "lpips_unavailable": None if scoring.lpips is not None else scoring.lpips_unavailable_reason,
+                    **({"lpips_trunk": scoring.lpips.describe()} if scoring.lpips is not None else {}),
                     **({"identity": identity.describe()} if identity is not None else {})},
         "degradation": degradation.describe(),
         "dataset": {**describe_dataset(dataset), "n_scored": n},
