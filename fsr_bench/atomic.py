@@ -1,13 +1,14 @@
 """Atomic file writes: a crash never leaves a half-written result behind."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 #: the temp names :func:`_publish` makes (``.NAME.`` + mkstemp's 8 random characters + ``.tmp``): only
 #: these are ever swept, never another program's ``*.tmp`` (a draft, an office lock file)
@@ -34,10 +35,9 @@ def _discard(tmp: str) -> None:
         pass
 
 
-def _publish(path: str | os.PathLike, fill: Callable[[BinaryIO], object]) -> Path:
-    """Write through ``fill`` into a temp file beside ``path``, fsync, then rename over ``path``:
-    readers see the old file or the whole new one; a failure removes the temp file."""
-    path = Path(path)
+def _stage(path: Path, fill: Callable[[BinaryIO], object]) -> str:
+    """Write through ``fill`` into a temp file beside ``path`` and fsync it; returns its name (removed
+    on failure)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -46,11 +46,43 @@ def _publish(path: str | os.PathLike, fill: Callable[[BinaryIO], object]) -> Pat
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _default_mode())
+    except BaseException:
+        _discard(tmp)
+        raise
+    return tmp
+
+
+def _publish(path: str | os.PathLike, fill: Callable[[BinaryIO], object]) -> Path:
+    """Write through ``fill`` into a temp file beside ``path``, fsync, then rename over ``path``:
+    readers see the old file or the whole new one; a failure removes the temp file."""
+    path = Path(path)
+    tmp = _stage(path, fill)
+    try:
         os.replace(tmp, path)
     except BaseException:
         _discard(tmp)
         raise
     return path
+
+
+def _write_all(f: BinaryIO, data: bytes) -> None:
+    f.write(data)
+
+
+def write_together(files: Sequence[tuple[str | os.PathLike, bytes]]) -> None:
+    """Write several files as one step: every temp file is complete on disk before the first rename,
+    then they are renamed in the order given. A full disk fails before any of the files changed (the
+    old set stays whole); only a crash between renames leaves a prefix of the new set published."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files:
+            staged.append((_stage(Path(path), functools.partial(_write_all, data=data)), Path(path)))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            _discard(tmp)  # the ones already renamed are gone: nothing to remove
+        raise
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

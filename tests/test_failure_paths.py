@@ -218,3 +218,26 @@ def test_a_missing_threshold_run_names_the_path_given(tmp_path):  # item 9
 
     with pytest.raises(WatchlistError, match=f"{tmp_path / 'nope'}: not a number.*no such"):
         resolve_threshold(str(tmp_path / "nope"), "mobilefacenet", 1e-3)
+
+
+# -- item 7: an error line where a traceback was ---------------------------------------------------
+
+@pytest.mark.parametrize("command", ["report", "leaderboard"])
+def test_report_and_leaderboard_onto_a_file_or_read_only_disk(tmp_path, monkeypatch, command):
+    import errno
+
+    from fsr_bench import atomic
+
+    _run(tmp_path / "run")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = runner.invoke(app, [command, str(tmp_path / "run"), "-o", str(afile)])
+    assert result.exit_code == 2 and f"error: cannot write {afile}" in result.output, result.output
+
+    def read_only(path, data):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(atomic, "write_bytes", read_only)
+    result = runner.invoke(app, [command, str(tmp_path / "run"), "-o", str(tmp_path / "ro")])
+    assert result.exit_code == 2 and "Read-only file system" in result.output and "writable" in result.output, \
+        result.output

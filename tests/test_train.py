@@ -583,3 +583,59 @@ def test_csv_log_writes_what_the_csv_module_wrote_and_resume_drops_later_rows(tm
     assert (tmp_path / "log.csv").read_text() == "step,epoch,loss_total,note\n1,0.250,0.1,\n"
     CsvLog(tmp_path / "log.csv", resume_step=None)  # a fresh run replaces an old log
     assert not (tmp_path / "log.csv").exists()
+
+
+# -- a full or read-only disk (issue 25, item 7) ---------------------------------------------------
+def _disk_full_on(monkeypatch, name: str, at: int) -> None:
+    """The ``at``-th write (0-based) of a temp file for ``name`` hits a full disk, as ENOSPC does: at
+    the flush to disk, after the bytes went into the page cache."""
+    import errno
+
+    real = os.fsync
+    seen = [0]
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1].startswith(f".{name}."):
+            seen[0] += 1
+            if seen[0] - 1 == at:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("at", [0, 1])
+def test_full_disk_keeps_a_resumable_last_pt_and_is_an_error_line(tmp_path, data, monkeypatch, at):
+    path = _yaml(tmp_path, data)
+    sets = ["--set", "schedule.max_steps=4", "--set", "val_every_steps=2", "--set", "optim.lr=0.01"]
+    _disk_full_on(monkeypatch, "last.pt", at)
+    code, output = _cli(str(path), *sets)
+    assert code == 2 and "No space left on device" in output and "free some space" in output, output
+    run = tmp_path / "run"
+    assert (run / "last.pt").is_file() == (run / "best.pt").is_file()  # never a best.pt without last.pt
+    if at == 1:  # the first pair stays, whole: the run resumes from it
+        monkeypatch.undo()
+        assert read_checkpoint(run / "last.pt")["step"] == 2
+        code, output = _cli(str(path), "--resume", *sets)
+        assert code == 0, output
+
+
+def test_read_only_out_is_an_error_line(tmp_path, data, monkeypatch):
+    import errno
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "run"))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    code, output = _cli(str(_yaml(tmp_path, data)))
+    assert code == 2 and "Read-only file system" in output and "writable --out" in output, output
+
+
+def test_config_and_summary_are_written_atomically(tmp_path, data, monkeypatch):
+    from fsr_bench import atomic
+
+    published: list[str] = []
+    real = atomic.write_bytes
+    monkeypatch.setattr(atomic, "write_bytes", lambda p, d: (published.append(Path(p).name), real(p, d))[1])
+    train(_cfg(tmp_path, data, "schedule.max_steps=1"), **quiet)
+    assert {"config.yaml", "summary.json"} <= set(published)

@@ -17,6 +17,17 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
     return typer.Exit(code)
 
 
+def write_failed(exc: OSError, out: Any) -> "typer.Exit":
+    """An OSError while writing a command's output folder (``-o``): one error line naming the path
+    and the way out, instead of a traceback."""
+    import errno
+
+    where = exc.filename or out
+    hint = "free some space or choose another -o" if exc.errno == errno.ENOSPC else \
+        "choose a writable -o folder (not an existing file)"
+    return fail(f"cannot write {where}: {exc.strerror or exc}; {hint}")
+
+
 def catches_errors(command: F) -> F:
     """Every subcommand: a toolkit error (:class:`FsrBenchError`) becomes one ``error:`` line and
     exit status 2; anything else is a bug and keeps its traceback."""

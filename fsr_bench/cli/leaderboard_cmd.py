@@ -6,7 +6,7 @@ from typing import List
 
 import typer
 
-from fsr_bench.cli._common import catches_errors, fail
+from fsr_bench.cli._common import catches_errors, fail, write_failed
 
 
 @catches_errors
@@ -25,4 +25,6 @@ def leaderboard(
         path = write_leaderboard(run_dirs, out)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise write_failed(exc, out) from None
     typer.echo(f"leaderboard: {path}")

@@ -6,7 +6,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from fsr_bench.cli._common import catches_errors, fail
+from fsr_bench.cli._common import catches_errors, fail, write_failed
 
 
 @catches_errors
@@ -37,7 +37,10 @@ def report(
         from fsr_bench.reporting.face_size_sweep import load_sweep, sweep_tables, write_sweep_report
 
         typer.echo(sweep_tables(load_sweep(run_dirs[0])))
-        typer.echo(f"report: {write_sweep_report(run_dirs[0], out)}")
+        try:
+            typer.echo(f"report: {write_sweep_report(run_dirs[0], out)}")
+        except OSError as exc:
+            raise write_failed(exc, out) from None
         return
     choice = crop.strip().lower()
     crop_box: Any = "default" if choice == "default" else None  # "default" | None | CropBox
@@ -48,6 +51,9 @@ def report(
             raise fail(f"--crop: {exc}") from None
     runs = load_runs(run_dirs)
     typer.echo(tables_for_terminal(runs))
-    path = write_report_for(runs, out if out is not None else run_dirs[0] / "report",
-                            crop_box=crop_box, max_samples=samples)
+    target = out if out is not None else run_dirs[0] / "report"
+    try:
+        path = write_report_for(runs, target, crop_box=crop_box, max_samples=samples)
+    except OSError as exc:
+        raise write_failed(exc, target) from None
     typer.echo(f"report: {path}")

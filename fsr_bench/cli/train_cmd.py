@@ -10,12 +10,16 @@ Examples::
 """
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from fsr_bench.cli._common import catches_errors
+from fsr_bench.cli._common import catches_errors, fail
+
+#: OSErrors that mean the run folder cannot be written (full, read-only, not ours): an error line, not a traceback
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENOTDIR)
 
 
 @catches_errors
@@ -54,6 +58,13 @@ def train(
         info = tr.dry_run(cfg, estimate_steps=estimate_steps, echo=typer.echo)
         typer.echo(tr.format_dry_run(info))
         return
-    summary = tr.train(cfg, resume=resume)
+    try:
+        summary = tr.train(cfg, resume=resume)
+    except OSError as exc:  # the run folder cannot be written (full, read-only): an error line, not a traceback
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        from fsr_bench.run.outdir import os_error
+
+        raise fail(str(os_error(exc, Path(cfg.out_dir or ".")))) from None
     if summary.get("stop_reason") == "interrupted":
         raise typer.Exit(130)

@@ -31,15 +31,14 @@ class CheckpointError(FsrBenchError, RuntimeError):
     pass
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """Serialise in memory, then write atomically: never a half-written checkpoint on disk."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    write_bytes(path, buffer.getvalue())
-
-
 def save_checkpoint(model, path: str | os.PathLike, **extra: Any) -> Path:
     """Save ``model`` (a registered SuperResolver) with its name and config, atomically."""
+    write_bytes(path, checkpoint_bytes(model, **extra))
+    return Path(path)
+
+
+def checkpoint_bytes(model, **extra: Any) -> bytes:
+    """What :func:`save_checkpoint` writes, in memory (a caller writing it to several files at once)."""
     if not getattr(model, "name", ""):
         raise CheckpointError(
             "the model has no registered name; build it with fsr_bench.create_model(...) so its "
@@ -54,8 +53,9 @@ def save_checkpoint(model, path: str | os.PathLike, **extra: Any) -> Path:
         "state_dict": state,
         **extra,
     }
-    atomic_torch_save(payload, path)
-    return Path(path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

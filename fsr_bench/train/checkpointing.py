@@ -1,8 +1,8 @@
 """What a checkpoint needs beyond weights for an exact resume: every RNG state, as plain tensors.
 
 States are stored as tensors and ints so ``torch.load(weights_only=True)`` reads them back (no
-pickle); checkpoints themselves are written by :func:`fsr_bench.models.checkpoint.save_checkpoint`
-and copied with :func:`fsr_bench.atomic.copy_file` (fsync, then rename).
+pickle); checkpoints themselves are serialised by :func:`fsr_bench.models.checkpoint.checkpoint_bytes`
+and written to last.pt / best.pt together by :func:`fsr_bench.atomic.write_together` (fsync, then rename).
 """
 from __future__ import annotations
 

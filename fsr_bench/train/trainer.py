@@ -361,17 +361,16 @@ class Trainer:
 
     def save(self, best: bool = False) -> None:
         """Write last.pt (and best.pt); a collective under DDP (all ranks must call it)."""
-        from fsr_bench.models.checkpoint import save_checkpoint
+        from fsr_bench.models.checkpoint import checkpoint_bytes
 
         payload = self._payload()
         if self.is_main and self.write_outputs:
-            # best.pt before last.pt: a crash between the two must never leave a last.pt that
-            # records a best newer than best.pt holds (resume re-reads best.pt's own record)
-            if best:
-                written = save_checkpoint(self.model, self.out_dir / "best.pt", **payload)
-                atomic.copy_file(written, self.out_dir / "last.pt")
-            else:
-                save_checkpoint(self.model, self.out_dir / "last.pt", **payload)
+            data = checkpoint_bytes(self.model, **payload)
+            # both files complete on disk before either is renamed: a full disk keeps the last good
+            # pair (never a best.pt without its last.pt); best.pt is renamed first, so a crash between
+            # the renames never leaves a last.pt that records a best newer than best.pt holds
+            names = ("best.pt", "last.pt") if best else ("last.pt",)
+            atomic.write_together([(self.out_dir / name, data) for name in names])
         self._last_ckpt_time = time.monotonic()
 
     # -- validation -----------------------------------------------------------------------------
@@ -528,7 +527,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for stale in atomic.sweep_stale_temp(self.out_dir, ["last.pt", "best.pt", "config.yaml", "summary.json"]):
             self.echo(f"removed a temp file a killed run left behind: {stale.name}")
-        (self.out_dir / "config.yaml").write_text(self.cfg.to_yaml(), encoding="utf-8")
+        atomic.write_text(self.out_dir / "config.yaml", self.cfg.to_yaml())
         resume_step = self.step if self.resume else None
         if self.cfg.log.csv:
             self.train_csv = CsvLog(self.out_dir / "train_log.csv", resume_step)
@@ -707,7 +706,7 @@ class Trainer:
             "out_dir": str(self.out_dir),
         }
         if self.is_main and self.write_outputs:
-            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+            atomic.write_text(self.out_dir / "summary.json", json.dumps(summary, indent=2))
             if self.tb is not None:
                 self.tb.close()
         self.echo(f"done ({reason}): step {self.step}, {_fmt_duration(self._elapsed())}"
