@@ -101,6 +101,11 @@ class Registry(Generic[T]):
             self._loading = False
 
     @property
+    def loaded(self) -> bool:
+        """Built-ins and plug-ins imported in this process (so :meth:`names` is cheap and complete)."""
+        return self._loaded
+
+    @property
     def plugin_errors(self) -> dict[str, str]:
         """Entry points that failed to import: name → error (shown by ``fsr-bench list``)."""
         return dict(self._plugin_errors)

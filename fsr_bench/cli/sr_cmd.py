@@ -13,10 +13,10 @@ from fsr_bench.errors import FsrBenchError
 @catches_errors
 def sr(
     images: List[Path] = typer.Argument(None, help="image files and/or folders (searched recursively)"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="registered model name (see `fsr-bench list models`); default: the shipped TANet-S at --scale"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="registered model name or pretrained id MODEL.TAG (see `fsr-bench list models`); default: the best shipped model at --scale"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="weights; an fsr-bench checkpoint also names its model"),
     pretrained: bool = typer.Option(False, "--pretrained", help="the model's registered pretrained weights (shipped or downloaded once, sha256-checked)"),
-    scale: int = typer.Option(4, "--scale", "-s", help="with no --model/--checkpoint: 4 or 8 (the shipped tanet_s_x4 / tanet_s_x8)"),
+    scale: int = typer.Option(4, "--scale", "-s", help="with no --model/--checkpoint: the scale whose best shipped model is used (`fsr-bench list models` marks it)"),
     out: Path = typer.Option(Path("sr_out"), "--out", "-o", help="output folder"),
     device: str = typer.Option("auto", help="cpu | cuda | auto"),
     precision: str = typer.Option(
@@ -54,7 +54,8 @@ def sr(
     """Super-resolve LR face images; writes PNGs named like the inputs into OUT (a folder's
     sub-folders are kept; inputs whose names collide get their extension or a number added).
 
-    With no --model/--checkpoint: the TANet-S that ships inside fsr-bench (x4, or --scale 8).
+    With no --model/--checkpoint: the shipped model with the highest faces256 val PSNR at --scale
+    (x4 unless given; `fsr-bench list models` marks the default and says why).
     Defaults to the fastest mode this hardware supports (``--precision auto``, channels-last);
     ``--precision fp32 --no-channels-last`` reproduces the reference path exactly.
 
@@ -71,10 +72,12 @@ def sr(
 
     if on_error not in ("skip", "stop"):
         raise fail(f"--on-error {on_error!r}: use skip or stop")
-    if model is None and checkpoint is None:  # the embedded default: a trained TANet, no argument needed
-        model, pretrained = f"tanet_s_x{scale}", True
-        if model not in list_pretrained():
-            raise fail(f"no shipped weights for --scale {scale}; shipped: {', '.join(list_pretrained()) or 'none'}")
+    if model is None and checkpoint is None:  # the embedded default: the best shipped model, no argument needed
+        from fsr_bench.models.pretrained import default_pretrained, default_reason
+
+        chosen = default_pretrained(scale)
+        model, pretrained = chosen.id, True
+        typer.echo(f"model: {chosen.id} ({default_reason(chosen, scale)})")
     if checkpoint is not None and not checkpoint.is_file():
         raise fail(f"--checkpoint {checkpoint}: no such file")
     try:
@@ -84,7 +87,7 @@ def sr(
     except (OSError, RuntimeError, TypeError, ValueError, EOFError) as exc:  # truncated or foreign file
         raise fail(f"--checkpoint {checkpoint}: cannot be loaded ({type(exc).__name__}: {exc})") from None
     if checkpoint is None and not pretrained and net.num_parameters() > 0 and not random_init:
-        hint = (" Pass --pretrained for its shipped weights." if net.name in list_pretrained()
+        hint = (" Pass --pretrained for its shipped weights." if any(e.model == net.name for e in list_pretrained().values())
                 else " Train one with `fsr-bench train`.")
         raise fail(
             f"{net.name} has learned parameters but no --checkpoint was given; its output would come "

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from fsr_bench.models.base import ModelInfo, SuperResolver
 from fsr_bench.registry import Registry, RegistryError
+
+if TYPE_CHECKING:  # torch loads only when a model is built: `fsr-bench list models` must not pay for it
+    from fsr_bench.models.base import ModelInfo, SuperResolver
 
 ENTRY_POINT_GROUP = "fsr_bench.models"
 
@@ -41,9 +43,19 @@ def register_model(
     ``checkpoint_defaults``: values for config fields a checkpoint's saved config lacks (a field
     added later whose default changes the function: old checkpoints keep computing what they did).
     """
+    if name is not None and "." in name:  # "." joins a model name and a pretrained tag (timm's MODEL.TAG)
+        raise RegistryError(f"model name {name!r}: '.' is reserved for pretrained ids (MODEL.TAG); use '_'")
     if fn is not None:
         return MODELS.register(name, tiny, checkpoint_defaults)(fn)
     return MODELS.register(name, tiny, checkpoint_defaults)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ModelInfo", "SuperResolver"):
+        from fsr_bench.models import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'fsr_bench.models' has no attribute {name!r}")
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -65,7 +77,9 @@ def create_model(
     * ``create_model("srfbn_x4", checkpoint="upstream.pth")`` – a bare state_dict (e.g. upstream
       release), mapped by the model's ``convert_state_dict``;
     * ``create_model("tanet_s_x4", pretrained=True)`` – the registered pretrained weights (shipped
-      with fsr-bench or downloaded once, SHA-256 verified; see ``fsr_bench.models.pretrained``).
+      with fsr-bench or downloaded once, SHA-256 verified; see ``fsr_bench.models.pretrained``);
+      ``create_model("srfbn_s_x8.compute20", pretrained=True)`` – one of several weights of a model,
+      by its pretrained id ``MODEL.TAG`` (timm's convention).
 
     ``overrides`` are config fields (e.g. ``num_blocks=2``) applied over the defaults, or over the
     checkpoint's config.
@@ -92,6 +106,10 @@ def create_model(
             f"checkpoint {checkpoint} was saved for model {ckpt_name!r}, not {name!r}; "
             f"name the model {ckpt_name!r} (or give no model name: the checkpoint names it)"
         )
+    if "." in name:
+        raise CheckpointError(
+            f"{name!r} is a pretrained id (MODEL.TAG): load it with pretrained=True (`pretrained: true` in a "
+            f"protocol row, --pretrained on the command line), or name the model {name.partition('.')[0]!r}")
     entry = MODELS.get(name)
     config = dict(ckpt.get("config") or {}) if ckpt else {}
     if config and entry.checkpoint_defaults:
@@ -101,6 +119,8 @@ def create_model(
         model = entry.builder(**config)
     except TypeError as exc:
         raise TypeError(f"cannot build {name!r} with config {config}: {exc}") from exc
+    from fsr_bench.models.base import SuperResolver
+
     if not isinstance(model, SuperResolver):
         raise TypeError(f"builder {name!r} returned {type(model).__name__}, not a SuperResolver")
     if "scale" in config and model.scale != int(config["scale"]):
@@ -112,20 +132,20 @@ def create_model(
     return model
 
 
-def _create_pretrained(name: str, overrides: dict[str, Any]) -> SuperResolver:
+def _create_pretrained(name: str, overrides: dict[str, Any]) -> "SuperResolver":
     from fsr_bench.models.checkpoint import load_state_dict_strict
     from fsr_bench.models.pretrained import get_pretrained, load_state_dict, weights_path
 
-    entry = get_pretrained(name)
-    model = MODELS.get(name).builder(**{**entry.config, **overrides})
-    model.name = name
+    entry = get_pretrained(name)  # a model name, or a pretrained id MODEL.TAG
+    model = MODELS.get(entry.model).builder(**{**entry.config, **overrides})
+    model.name = entry.model
     load_state_dict_strict(model, load_state_dict(entry), source=f"pretrained {entry.weights.filename}")
     model.checkpoint_path = str(weights_path(entry))
     model.pretrained = entry
     return model
 
 
-def count_gflops(model: SuperResolver, lr_size: tuple[int, int]) -> float:
+def count_gflops(model: "SuperResolver", lr_size: tuple[int, int]) -> float:
     """Forward GFLOPs for one image (torch FlopCounterMode; 1 multiply-add = 2 FLOPs)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode

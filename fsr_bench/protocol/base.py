@@ -45,8 +45,8 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    # registered model name (`fsr-bench list models`); "" = the one the checkpoint names (filled in before
-    # any row runs: fsr_bench.run.preflight)
+    # registered model name (`fsr-bench list models`), or a pretrained id MODEL.TAG with pretrained: true;
+    # "" = the one the checkpoint names (filled in before any row runs: fsr_bench.run.preflight)
     name: str = ""
     checkpoint: str | None = None  # weights; required for any model with learned parameters
     pretrained: bool = False  # instead of a checkpoint: the model's registered weights (shipped or downloaded)
