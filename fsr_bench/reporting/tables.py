@@ -214,7 +214,11 @@ def _reconstruction_conventions(runs: Sequence[Run]) -> str:
         sigma = f", σ = {m['ssim_sigma']}" if "ssim_sigma" in m else ""
         parts.append(f"SSIM: gaussian {m['ssim_window']}×{m['ssim_window']}{sigma}")
     if "lpips_net" in m or "lpips_version" in m:
-        parts.append(f"LPIPS {m.get('lpips_net', '?')} v{m.get('lpips_version', '?')}")
+        # the trunk file is provenance, not a convention (runs group across it), so name every one
+        trunks = sorted({f"{t.get('trunk')} #{str(t.get('trunk_sha256'))[:12]}" for r in runs
+                         if isinstance(t := (r.conventions.get("metrics") or {}).get("lpips_trunk"), dict)})
+        trunk = f" (AlexNet trunk {', '.join(trunks)})" if trunks else ""
+        parts.append(f"LPIPS {m.get('lpips_net', '?')} v{m.get('lpips_version', '?')}{trunk}")
     return "; ".join(parts)
 
 
