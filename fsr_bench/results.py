@@ -22,14 +22,20 @@ from fsr_bench.errors import FsrBenchError
 __all__ = [
     "COLUMNS",
     "FaceRecord",
+    "FootageLevel",
+    "FootageResult",
+    "FootageRow",
     "FrameRecord",
     "Kind",
+    "OperatingPoint",
+    "RESULT_KINDS",
     "ResultRow",
     "ResultsError",
     "Role",
     "Roc",
     "RunResult",
     "Sample",
+    "read_footage",
     "read_run",
     "summary_frame",
     "frame",
@@ -346,3 +352,65 @@ class FrameRecord(_Open):
         if self.n_faces != len(self.faces):
             raise ValueError(f"n_faces is {self.n_faces} but {len(self.faces)} faces are listed")
         return self
+
+
+# -- footage evaluation (kind: footage, fsr_bench.run.footage) -------------------------------------
+class FootageLevel(_Open):
+    """One row's identification answers at one level: ``track`` (a track's mean embedding) or
+    ``face`` (each face on its own). Operating points are keyed by their label (``0.4``, ``cal 1e-3``)."""
+
+    n: int  # tracks (faces) found in the footage
+    n_mated: int  # of them, in identity folders that are on the watchlist
+    rank1: Finite | None  # mated units whose best watchlist identity is their own; null without one
+    tar: dict[str, Finite | None]  # mated units answered with their own identity at a score >= the threshold
+    wrong_id: dict[str, Finite | None]  # all units answered with a wrong identity at a score >= the threshold
+
+
+class FootageRow(_Open):
+    label: str
+    name: str
+    role: Literal["model", "reference"] = "model"
+    scale: int
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    n_inputs: int  # clips and frames
+    n_inputs_without_faces: int
+    track: FootageLevel
+    face: FootageLevel
+    seconds: Finite
+
+
+class OperatingPoint(_Open):
+    label: str
+    threshold: Finite
+    source: dict[str, Any]  # stated, or the calibration run's FAR, hash and recogniser
+
+
+class FootageResult(_Open):
+    """``OUT/footage.json``: one identification table over labelled footage, every row through the
+    same ``sr --faces`` pipeline and watchlist."""
+
+    kind: Literal["footage"] = "footage"
+    protocol_name: str
+    protocol_hash: str
+    protocol: dict[str, Any]
+    conventions: dict[str, Any]
+    provenance: dict[str, Any]
+    watchlist: dict[str, Any]
+    operating_points: Annotated[list[OperatingPoint], Field(min_length=1)]
+    rows: Annotated[list[FootageRow], Field(min_length=1)]
+
+
+#: every kind of result a runner writes: results.json's kinds (REQUIRED_METRICS) and footage.json's
+RESULT_KINDS: tuple[str, ...] = (*REQUIRED_METRICS, "footage")
+
+
+def read_footage(file: Path) -> FootageResult:
+    """``footage.json`` back, or a :class:`ResultsError` naming the file and what is wrong."""
+    try:
+        return FootageResult.model_validate_json(Path(file).read_bytes())
+    except OSError as exc:
+        raise ResultsError(f"{file}: cannot be read ({exc.strerror or exc}); run the footage protocol first") from None
+    except ValidationError as exc:
+        raise ResultsError(f"{file}: not a footage result ({exc.errors()[0]['msg']} at "
+                           f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}); rerun the protocol") from None

@@ -198,7 +198,7 @@ def test_training_configs_declare_their_kind_and_are_pointed_at_train():
 
 
 def test_unknown_kind_lists_the_registered_ones():
-    with pytest.raises(ProtocolError, match=r"'nope' is not one of \['face_size_sweep', 'recognition', 'reconstruction', 'train'\]"):
+    with pytest.raises(ProtocolError, match=r"'nope' is not one of \['face_size_sweep', 'footage', 'recognition', 'reconstruction', 'train'\]"):
         load_protocol_dict({**BASE, "kind": "nope"})
 
 

@@ -22,7 +22,7 @@ from fsr_bench.errors import FsrBenchError
 from fsr_bench.metrics.specs import METRICS, metric
 from fsr_bench.protocol import PROTOCOL_KINDS, BaseProtocol
 from fsr_bench.registry import Registry, RegistryError
-from fsr_bench.results import REQUIRED_METRICS
+from fsr_bench.results import REQUIRED_METRICS, RESULT_KINDS
 from fsr_bench.run import RUNNERS
 
 ALL = {"degradation": DEGRADATIONS, "dataset type": DATASETS, "recognition set": RECOGNITION_SETS,
@@ -152,7 +152,7 @@ def test_every_protocol_kind_has_a_runner_and_the_shared_fields(kind):
     assert issubclass(cls, BaseProtocol) and cls.model_fields["kind"].default == kind
     assert {"name", "description", "models", "run"} <= set(cls.model_fields)
     # a kind either writes its own results kind or runs of one (face_size_sweep: a recognition run per size)
-    assert kind in RUNNERS and getattr(cls, "result_kind", kind) in REQUIRED_METRICS
+    assert kind in RUNNERS and getattr(cls, "result_kind", kind) in RESULT_KINDS
 
 
 # -- metrics ---------------------------------------------------------------------------------------

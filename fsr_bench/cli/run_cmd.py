@@ -52,6 +52,14 @@ def run(
             typer.echo(sweep_tables(load_sweep(out_dir)))
             typer.echo(f"report: {report}")
         return
+    if proto.kind == "footage":  # one identification table (fsr_bench.run.footage)
+        typer.echo(f"\nresults: {out_dir}/identification.csv, {out_dir}/footage.json; per row: {out_dir}/rows/")
+        from fsr_bench.reporting.footage import footage_table, write_footage_report
+
+        typer.echo(footage_table(result))
+        if proto.run.report:
+            typer.echo(f"report: {write_footage_report(out_dir)}")
+        return
     typer.echo(f"\nresults: {out_dir}/summary.csv, {out_dir}/results.json")
     if proto.run.report:  # the report reads the result in memory, not results.json back
         from fsr_bench.reporting.load import load_run

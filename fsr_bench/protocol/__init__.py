@@ -32,6 +32,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from fsr_bench.config_io import apply_sets, expand_env, format_validation_error, read_yaml_mapping
 from fsr_bench.protocol.base import PROTOCOL_KINDS, BaseProtocol, ModelSpec, ProtocolError, RunSpec, register_protocol
 from fsr_bench.protocol.face_size_sweep import FaceSizeSweepProtocol
+from fsr_bench.protocol.footage import FootageProtocol
 from fsr_bench.protocol.recognition import RecognitionProtocol
 from fsr_bench.protocol.reconstruction import ReconstructionProtocol
 
@@ -39,6 +40,7 @@ __all__ = [
     "PROTOCOL_KINDS",
     "BaseProtocol",
     "FaceSizeSweepProtocol",
+    "FootageProtocol",
     "ModelSpec",
     "ProtocolError",
     "RecognitionProtocol",

@@ -135,7 +135,7 @@ class BaseProtocol(_Strict):
 PROTOCOL_KINDS: Registry[type[BaseProtocol]] = Registry(
     "protocol kind", "fsr_bench.protocols",
     builtin_modules=("fsr_bench.protocol.reconstruction", "fsr_bench.protocol.recognition",
-                     "fsr_bench.protocol.face_size_sweep"),
+                     "fsr_bench.protocol.face_size_sweep", "fsr_bench.protocol.footage"),
 )
 
 

@@ -8,6 +8,7 @@ returns the :class:`fsr_bench.results.RunResult` it wrote to ``OUT/results.json`
 * :mod:`~fsr_bench.run.reconstruction` — build → infer → score (``metrics.ReconstructionMetrics``);
 * :mod:`~fsr_bench.run.recognition` — gallery → rows → detection → embeddings → scores;
 * :mod:`~fsr_bench.run.face_size_sweep` — recognition at several LR face sizes (one recognition run each);
+* :mod:`~fsr_bench.run.footage` — labelled footage through ``sr --faces`` per row, one watchlist;
 * :mod:`~fsr_bench.run.caches` — the recognition face and SR caches.
 """
 from __future__ import annotations
@@ -40,6 +41,13 @@ def _face_size_sweep(protocol, out_dir, **kwargs):
     from fsr_bench.run.face_size_sweep import run_face_size_sweep
 
     return run_face_size_sweep(protocol, out_dir, **kwargs)
+
+
+@RUNNERS.register("footage")
+def _footage(protocol, out_dir, **kwargs):
+    from fsr_bench.run.footage import run_footage
+
+    return run_footage(protocol, out_dir, **kwargs)
 
 
 #: kinds whose runner shards its work across the processes of a torchrun launch (``ranks=``)

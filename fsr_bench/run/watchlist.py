@@ -10,7 +10,8 @@
   A track's embedding is the normalised mean of its faces' embeddings (a still image: each face is
   its own track).
 * **Answer** per track: cosine similarity to every template, the rank-5 list, the best identity and
-  whether its score reaches the threshold. The threshold is stated (a number) or read from a
+  whether its score reaches the threshold (and per face, from the face's own embedding: best
+  identity, score, match). The threshold is stated (a number) or read from a
   recognition run's calibration (``conventions.calibration.per_recogniser.<recogniser>.thresholds``
   at the chosen FAR, set on HR-vs-HR pairs of subjects disjoint from its evaluation subjects;
   :mod:`fsr_bench.metrics.operating_points`). A calibrated threshold transfers only to the same
@@ -150,6 +151,7 @@ class Watchlist:
         self._sums: dict[str, np.ndarray] = {}
         self._counts: dict[str, int] = {}
         self._frames: dict[str, list[int]] = {}
+        self._faces: list[tuple[str, int, np.ndarray]] = []  # (track, frame, embedding) of every face
 
     def add(self, key: str, frame_index: int, sr_face: torch.Tensor, landmarks_sr: np.ndarray) -> None:
         """One SR face of track ``key`` with its landmarks in SR-face pixels."""
@@ -159,6 +161,7 @@ class Watchlist:
         self._sums[key] = self._sums[key] + e if key in self._sums else e
         self._counts[key] = self._counts.get(key, 0) + 1
         self._frames.setdefault(key, []).append(frame_index)
+        self._faces.append((key, frame_index, e))
 
     def answers(self) -> dict[str, Any]:
         """Per track: best identity, score, match at the threshold, rank-5; plus how they were made."""
@@ -175,6 +178,13 @@ class Watchlist:
                 "match": bool(scores[best] >= self.threshold),
                 "rank5": [{"identity": self.names[int(i)], "score": float(scores[int(i)])} for i in order],
             })
+        faces = []
+        if self._faces:
+            scores = cosine_similarity_matrix(np.stack([e for _, _, e in self._faces]), self.templates)
+            for (key, frame_index, _), row in zip(self._faces, scores):
+                best = int(np.argmax(row))  # the first of equal scores, as the tracks' stable sort
+                faces.append({"track": key, "frame": frame_index, "best": self.names[best],
+                              "score": float(row[best]), "match": bool(row[best] >= self.threshold)})
         return {
             "watchlist": str(self.folder), "identities": len(self.names),
             "threshold": self.threshold, "threshold_source": self.threshold_source,
@@ -185,6 +195,8 @@ class Watchlist:
                 "track_embedding": "L2-normalised mean of the track's SR-face embeddings",
                 "probe_alignment": "frame detector's landmarks carried into the SR face (x - x0)·s",
                 "score": "cosine similarity; match: best score >= threshold",
+                "faces": "each face answered on its own (its own embedding), in the order found",
             },
             "tracks": tracks,
+            "faces": faces,
         }
