@@ -226,3 +226,33 @@ def test_labelled_footage_end_to_end_against_a_hand_computation(tmp_path, shared
     for heading in ("Per track", "Per face", "TAR@0.3", "WrongID@cal 0.01", "TAR@cal 0.001", "No SR (reference)",
                     "calibrated at FAR 0.001"):
         assert heading in report, heading
+
+
+def test_report_command_renders_a_footage_folder_with_every_operating_point(tmp_path):
+    from fsr_bench import results
+    from fsr_bench.cli import app
+
+    level = results.FootageLevel(n=4, n_mated=3, rank1=2 / 3, tar={"0.4": 1 / 3, "cal 0.001": 0.0},
+                                 wrong_id={"0.4": 0.25, "cal 0.001": 0.0})
+    rows = [results.FootageRow(label=label, name=label, role=role, scale=scale, n_inputs=2, n_inputs_without_faces=0,
+                               track=level, face=level, seconds=1.0)
+            for label, role, scale in (("No SR", "reference", 1), ("Bicubic", "model", 4))]
+    points = [results.OperatingPoint(label="0.4", threshold=0.4, source={"kind": "stated", "value": 0.4}),
+              results.OperatingPoint(label="cal 0.001", threshold=0.61, source={
+                  "kind": "calibrated", "target_far": 0.001, "protocol_name": "lfw", "protocol_hash": "ab" * 8,
+                  "recogniser": "mobilefacenet", "far_reached": 0.0009})]
+    result = results.FootageResult(protocol_name="f", protocol_hash="cd" * 8, protocol={}, conventions={},
+                                   provenance={}, watchlist={"identities": 3}, operating_points=points, rows=rows)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "footage.json").write_text(result.model_dump_json())
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "run"), "-o", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "r" / "report.md").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("| Bicubic"))
+    # n (mated), rank-1, TAR@0.4, TAR@cal, WrongID@0.4, WrongID@cal: one decimal, as written out here
+    assert [c.strip() for c in line.split("|")[1:-1]] == ["Bicubic", "4 (3)", "66.7%", "33.3%", "0.0%", "25.0%", "0.0%"]
+    assert "No SR (reference)" in text and text.count("| No SR") == 2  # per track and per face
+    assert "cosine threshold 0.6100 — calibrated at FAR 0.001" in text and "FAR reached there 0.09%" in text
+    (tmp_path / "run" / "footage.json").write_text("{}")
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "run")])
+    assert bad.exit_code != 0 and "not a footage result" in bad.output

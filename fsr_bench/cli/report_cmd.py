@@ -42,6 +42,18 @@ def report(
         except OSError as exc:
             raise write_failed(exc, out) from None
         return
+    if any((d / "footage.json").is_file() for d in run_dirs):  # a footage run (kind: footage): its own report
+        if len(run_dirs) != 1:
+            raise fail("a footage run folder (footage.json) makes its report alone; pass it by itself")
+        from fsr_bench.reporting.footage import footage_table, write_footage_report
+        from fsr_bench.results import read_footage
+
+        typer.echo(footage_table(read_footage(run_dirs[0] / "footage.json")))
+        try:
+            typer.echo(f"report: {write_footage_report(run_dirs[0], out)}")
+        except OSError as exc:
+            raise write_failed(exc, out) from None
+        return
     choice = crop.strip().lower()
     crop_box: Any = "default" if choice == "default" else None  # "default" | None | CropBox
     if choice not in ("default", "none"):
