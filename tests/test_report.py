@@ -271,13 +271,16 @@ def recog_run(tmp_path_factory) -> Path:
 def test_recognition_table_percent_dash_and_bold(recog_run):
     table = recognition_table([load_run(recog_run)])
     header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
-    assert header[:4] == ["Methods", "Matching Accuracy ↑", "Average Similarity ↑", "Matched"]
+    # the lead table: paper Table 4 first, units in the heading, at most eight columns (no calibration here:
+    # no TAR@cal column)
+    assert header == ["Methods", "Matching Accuracy (%) ↑", "Average Similarity ↑", "Detection rate (%) ↑",
+                      "Rank-1 (%) ↑", "TAR@FAR=1e-3 (%) ↑", "EER (%) ↓"]
     assert _row(table, "LR image")[1:3] == ["-", "-"]
     tanet, bicubic = _row(table, "TANet"), _row(table, "Bicubic")
-    assert tanet[1] == "**16.9%** [11.9, 22.9]"  # one decimal, the CI in the narrow form
-    assert tanet[2] == "**0.2927**" and tanet[3] == "22/130"
-    assert bicubic[1].startswith("3.1%") and bicubic[2] == "0.1863"
-    assert re.search(r"EER ↓", table.splitlines()[0])
+    assert tanet[1] == "**16.9** [11.9, 22.9]"  # one decimal, the CI in the narrow form
+    assert tanet[2] == "**0.2927**"
+    assert bicubic[1].startswith("3.1 [") and bicubic[2] == "0.1863"
+    assert "best per scale" not in table  # no Scale column here
     assert "no probe face reached the recogniser" in table and "≥ 0.4" in table and "mobilefacenet" in table
 
 
@@ -288,7 +291,7 @@ def test_null_average_similarity_prints_dash_even_when_probes_were_detected(reco
     gone = dataclasses.replace(srfbn, metrics={**srfbn.metrics, "average_similarity": None})
     run = dataclasses.replace(run, rows=tuple(gone if r is srfbn else r for r in run.rows))
     row = _row(recognition_table([run]), "SRFBN")
-    assert row[1:4] == ["-", "-", "-"] and row[4] == "90.0%"
+    assert row[1:3] == ["-", "-"] and row[3] == "90.0"
 
 
 def test_per_distance_table(recog_run):
@@ -346,7 +349,7 @@ def test_write_report_writes_markdown_and_valid_figures(tmp_path, two_scales, re
     assert out == tmp_path / "report" / "report.md"
     text = out.read_text()
     for needle in ("# fsr-bench report", "## What was run", "Reconstruction — faces256-val",
-                   "Recognition — scface-like", "## Conventions & provenance", "**32.61**", "16.9%"):
+                   "Recognition — scface-like", "## Conventions & provenance", "**32.61**", "**16.9** [11.9, 22.9]"):
         assert needle in text, needle
     links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", text)
     expected = {"metrics", "vs-scale", "x4-samples", "x8-samples", "roc", "cmc", "x8-distance"}
@@ -419,8 +422,8 @@ def test_declared_references_are_shown_but_not_ranked(recog_run):
     run = dataclasses.replace(run, conventions={**run.conventions,
                                                 "references": {"TANet": "upper bound (test)"}})
     table = recognition_table([run])
-    assert _row(table, "TANet")[1].startswith("16.9%")  # shown, not bold
-    assert _row(table, "SRFBN")[1].startswith("**13.8%**")
+    assert _row(table, "TANet")[1].startswith("16.9 [")  # shown, not bold
+    assert _row(table, "SRFBN")[1].startswith("**13.8** [")
     assert "not ranked for bold — TANet: upper bound (test)" in table
 
 

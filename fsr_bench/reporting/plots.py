@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -112,6 +112,8 @@ class Panel:
     # label -> one raw value per group; None prints "n/a", a string prints itself (e.g. "no face")
     values: Mapping[str, Sequence[float | str | None]]
     references: frozenset[str] = frozenset()  # hatched and never bold (see tables._ranked)
+    # label -> one raw 95% interval (lo, hi) per group, or None: drawn as an error bar
+    errors: Mapping[str, Sequence[tuple[float, float] | None]] = field(default_factory=dict)
 
 
 def _axis_label(metric: Metric) -> str:
@@ -150,6 +152,7 @@ def bar_panels(panels: Sequence[Panel], colours: Mapping[str, Colour], title: st
             m = panel.metric
             shown = [m.display(v) for vs in panel.values.values() for v in vs
                      if isinstance(v, (int, float))]
+            shown += [m.display(ci[1]) for cis in panel.errors.values() for ci in cis if ci is not None]
             if shown:
                 ax.set_ylim(*_ylim(shown, m, 0.32 if rotate else 0.14))
             bottom = ax.get_ylim()[0]
@@ -168,6 +171,13 @@ def bar_panels(panels: Sequence[Panel], colours: Mapping[str, Colour], title: st
                     ax.bar(x, height - bottom, width * 0.92, bottom=bottom, color=colours[label],
                            edgecolor="white", linewidth=0.5,
                            hatch="///" if label in panel.references else None)
+                    intervals = panel.errors.get(label, ())
+                    ci = intervals[g] if g < len(intervals) else None
+                    if ci is not None:  # the runner's interval, at the table's scale (percent where the table is)
+                        lo, hi = (m.display(v) for v in ci)
+                        ax.errorbar(x, height, yerr=[[max(height - lo, 0.0)], [max(hi - height, 0.0)]],
+                                    fmt="none", ecolor="0.25", elinewidth=0.8, capsize=2)
+                        height = max(height, hi)
                     ax.text(x, height, f" {m.format(value).rstrip('%')}" if rotate
                             else m.format(value).rstrip("%"),
                             rotation=90 if rotate else 0, ha="center", va="bottom", fontsize=7,
@@ -204,7 +214,8 @@ def recognition_bars(runs: Sequence[Run], colours: Mapping[str, Colour], title: 
     panels = []
     for m in RECOGNITION_METRICS[:4]:
         values = _values_by_scale(runs, scales, m.key, hide_undetected=m.key != "detection_rate")
-        panels.append(Panel(m, [scale_label(s) for s in scales], values, _references(runs)))
+        panels.append(Panel(m, [scale_label(s) for s in scales], values, _references(runs),
+                            _intervals_by_scale(runs, scales, m.key)))
     return bar_panels(panels, colours, title)
 
 
@@ -242,6 +253,18 @@ def _values_by_scale(runs: Sequence[Run], scales: Sequence[int], key: str,
             dead = hide_undetected and no_face(row.metrics)
             series[scales.index(run.scale)] = _NO_FACE if dead else row.metrics.get(key)
     return values
+
+
+def _intervals_by_scale(runs: Sequence[Run], scales: Sequence[int], key: str
+                        ) -> dict[str, list[tuple[float, float] | None]]:
+    """Each row's 95% interval per scale, where the runner gave one (the table prints the same)."""
+    out: dict[str, list[tuple[float, float] | None]] = {}
+    for run in runs:
+        for row in run.rows:
+            series = out.setdefault(row.label, [None] * len(scales))
+            if key in row.ci95 and not no_face(row.metrics):
+                series[scales.index(run.scale)] = row.ci95[key]
+    return out
 
 
 # -- lines -----------------------------------------------------------------------------------------

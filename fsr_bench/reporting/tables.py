@@ -40,7 +40,9 @@ __all__ = [
     "no_face",
     "per_distance_table",
     "open_set_table",
+    "operating_points_csv",
     "operating_points_table",
+    "main_recogniser",
     "recognition_table",
     "reconstruction_table",
     "report_tables",
@@ -63,7 +65,7 @@ AVERAGE_SIMILARITY = metric("average_similarity")
 RECOGNITION_METRICS: tuple[Metric, ...] = (
     MATCHING_ACCURACY,
     AVERAGE_SIMILARITY,
-    *(metric(k) for k in ("detection_rate", "rank1", "tar_at_far_1e-3", "eer")),
+    *(metric(k) for k in ("detection_rate", "rank1", "tar_at_far_1e-3", "tar_cal_1e-3", "eer")),
 )
 DISTANCE_METRICS: tuple[Metric, ...] = (
     dataclasses.replace(MATCHING_ACCURACY, name="MA", decimals=2),
@@ -444,45 +446,87 @@ def no_face(metrics: Mapping[str, float | None]) -> bool:
         "average_similarity" in metrics and metrics["average_similarity"] is None)
 
 
+def main_recogniser(run: Run) -> str | None:
+    """The recogniser of a run's headline columns (``conventions.recogniser``), else its first."""
+    rec = run.conventions.get("recogniser")
+    if isinstance(rec, Mapping) and rec.get("name"):
+        return str(rec["name"])
+    return next((n for row in run.rows for n in row.by_recogniser), None)
+
+
+def _value(row: ModelRow, run: Run, key: str) -> float | None:
+    """A headline number: the row's own, else the main recogniser's operating-point block."""
+    if key in row.metrics:
+        return row.metrics[key]
+    block = row.by_recogniser.get(main_recogniser(run) or "") or {}
+    value = (block.get("metrics") or {}).get(key)
+    return None if value is None else float(value)
+
+
+def _missing_reason(row: ModelRow, run: Run, key: str) -> str:
+    if key in row.unavailable:
+        return row.unavailable[key]
+    block = row.by_recogniser.get(main_recogniser(run) or "") or {}
+    why = (block.get("unavailable") or {}).get(key)
+    if why:
+        return str(why)
+    if key.startswith("tar_cal_") and not row.by_recogniser:
+        return "the protocol has no calibration set (no calibrated threshold)"
+    return "not reported by the runner"
+
+
+TAR_NOTE = ("TAR@FAR=1e-3: each row's own threshold, set on its evaluation impostor scores so that FAR ≤ 1e-3."
+            " TAR@cal 1e-3: one threshold per recogniser, calibrated to FAR 1e-3 on HR-vs-HR comparisons of"
+            " subjects disjoint from the evaluation subjects and applied unchanged to every row (a deployed"
+            " system's operating point; the FAR it reaches on the evaluation impostors is in the appendix).")
+
+
+def _recognition_shown(runs: Sequence[Run], several: bool) -> tuple[Metric, ...]:
+    """The lead table's metrics: ≤ 8 columns with the label (and the scale when there are several)."""
+    shown = [m for m in RECOGNITION_METRICS if m.key != "tar_cal_1e-3"
+             or any(_value(row, run, m.key) is not None for run in runs for row in run.rows)]
+    while len(shown) + 1 + several > 8:
+        shown.pop()  # EER first: the appendix and the curves keep it
+    return tuple(shown)
+
+
 def recognition_table(runs: Sequence[Run]) -> str:
-    """Paper Table 4 layout (Matching Accuracy ``16.9231%``, Average Similarity ``.6f``) plus
-    detection rate, Rank-1, TAR@FAR=1e-3 and EER, each with its 95% CI when the runner gave one."""
+    """The section's lead table, paper Table 4 first: Matching Accuracy and Average Similarity, then
+    detection rate, Rank-1, TAR@FAR=1e-3 (per row), TAR@cal 1e-3 (calibrated on disjoint subjects)
+    and EER; percentages with one decimal, a 95% CI as ``[lo, hi]`` where the runner gave one; at most
+    eight columns (the full operating-point grid is :func:`operating_points_table`, the appendix)."""
     _require(runs, "recognition")
     several = len({r.scale for r in runs}) > 1
+    shown = _recognition_shown(runs, several)
     notes = _Notes()
     body: list[list[str]] = []
     any_undetected = False
     for scale, pairs in _by_scale(runs):
-        masked = [(row, no_face(row.metrics)) for row, _ in pairs]
-        ranked = [_ranked(row, run) for row, run in pairs]
-        flags = {m.key: best_flags([row.metrics.get(m.key) if ok and not (dead and m.key != "detection_rate")
-                                    else None for (row, dead), ok in zip(masked, ranked)], m)
-                 for m in RECOGNITION_METRICS}
-        for i, (row, dead) in enumerate(masked):
+        masked = [(row, run, no_face(row.metrics)) for row, run in pairs]
+        flags = {m.key: best_flags([_value(row, run, m.key) if _ranked(row, run)
+                                    and not (dead and m.key != "detection_rate") else None
+                                    for row, run, dead in masked], m) for m in shown}
+        for i, (row, run, dead) in enumerate(masked):
             any_undetected |= dead
-            metric_cells = []
-            for m in RECOGNITION_METRICS:
-                value = row.metrics.get(m.key)
+            cells = [row.shown_label, *([scale_label(scale) if i == 0 else ""] if several else [])]
+            for m in shown:
+                value = _value(row, run, m.key)
                 if dead and m.key != "detection_rate":
-                    metric_cells.append(UNDETECTED)
+                    cells.append(UNDETECTED)
                 elif value is None:
-                    reason = row.unavailable.get(m.key, "not reported by the runner")
-                    metric_cells.append(NA + notes.mark(f"{m.name} unavailable: {reason}",
-                                                        _who(row, scale, several)))
+                    cells.append(NA + notes.mark(f"{m.name} unavailable: {_missing_reason(row, run, m.key)}",
+                                                 _who(row, scale, several)))
                 else:
-                    text = _bold(m.format(value), flags[m.key][i])
+                    text = _bold(m.number(value), flags[m.key][i])
                     if m.key in row.ci95:
                         text += " " + m.format_ci(row.ci95[m.key])
-                    metric_cells.append(text)
-            body.append([row.shown_label, *([scale_label(scale) if i == 0 else ""] if several else []),
-                         *metric_cells[:2], UNDETECTED if dead else _matched(row), *metric_cells[2:]])
-    metric_heads = [m.heading for m in RECOGNITION_METRICS]
-    header = (["Methods"] + (["Scale"] if several else []) + metric_heads[:2] + ["Matched"]
-              + metric_heads[2:])
-    align = "l" + ("l" if several else "") + "r" * (len(RECOGNITION_METRICS) + 1)
-    table = markdown_table(header, body, align)
-    extra = ["**Bold**: best per scale. (lo–hi): 95% confidence interval from the runner."
-             " Matched: probes whose similarity to their own gallery face reached the threshold.",
+                    cells.append(text)
+            body.append(cells)
+    header = ["Methods", *(["Scale"] if several else []), *(m.column for m in shown)]
+    table = markdown_table(header, body, "l" + ("l" if several else "") + "r" * len(shown))
+    best = "best per scale" if several else "best of each column"
+    extra = [f"**Bold**: {best} among the methods. [lo, hi]: 95% confidence interval from the runner.",
+             *([TAR_NOTE] if any(m.key.startswith("tar_") for m in shown) else []),
              *_reference_notes(runs)]
     if any_undetected:
         extra.append(f"“{UNDETECTED}”: no probe face reached the recogniser (none detected), so"
@@ -515,8 +559,8 @@ def _recognition_conventions(runs: Sequence[Run]) -> list[str]:
     ]
 
 
-def _matched(row: ModelRow) -> str:
-    n_matched, n_probes = row.metrics.get("n_matched"), row.metrics.get("n_probes")
+def _matched(metrics: Mapping[str, Any]) -> str:
+    n_matched, n_probes = metrics.get("n_matched"), metrics.get("n_probes")
     return f"{int(n_matched)}/{int(n_probes)}" if n_matched is not None and n_probes else NA
 
 
@@ -578,7 +622,7 @@ def per_distance_table(runs: Sequence[Run]) -> str | None:
             f" **Bold**: best per distance. Probes per distance: {n_text}.{refs}\n")
 
 
-def _pct(value: Any, digits: int = 2) -> str:
+def _pct(value: Any, digits: int = 1) -> str:
     return NA if value is None else f"{100 * float(value):.{digits}f}%"
 
 
@@ -619,7 +663,7 @@ def operating_points_table(runs: Sequence[Run]) -> str | None:
     parts = []
     for name in names:
         tags = _cal_tags(runs, name)
-        header = ["Methods", "Det", f"MA@{fixed:g}", f"FAR@{fixed:g}", f"WrongID@{fixed:g}"]
+        header = ["Methods", "Det", f"MA@{fixed:g}", "Matched", f"FAR@{fixed:g}", f"WrongID@{fixed:g}"]
         for t in tags:
             header += [f"thr@FAR {t}", f"TAR@cal {t}", f"FAR reached ({t})", f"WrongID@cal {t}",
                        f"FAR×Bicubic ({t})", f"FAR×HR ({t})"]
@@ -634,7 +678,7 @@ def operating_points_table(runs: Sequence[Run]) -> str | None:
                 m = block.get("metrics") or {}
                 mark = " †" if block.get("trained_with") else ""
                 cells = [row.label + mark, _pct(m.get("detection_rate")), _pct(m.get("matching_accuracy")),
-                         _pct(m.get(f"far_{fx}"), 3), _pct(m.get(f"wrong_id_{fx}"))]
+                         _matched({**row.metrics, **m}), _pct(m.get(f"far_{fx}"), 3), _pct(m.get(f"wrong_id_{fx}"))]
                 for t in tags:
                     thr = m.get(f"threshold_cal_{t}")
                     cells += [NA if thr is None else f"{float(thr):.4f}", _pct(m.get(f"tar_cal_{t}")),
@@ -643,7 +687,8 @@ def operating_points_table(runs: Sequence[Run]) -> str | None:
                               _ratio(m.get(f"far_cal_{t}_vs_{refs[-1]}")) if refs else NA]
                 body.append(cells)
         parts.append(f"**{name}**\n\n" + markdown_table(header, body, "l" + "r" * (len(header) - 1)))
-    notes = (f"- Fixed: the paper's threshold {fixed:g}. Calibrated: one threshold per recogniser and target FAR,"
+    notes = (f"- Fixed: the paper's threshold {fixed:g}; Matched: probes whose similarity to their own gallery face"
+             " reached it. Calibrated (TAR@cal, the lead table's TAR@cal 1e-3): one threshold per recogniser and target FAR,"
              " set on HR-vs-HR scores of calibration subjects disjoint from the evaluation subjects and applied"
              " unchanged to every row; FAR reached = share of evaluation impostor comparisons at or above it."
              " WrongID: probes whose rank-1 is a wrong subject at or above the threshold (all probes)."
@@ -652,6 +697,27 @@ def operating_points_table(runs: Sequence[Run]) -> str | None:
              " recogniser's cosine scale differs (dlib's embeddings are built for Euclidean distance and score"
              " different people far above 0.4), so compare it on the calibrated columns only.")
     return "\n\n".join(parts) + f"\n\n{notes}\n"
+
+
+def operating_points_csv(runs: Sequence[Run]) -> str | None:
+    """The full operating-point grid as CSV, raw values (fractions, thresholds, counts): one line per
+    run, recogniser and row, every number of the row's per-recogniser block. None without one."""
+    import csv
+    import io
+
+    lines = [(run, name, row, block) for run in runs for row in run.rows
+             for name, block in row.by_recogniser.items()]
+    if not lines:
+        return None
+    keys = list(dict.fromkeys(k for *_, block in lines for k in (block.get("metrics") or {})))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["protocol", "scale", "recogniser", "label", "name", "role", "trained_with", *keys])
+    for run, name, row, block in lines:
+        metrics = block.get("metrics") or {}
+        writer.writerow([run.protocol_name, run.scale, name, row.label, row.name, row.role,
+                         bool(block.get("trained_with")), *("" if metrics.get(k) is None else metrics[k] for k in keys)])
+    return buffer.getvalue()
 
 
 def open_set_table(runs: Sequence[Run]) -> str | None:
