@@ -62,13 +62,12 @@ def sr(
     With --faces the inputs are camera frames or videos: every face is detected, its crop
     super-resolved and pasted back, and each frame gets a JSON (README: "Frames and video").
     """
-    from tqdm import tqdm
-
     from fsr_bench.data.io import list_images, read_image, write_image
     from fsr_bench.models import create_model
     from fsr_bench.models.precision import PrecisionError, describe, infer, prepare, resolve_precision
     from fsr_bench.models.pretrained import list_pretrained
     from fsr_bench.models.tiling import tiled_forward
+    from fsr_bench.progress import progress_bar
 
     if on_error not in ("skip", "stop"):
         raise fail(f"--on-error {on_error!r}: use skip or stop")
@@ -162,7 +161,7 @@ def sr(
     except OSError as exc:
         raise fail(f"--out {out}: cannot create the folder ({exc.strerror or exc}); choose a writable folder") from None
     failures: list[str] = []
-    for (_, path), name in zip(tqdm(sources, desc=f"sr {net.name}", unit="img"), names):
+    for (_, path), name in zip(progress_bar(sources, desc=f"sr {net.name}", unit="img"), names):
         try:
             lr = example_face() if path is None else read_image(path)
             pixels = lr.shape[-2] * lr.shape[-1] * net.scale ** 2

@@ -230,7 +230,7 @@ class FaceCrop:
 
     def boxes(self, paths: Sequence[Path], progress: bool = False) -> dict[Path, list[float] | None]:
         """Face box (x1, y1, x2, y2) per file, or None where MTCNN found no face."""
-        from tqdm import tqdm
+        from fsr_bench.progress import progress_bar
 
         shas = {p: sha256_file(p) for p in paths}
         todo = [p for p in paths if shas[p] not in self._boxes]
@@ -240,7 +240,7 @@ class FaceCrop:
 
                 self._aligner = FaceAligner(min_face_size=self.min_face_size, selection=self.selection,
                                             batch_size=8, device=self.device)
-            bar = tqdm(total=len(todo), desc="SCface face crop (MTCNN)", unit="img", disable=not progress,
+            bar = progress_bar(total=len(todo), desc="SCface face crop (MTCNN)", unit="img", disable=not progress,
                        leave=False)
             for start in range(0, len(todo), 8):  # same-size frames go through MTCNN together
                 chunk = todo[start : start + 8]

@@ -109,9 +109,9 @@ def tiled_forward(model: SuperResolver, lr: torch.Tensor, tile: int = DEFAULT_TI
     out = None
     bar = None
     if progress:
-        from tqdm import tqdm
+        from fsr_bench.progress import progress_bar
 
-        bar = tqdm(total=len(rows) * len(cols), desc=f"tiles {model.name}", unit="tile")
+        bar = progress_bar(total=len(rows) * len(cols), desc=f"tiles {model.name}", unit="tile")
     with torch.no_grad():
         for y0, y1, cy0, cy1 in rows:
             for x0, x1, cx0, cx1 in cols:

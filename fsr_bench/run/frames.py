@@ -292,8 +292,7 @@ def run_faces(
     ``on_error`` receives a per-input toolkit error (unreadable file…) and decides: re-raise or go on.
     ``watchlist``: answer every track against it (``out/<name>/watchlist.json``).
     """
-    from tqdm import tqdm
-
+    from fsr_bench.progress import progress_bar
     from fsr_bench.provenance import collect
 
     options.check()
@@ -313,13 +312,13 @@ def run_faces(
     ctx = _Ctx(net, forward, options, detector, paste_scale, common, watchlist)
     jobs: list[FaceJob] = []
     # one bar over the inputs (a folder of frames); each video also gets its own, per frame
-    for path, name in tqdm(sources, desc="faces", unit="input", disable=len(sources) < 2):
+    for path, name in progress_bar(sources, desc="faces", unit="input", disable=len(sources) < 2):
         job = FaceJob(path, out / name)
         if watchlist is not None:
             watchlist.start()
         try:
             if is_video_file(path):
-                _run_video(job, ctx, tqdm)
+                _run_video(job, ctx, progress_bar)
             else:
                 _run_image(job, ctx)
         except FsrBenchError as exc:
@@ -342,12 +341,12 @@ def _run_image(job: FaceJob, ctx: _Ctx) -> None:
         write_image(pasted, job.pasted)
 
 
-def _run_video(job: FaceJob, ctx: _Ctx, tqdm) -> None:
+def _run_video(job: FaceJob, ctx: _Ctx, progress_bar) -> None:
     options = ctx.options
     info = probe_video(job.source)
     tracker = IoUTracker(options.min_iou, options.max_age)
     total = -(-info.frames // options.stride) if info.frames else None
-    bar = tqdm(total=total, desc=f"faces {job.source.name}", unit="frame")
+    bar = progress_bar(total=total, desc=f"faces {job.source.name}", unit="frame")
     video_common = {**ctx.common, "tracker": tracker.describe(),
                     "video": {"fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,
                               "stride": options.stride}}

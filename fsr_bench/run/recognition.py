@@ -324,10 +324,9 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
             raise ProtocolError("data.type survface_verification: 1:1 verification runs are not sharded across "
                                 "processes; run it without torchrun")
         return run_verification(protocol, out_dir, progress=progress, log=log, force=force, cache_dir=cache_dir)
-    from tqdm import tqdm
-
     from fsr_bench.face import create_recogniser
     from fsr_bench.face.detect import FaceAligner
+    from fsr_bench.progress import progress_bar
 
     t_start = time.perf_counter()
     out = Path(out_dir)
@@ -425,7 +424,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
     for i in sample_idx:
         if probes[i].subject in subject_row:  # the subject's first gallery image
             gallery_samples.setdefault(first_image[subject_row[probes[i].subject]], []).append(folders[i])
-    bar = tqdm(total=len(gallery), desc="gallery", unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=len(gallery), desc="gallery", unit="img", disable=not progress, leave=False)
     embedded = _embed_sharded(ranks, stores, len(gallery), det.batch_size,
                               lambda lo, hi: [dataset.read_gallery(g) for g in gallery[lo:hi]],
                               keep=set(gallery_samples), bar=bar)
@@ -490,7 +489,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
             det_p = [torch.zeros(hi - lo, dtype=torch.bool) for _ in stores]
             kept: dict[int, tuple[torch.Tensor | None, torch.Tensor | None]] = {}
             state: dict[str, Any] = {"model": None, "scale": dataset.scale, "run": protocol.run}
-            bar = tqdm(total=hi - lo, desc=row.label, unit="probe", disable=not progress, leave=False)
+            bar = progress_bar(total=hi - lo, desc=row.label, unit="probe", disable=not progress, leave=False)
             want = "hr" if row.label == HR_PROBES else "lr"  # the one reference that reads HR probes
             for batch_no, (pos, items, read) in enumerate(reader.batches(want, mine)):
                 lrs = read if want == "lr" else None

@@ -219,9 +219,8 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
     a result one process computes — scored rows, SR↔HR identity cosines, timing, FLOPs — and the SR
     outputs of the images in ``samples``. :func:`model_result` makes the result from the parts of
     every process."""
-    from tqdm import tqdm
-
     from fsr_bench.data.degradations import needs_mod_crop
+    from fsr_bench.progress import progress_bar
 
     model = load_model(spec, device, degradation.scale,
                        f"the degradation is x{degradation.scale}; use the _x{degradation.scale} variant or "
@@ -236,7 +235,7 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
     todo = batches(dataset, indices, protocol.run.batch_size) if plan is None else \
         ([dataset[i] for i in b] for b in plan)
     n_todo = len(indices) if plan is None else sum(len(b) for b in plan)
-    bar = tqdm(total=n_todo, desc=f"{spec.display}", unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=n_todo, desc=f"{spec.display}", unit="img", disable=not progress, leave=False)
     for batch_no, items in enumerate(todo):
         cropped += sum(needs_mod_crop(it["hr"], model.scale) for it in items)
         hr_cpu = torch.stack([hr_of(it, model.scale, dataset) for it in items])

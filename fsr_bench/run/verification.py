@@ -75,13 +75,12 @@ def _pair_metrics(sims: np.ndarray, same: np.ndarray, detected_images: np.ndarra
 def run_verification(protocol: RecognitionProtocol, out_dir: str | Path, *, progress: bool = True,
                      log: Log = print, force: bool = False, cache_dir: str | Path | None = None) -> results.RunResult:
     """Score every row of a ``survface_verification`` protocol (see the module docstring)."""
-    from tqdm import tqdm
-
     from fsr_bench.data.identity_folders import read_native_probe
     from fsr_bench.data.io import FsrBenchDataError
     from fsr_bench.data.survface import SurvFaceVerificationSet
     from fsr_bench.face import create_recogniser
     from fsr_bench.face.detect import FaceAligner
+    from fsr_bench.progress import progress_bar
     from fsr_bench.run.recognition import _model_row, _Row, _super_resolve
 
     t_start = time.perf_counter()
@@ -136,7 +135,7 @@ def run_verification(protocol: RecognitionProtocol, out_dir: str | Path, *, prog
         state: dict[str, Any] = {"model": None, "scale": data.scale, "run": run}
         emb = [torch.zeros(len(images), st.dim) for st in stores]
         found = [torch.zeros(len(images), dtype=torch.bool) for _ in stores]
-        bar = tqdm(total=len(images), desc=row.label, unit="img", disable=not progress, leave=False)
+        bar = progress_bar(total=len(images), desc=row.label, unit="img", disable=not progress, leave=False)
         for start in range(0, len(images), run.batch_size):
             read = [read_native_probe(p, lr_size) for p in images[start : start + run.batch_size]]
             batch = [im.hr for im in read] if row.label == HR_PROBES else [im.lr for im in read]

@@ -215,14 +215,13 @@ def training_landmarks(hr_set: Any, cache_dir: str | os.PathLike, device: str = 
     if cache.is_file():
         rows: list[list[list[float]] | None] = json.loads(cache.read_text())["landmarks"]
         return [None if r is None else np.asarray(r, dtype=np.float32) for r in rows]
-    from tqdm import tqdm
-
     from fsr_bench.face.detect import FaceAligner
+    from fsr_bench.progress import progress_bar
 
     aligner = FaceAligner(device=device)  # the recognition protocol's detector and settings
     rows = []
     chunk = 16
-    for start in tqdm(range(0, len(hr_set), chunk), desc="HR landmarks (once)", unit="batch"):
+    for start in progress_bar(range(0, len(hr_set), chunk), desc="HR landmarks (once)", unit="batch"):
         images = [hr_set[i]["hr"] for i in range(start, min(start + chunk, len(hr_set)))]
         found: Any = aligner.align(images)  # AlignedFaces; the name is reused for the count below
         for ok, pts in zip(found.detected.tolist(), found.landmarks.numpy()):

@@ -47,14 +47,15 @@ from torch import nn
 
 from fsr_bench import atomic
 from fsr_bench.errors import FsrBenchError
-from fsr_bench.models.precision import PrecisionError, autocast, infer, resolve_precision
+from fsr_bench.models.precision import PrecisionError, autocast, resolve_precision
+from fsr_bench.progress import format_duration as _fmt_duration
 from fsr_bench.train.checkpointing import plain, rng_state, set_rng_state
 from fsr_bench.train.config import TrainConfig, recipe_differences
 from fsr_bench.train.data import EpochSampler, TrainPairs, ValPairs, as_patch, check_sizes
 from fsr_bench.train.distributed import dist_env, resolve_device
 from fsr_bench.train.logs import CsvLog
 from fsr_bench.train.losses import TrainStep
-from fsr_bench.train.validation import collate_val, score_pairs
+from fsr_bench.train.validation import score_pairs
 
 __all__ = ["TrainError", "Trainer", "dry_run", "score_pairs", "train"]
 
@@ -64,13 +65,7 @@ class TrainError(FsrBenchError, RuntimeError):
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _fmt_duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+VAL_TIMED_IMAGES = 8  # images of the real validation pass --dry-run times (after a warm-up batch)
 
 
 # -- the trainer ----------------------------------------------------------------------------------
@@ -516,9 +511,22 @@ class Trainer:
                 self.tb.add_scalar("train/lr", lr_now, self.step)
         if bar is not None:
             post = {"loss": f"{terms['total']:.4f}", "img/s": f"{ips:.1f}", "ep": f"{self.epoch}"}
-            if self.cfg.schedule.max_minutes is not None:
-                post["budget"] = _fmt_duration(self.cfg.schedule.max_minutes * 60 - self._elapsed())
+            left = self._time_left(ips)
+            if left is not None:
+                post["left"] = f"{_fmt_duration(left[0])} ({left[1]})"
             bar.set_postfix(post, refresh=False)
+
+    def _time_left(self, ips: float) -> tuple[float, str] | None:
+        """Training time left and what ends the run: the steps (max_steps/epochs) or the time budget,
+        whichever comes first at the current img/s. (The bar used to show the budget's remainder alone:
+        ``budget=1.8 h`` for a run that max_steps ended after 39 s.) Validation time is not included."""
+        if ips <= 0:
+            return None
+        by_steps = (self.total_steps() - self.step) * self.cfg.data.batch_size / ips
+        budget = self.cfg.schedule.max_minutes
+        if budget is not None and budget * 60 - self._elapsed() < by_steps:
+            return budget * 60 - self._elapsed(), "time budget"
+        return by_steps, "steps"
 
     def _open_logs(self) -> None:
         self.train_csv = self.val_csv = self.tb = None
@@ -662,11 +670,10 @@ class Trainer:
     def _progress_bar(self, total: int):
         if not (self.is_main and self.cfg.log.progress):
             return None
-        from tqdm import tqdm
+        from fsr_bench.progress import progress_bar
 
-        tty = sys.stderr.isatty()
-        return tqdm(total=total, initial=self.step, desc=f"train {self.cfg.model.name}", unit="step",
-                    dynamic_ncols=True, mininterval=1.0 if tty else 30.0, smoothing=0.05)
+        return progress_bar(total=total, initial=self.step, desc=f"train {self.cfg.model.name}", unit="step",
+                            dynamic_ncols=True, mininterval=1.0, smoothing=0.05)
 
     def _val_step_due(self) -> bool:
         every = self.cfg.val_every_steps
@@ -719,6 +726,27 @@ class Trainer:
             dist.destroy_process_group()
 
     # -- dry run --------------------------------------------------------------------------------
+    def _time_validation(self) -> tuple[float, int]:
+        """Seconds of one full validation, extrapolated from a real pass over a few images (loading,
+        degradation, forward, PSNR and SSIM: :func:`score_pairs`, as :meth:`validate` runs it), and how
+        many images were timed. Timing the forward alone predicted ~1 s where a validation took 9-11 s."""
+        pairs, cfg = self.val_pairs, self.cfg
+        assert pairs is not None
+        n = len(pairs)
+        warm = min(self.val_batch, n)
+        timed = range(warm, min(n, warm + max(VAL_TIMED_IMAGES, self.val_batch))) if n > warm else range(n)
+        kwargs: dict[str, Any] = dict(workers=min(cfg.data.workers, 2), channels_last=cfg.channels_last,
+                                      precision=cfg.precision)
+        try:
+            if n > warm:  # first calls allocate, pick kernels, compile: once per run, not once per validation
+                score_pairs(self.model, pairs, self.device, self.val_batch, indices=range(warm), **kwargs)
+            t0 = time.perf_counter()
+            score_pairs(self.model, pairs, self.device, self.val_batch, indices=timed, **kwargs)
+            seconds = time.perf_counter() - t0
+        finally:
+            self.model.train()
+        return seconds * n / (len(timed) * self.world), len(timed)
+
     def dry_run(self, estimate_steps: int = 2) -> dict[str, Any]:
         """Resolved config, parameter count, data sizes and a time estimate from a few real steps."""
         cfg = self.cfg
@@ -755,14 +783,9 @@ class Trainer:
             per_step = float(np.median(times[1:]))
             val_s = 0.0
             n_val = 0
+            n_timed = 0
             if self.val_pairs is not None:
-                self.model.eval()
-                b = [self.val_pairs[i] for i in range(min(self.val_batch, len(self.val_pairs)))]
-                x = collate_val(b)["lr"].to(self.device)
-                t0 = time.perf_counter()
-                infer(self.model, x, cfg.precision, cfg.channels_last).sum().item()
-                val_s = (time.perf_counter() - t0) * len(self.val_pairs) / (len(b) * self.world)
-                self.model.train()
+                val_s, n_timed = self._time_validation()
             val_per_step = 0.0  # validation seconds per training step
             if self.val_pairs is not None:
                 val_per_step = val_s * ((1 / (self.steps_per_epoch * cfg.val_every) if cfg.val_every else 0)
@@ -777,7 +800,8 @@ class Trainer:
             if cfg.schedule.max_minutes is not None:
                 est = min(est, cfg.schedule.max_minutes * 60 + val_s)  # + the final validation
             info.update({"s_per_step": per_step, "img_per_s": cfg.data.batch_size / per_step,
-                         "val_s": val_s, "validations": n_val, "estimated_steps": steps, "estimate_s": est})
+                         "val_s": val_s, "val_timed_images": n_timed, "validations": n_val,
+                         "estimated_steps": steps, "estimate_s": est})
         return info
 
 
@@ -855,6 +879,7 @@ def format_dry_run(info: dict[str, Any]) -> str:
                      f" (measured on {info['device']}, after one warm-up step)")
         budget = info["config"]["schedule"]["max_minutes"]
         lines.append(f"estimate:    {_fmt_duration(info['estimate_s'])} in total for ~{info['estimated_steps']} steps"
-                     f" (incl. {info['validations']} validations of ~{_fmt_duration(info['val_s'])})"
+                     f" (incl. {info['validations']} validations of ~{_fmt_duration(info['val_s'])}, timed on"
+                     f" {info['val_timed_images']} of {info['val_images']} val images)"
                      + (f"; the {budget:g}-minute budget ends the run" if budget and info['estimated_steps'] < info['total_steps'] else ""))
     return "\n".join(lines)
