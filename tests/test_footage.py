@@ -256,3 +256,16 @@ def test_report_command_renders_a_footage_folder_with_every_operating_point(tmp_
     (tmp_path / "run" / "footage.json").write_text("{}")
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "run")])
     assert bad.exit_code != 0 and "not a footage result" in bad.output
+
+
+def test_inputs_that_would_share_a_job_folder_are_refused_before_enrolment(tmp_path):
+    from PIL import Image
+
+    from fsr_bench.run.footage import run_footage
+
+    (tmp_path / "footage" / "alice" / "x").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(tmp_path / "footage" / "alice" / "x_y.png")
+    Image.new("RGB", (32, 32)).save(tmp_path / "footage" / "alice" / "x" / "y.png")
+    protocol = load_protocol_dict(_doc(tmp_path, run={"device": "cpu"}))  # watch/ does not exist: not reached
+    with pytest.raises(ProtocolError, match="share the job folder name alice/x_y.png"):
+        run_footage(protocol, tmp_path / "out", log=lambda _: None)

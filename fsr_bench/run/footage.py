@@ -129,6 +129,11 @@ def run_footage(protocol: FootageProtocol, out_dir: str | Path, *, progress: boo
     run, faces = protocol.run, protocol.faces
     device = str(resolve_device(run.device))
     inputs = labelled_inputs(Path(protocol.data.root), protocol.data.list_file)
+    names = [f"{identity}/{safe_filename(p.relative_to(Path(protocol.data.root) / identity).as_posix())}"
+             for identity, p in inputs]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:  # two inputs would share one job folder (a/b.png and a_b.png both become a_b.png)
+        raise ProtocolError(f"data.root: inputs share the job folder name {', '.join(clash[:5])}; rename one of them")
     points = operating_points(protocol)
     wl = protocol.watchlist
     watchlist = Watchlist(Path(wl.root), wl.recogniser, wl.weights, points[0].threshold, points[0].source, device)
@@ -139,8 +144,6 @@ def run_footage(protocol: FootageProtocol, out_dir: str | Path, *, progress: boo
                            upsample=faces.upsample, min_score=faces.min_score, margin=faces.margin,
                            batch_size=faces.batch_size, paste=False, stride=faces.stride, min_iou=faces.track_iou)
     precision = resolve_precision(run.precision, device)
-    names = [f"{identity}/{safe_filename(p.relative_to(Path(protocol.data.root) / identity).as_posix())}"
-             for identity, p in inputs]
 
     rows_spec: list[tuple[str, Any]] = ([(NO_SR, None)] if protocol.references.no_sr else []) + \
         [(m.display, m) for m in protocol.models]
