@@ -269,3 +269,17 @@ def test_inputs_that_would_share_a_job_folder_are_refused_before_enrolment(tmp_p
     protocol = load_protocol_dict(_doc(tmp_path, run={"device": "cpu"}))  # watch/ does not exist: not reached
     with pytest.raises(ProtocolError, match="share the job folder name alice/x_y.png"):
         run_footage(protocol, tmp_path / "out", log=lambda _: None)
+
+
+def test_bad_recogniser_detector_and_paths_are_found_before_any_row(tmp_path):
+    from fsr_bench.run.preflight import check_protocol
+
+    (tmp_path / "footage").mkdir()
+    (tmp_path / "watch").mkdir()
+    protocol = load_protocol_dict(_doc(tmp_path, watchlist={"root": str(tmp_path / "watch"), "recogniser": "nope_rec"},
+                                       faces={"detector": "nope_det"}, data={"root": str(tmp_path / "missing")}))
+    with pytest.raises(ProtocolError) as err:
+        check_protocol(protocol)
+    text = str(err.value)
+    assert "3 problem(s)" in text and "watchlist.recogniser" in text and "faces.detector" in text
+    assert "data.root" in text

@@ -100,6 +100,9 @@ def _registry_problems(protocol: Any) -> list[str]:
     identity = getattr(getattr(protocol, "metrics", None), "identity", None)
     if identity is not None:
         named.append(("metrics.identity.recogniser", identity.recogniser))
+    watchlist = getattr(protocol, "watchlist", None)  # kind: footage
+    if watchlist is not None:
+        named.append(("watchlist.recogniser", watchlist.recogniser))
     problems = []
     for key, name in named:
         if name.startswith(ONNX_PREFIX):
@@ -110,7 +113,9 @@ def _registry_problems(protocol: Any) -> list[str]:
             RECOGNISERS.get(name)
         except RegistryError as exc:
             problems.append(f"{key}: {exc}")
-    for key, name in _detector_names(protocol.model_dump(mode="json", exclude={"models"})):
+    faces = getattr(protocol, "faces", None)  # kind: footage names its detector by a string
+    detectors = [("faces.detector", faces.detector)] if faces is not None else []
+    for key, name in detectors + _detector_names(protocol.model_dump(mode="json", exclude={"models"})):
         try:
             DETECTORS.get(name)
         except RegistryError as exc:
