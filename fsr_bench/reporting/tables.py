@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from fsr_bench.metrics.specs import Metric, metric
 from fsr_bench.reporting.load import RECONSTRUCTION, ModelRow, Run, RunGroup, group_runs, load_run
+from fsr_bench.reporting.paper import nearest_paper_line, paper_note, paper_rows
 
 __all__ = [
     "DISTANCE_METRICS",
@@ -304,6 +305,28 @@ def _reference_notes(runs: Sequence[Run]) -> list[str]:
     return [f"References, shown but not ranked for bold — {described}."]
 
 
+def _paper_cells(runs: Sequence[Run], scale: int, shown: Sequence[Metric], *, several: bool,
+                 undetected_keep: Sequence[str], plain: bool = False) -> list[list[str]]:
+    """The paper's published rows for the runs of ``scale`` that follow its protocol: italic labels,
+    never bold, blank where the paper reports no figure (:mod:`fsr_bench.reporting.paper`)."""
+    rows = list({r.label: r for run in runs if run.scale == scale for r in paper_rows(run)}.values())
+    out = []
+    for r in rows:
+        cells = []
+        for m in shown:
+            value = r.metrics.get(m.key)
+            if r.undetected and m.key in r.metrics and m.key not in undetected_keep:
+                cells.append(UNDETECTED)
+            else:
+                cells.append("" if value is None else (m.number(value) if plain else m.format(value)))
+        out.append([f"*{r.label}*", *([""] if several else []), *cells])
+    return out
+
+
+def _paper_notes(runs: Sequence[Run]) -> list[str]:
+    return [x for x in (paper_note(runs), nearest_paper_line(runs)) if x]
+
+
 def _footer(notes: _Notes, extra: Sequence[str], conventions: Sequence[str]) -> str:
     lines = [f"- {line}" for line in [*notes.lines(), *extra, *conventions]]
     return "\n".join(lines)
@@ -380,6 +403,7 @@ def reconstruction_table(runs: Sequence[Run]) -> str:
                             "images; ID cos/angle are over the rest", _who(row, scale, several))
                     cells.append(_bold(m.format(value), flags[m.key][i]) + mark)
             body.append(cells)
+        body += _paper_cells(runs, scale, shown, several=True, undetected_keep=())
     rec_name = "/".join(id_names)
     header = ["Methods", "Scale", *(f"{m.name} ({rec_name}) {m.arrow}" if m in IDENTITY_METRICS else m.heading
                                     for m in shown)]
@@ -387,6 +411,7 @@ def reconstruction_table(runs: Sequence[Run]) -> str:
     conventions = [
         "**Bold**: best per scale (↑ higher is better, ↓ lower is better).",
         *_reference_notes(runs),
+        *_paper_notes(runs),
         f"Conventions: {_reconstruction_conventions(runs)}; degradation: {_degradation_text(runs)};"
         f" dataset: {_dataset_text(runs)}.",
         *([_identity_text(runs, id_names) + "."] if id_names else []),
@@ -522,12 +547,13 @@ def recognition_table(runs: Sequence[Run]) -> str:
                         text += " " + m.format_ci(row.ci95[m.key])
                     cells.append(text)
             body.append(cells)
+        body += _paper_cells(runs, scale, shown, several=several, undetected_keep=("detection_rate",), plain=True)
     header = ["Methods", *(["Scale"] if several else []), *(m.column for m in shown)]
     table = markdown_table(header, body, "l" + ("l" if several else "") + "r" * len(shown))
     best = "best per scale" if several else "best of each column"
     extra = [f"**Bold**: {best} among the methods. [lo, hi]: 95% confidence interval from the runner.",
              *([TAR_NOTE] if any(m.key.startswith("tar_") for m in shown) else []),
-             *_reference_notes(runs)]
+             *_reference_notes(runs), *_paper_notes(runs)]
     if any_undetected:
         extra.append(f"“{UNDETECTED}”: no probe face reached the recogniser (none detected), so"
                      " nothing could be matched (as in the paper's Table 4).")
