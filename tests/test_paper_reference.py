@@ -128,3 +128,26 @@ def test_other_protocols_name_the_nearest_published_figures_and_the_difference()
     subset = dataclasses.replace(run, conventions={**run.conventions, "dataset": {**run.dataset, "subjects": "dev"}})
     table = recognition_table([subset])
     assert "paper (reported)" not in table and "SCface subjects `dev`, not all 130" in table
+
+
+def test_the_leaderboard_names_the_papers_figures_per_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from fsr_bench.cli import app
+
+    committed = REPO / "reports" / "leaderboard" / "runs" / "faces256_val_x8" / "results.json"
+    if not committed.is_file():
+        pytest.skip(f"{committed} is not committed in this checkout")
+    data = json.loads(committed.read_text())
+    data["protocol"]["data"]["dataset"]["type"] = "ffhq"  # the same run, read as the paper's FFHQ protocol
+    data["protocol_name"] = "ffhq_x8"
+    (tmp_path / "ffhq_x8").mkdir()
+    (tmp_path / "ffhq_x8" / "results.json").write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["leaderboard", str(tmp_path / "ffhq_x8"), str(committed.parent),
+                                      "-o", str(tmp_path / "lb")])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    ffhq, faces = md.split("### ffhq_x8", 1)[1].split("### faces256_val_x8", 1)
+    assert "Paper (reported, not measured here; Table 2, Table 1, FFHQ ×8)" in ffhq
+    assert "TANet 28.62 dB / 0.7972 / 0.2844 / 0.7564" in ffhq and "TANet w/o global 28.50 dB / 0.7944" in ffhq
+    assert "nearest is Table 2 (FFHQ ×8" in faces and "not the same protocol" in faces

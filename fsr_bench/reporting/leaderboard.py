@@ -33,6 +33,8 @@ from typing import Any, Mapping, Sequence
 
 from fsr_bench import atomic
 from fsr_bench.metrics.specs import Metric, metric
+from fsr_bench.reporting.load import Run
+from fsr_bench.reporting.paper import paper_line
 from fsr_bench.reporting.tables import _bold, _format_params, best_flags, markdown_table
 from fsr_bench.results import RunResult, read_run, shown_label
 
@@ -98,7 +100,20 @@ def write_leaderboard(run_dirs: Sequence[Path], out: Path) -> Path:
     atomic.write_text(out / "leaderboard.json", json.dumps(
         {"runs": [{"name": n, "protocol_hash": r.protocol_hash, "kind": r.kind,
                    "conventions": r.conventions} for n, r in runs], "rows": rows}, indent=1, default=str) + "\n")
-    return atomic.write_text(out / "leaderboard.md", leaderboard_markdown(runs, rows))
+    views = {n: _view(Path(d), r) for d, (n, r) in zip(run_dirs, runs)}
+    paper = {n: paper_line(v) for n, v in views.items() if v is not None}
+    return atomic.write_text(out / "leaderboard.md", leaderboard_markdown(runs, rows, paper))
+
+
+def _view(path: Path, run: RunResult) -> Run | None:
+    """The run as the report reads it, from results.json alone (the paper line needs no more);
+    None when the run records no scale (then no paper figure can be named for it)."""
+    scale = next((block["scale"] for block in (run.conventions.get(k) for k in ("degradation", "dataset"))
+                  if isinstance(block, Mapping) and isinstance(block.get("scale"), int)), None)
+    if scale is None:
+        return None
+    return Run(path=path, kind=run.kind, protocol_name=run.protocol_name or path.name, protocol_hash=run.protocol_hash,
+               protocol=run.protocol, conventions=run.conventions, provenance=run.provenance, scale=scale, rows=())
 
 
 # -- the markdown: one compact table per run -------------------------------------------------------
@@ -177,7 +192,8 @@ _TAR_NOTE = ("TAR@FAR=1e-3: each row's threshold set on its own evaluation impos
              " `results.json` and report); WrongID@cal: probes whose rank-1 is a wrong subject at or above that threshold.")
 
 
-def leaderboard_markdown(runs: Sequence[tuple[str, RunResult]], lines: Sequence[Mapping[str, Any]]) -> str:
+def leaderboard_markdown(runs: Sequence[tuple[str, RunResult]], lines: Sequence[Mapping[str, Any]],
+                         paper: Mapping[str, str] | None = None) -> str:
     """``leaderboard.md``: per task (reconstruction, then recognition) one table per run, each at most
     eight columns with the metrics' own names, units, directions and precision
     (:mod:`fsr_bench.metrics.specs`); the raw joined table is ``leaderboard.csv``."""
@@ -190,7 +206,8 @@ def leaderboard_markdown(runs: Sequence[tuple[str, RunResult]], lines: Sequence[
         for n in named:
             tables = _reconstruction_table(n, lines) if kind == "reconstruction" else "\n\n".join(
                 _recognition_tables(n, lines))
-            parts.append(f"### {n}\n\n{tables}")
+            line = (paper or {}).get(n)
+            parts.append(f"### {n}\n\n{tables}" + (f"\n\n{line}" if line else ""))
         sections.append("\n\n".join(parts))
     notes = ["**Bold**: the best of each column among the methods (reference rows are shown, not ranked).",
              "Budget: optimizer steps of the whole training run and its wall-clock minutes, from each row's"

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from fsr_bench.reporting.load import RECONSTRUCTION, Run
 
-__all__ = ["PAPER_FILE", "PaperRow", "nearest_paper_line", "paper_note", "paper_rows"]
+__all__ = ["PAPER_FILE", "PaperRow", "nearest_paper_line", "paper_line", "paper_note", "paper_rows"]
 
 PAPER_FILE = Path(__file__).with_name("tanet_paper.json")
 SUFFIX = " — paper (reported)"
@@ -148,3 +148,16 @@ def _quote(key: str, value: float | None) -> str:
 
     m = metric(key)
     return m.format(value) + (f" {m.unit}" if m.unit else "")
+
+
+def paper_line(run: Run) -> str:
+    """One line for a table without room for the paper's rows (the leaderboard): the published
+    figures of the run's protocol, or the nearest ones and what differs."""
+    rows = paper_rows(run)
+    if not rows:
+        return nearest_paper_line([run]) or ""
+    tables = ", ".join(f"Table {t}" for t in _tables_for(run))
+    quoted = "; ".join(f"{r.method} " + " / ".join(_quote(k, v) for k, v in r.metrics.items() if v is not None)
+                       for r in rows if not r.undetected)
+    return (f"Paper (reported, not measured here; {tables}, {_NAMES[_paper()['tables'][_tables_for(run)[0]]['dataset']]}"
+            f" ×{run.scale}): {quoted}.")
