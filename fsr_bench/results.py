@@ -364,6 +364,7 @@ class FootageLevel(_Open):
     rank1: Finite | None  # mated units whose best watchlist identity is their own; null without one
     tar: dict[str, Finite | None]  # mated units answered with their own identity at a score >= the threshold
     wrong_id: dict[str, Finite | None]  # all units answered with a wrong identity at a score >= the threshold
+    ci95: dict[str, list[Finite]] = Field(default_factory=dict)  # "rank1", "tar@<op>", "wrong_id@<op>": [lo, hi]
 
 
 class FootageRow(_Open):

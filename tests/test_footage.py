@@ -57,6 +57,13 @@ def test_identification_level_formulas_written_out():
     assert lv.wrong_id == pytest.approx({"0.4": 1 / 4, "0.2": 2 / 4})
     empty = identification_level([], points)
     assert empty.rank1 is None and empty.tar == {"0.4": None, "0.2": None}
+    assert lv.ci95 == {}  # no bootstrap asked for
+    # 95 % CIs resample identities. Rank-1 over the mated a (2 right) and b (1 wrong): the resamples
+    # {a,a} 1.0, {b,b} 0.0 (1/4 each), {a,b} 2/3 -> percentiles 2.5/97.5 = 0.0 / 1.0. WrongID@0.4 over
+    # a (0/2), b (1/1), x (0/1): 0 unless b is drawn; all three b (1.0) has probability 1/27 > 2.5 %
+    ci = identification_level(units, points, bootstrap_n=2000, bootstrap_seed=0).ci95
+    assert ci["rank1"] == [0.0, 1.0] and ci["wrong_id@0.4"] == [0.0, 1.0]
+    assert set(ci) == {"rank1", "tar@0.4", "tar@0.2", "wrong_id@0.4", "wrong_id@0.2"}
 
 
 def test_inputs_must_be_labelled_folders(tmp_path):
@@ -205,6 +212,9 @@ def test_labelled_footage_end_to_end_against_a_hand_computation(tmp_path, shared
             mated = [u for u in units if u[0] in names]
             assert (got["n"], got["n_mated"]) == (len(units), len(mated)), (label, level)
             assert got["rank1"] == pytest.approx(np.mean([u[0] == u[1] for u in mated]), abs=1e-9)
+            lo, hi = got["ci95"]["rank1"]  # bootstrap over identities (default n 1000)
+            assert lo <= got["rank1"] <= hi and set(got["ci95"]) == {"rank1", *(f"{m}@{op}" for m in ("tar", "wrong_id")
+                                                                         for op in ops)}
             for op, t in ops.items():
                 # a score within 2e-3 of t could flip between PNG-rounded faces and the in-memory ones
                 assert not any(abs(u[2] - t) < 2e-3 for u in units), "a unit sits on the threshold"

@@ -26,6 +26,7 @@ Schema (unknown keys are errors, as for every protocol)::
             track_iou: 0.3, batch_size: 16}
     models: [{name: bicubic_x4, label: Bicubic}]
     references: {no_sr: true}     # the "No SR" row: the native face crops, unchanged
+    bootstrap: {n: 1000, seed: 0} # 95 % CIs, resampling identities
     run: {device: auto, precision: fp32, channels_last: false, report: true}
 
 Every face found in ``data.root/<identity>/`` is taken to be ``<identity>`` (crop or cut the
@@ -40,6 +41,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from fsr_bench.protocol.base import BaseProtocol, ModelSpec, RunSpec, _Strict, register_protocol
+from fsr_bench.protocol.recognition import BootstrapSpec
 
 __all__ = ["NO_SR", "FacesSpec", "FootageData", "FootageProtocol", "FootageReferences", "ThresholdsSpec",
            "WatchlistSpec"]
@@ -101,6 +103,7 @@ class FootageProtocol(BaseProtocol):
     faces: FacesSpec = Field(default_factory=FacesSpec)
     models: list[ModelSpec] = Field(default_factory=list)
     references: FootageReferences = Field(default_factory=FootageReferences)
+    bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)  # 95 % CIs over identities; n: 0 = none
     run: RunSpec = Field(default_factory=RunSpec)
 
     @model_validator(mode="after")

@@ -11,8 +11,10 @@ from fsr_bench.results import FootageResult, read_footage
 __all__ = ["footage_table", "write_footage_report"]
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
+def _pct(v: float | None, ci: list[float] | None = None) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f}%" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
 def _source(point) -> str:
@@ -36,9 +38,10 @@ def footage_table(result: FootageResult) -> str:
         for row in result.rows:
             lv = row.track if level == "track" else row.face
             name = f"{row.label} (reference)" if row.role == "reference" else row.label
-            lines.append("| " + " | ".join([name, f"{lv.n} ({lv.n_mated})", _pct(lv.rank1),
-                                            *(_pct(lv.tar[k]) for k in labels),
-                                            *(_pct(lv.wrong_id[k]) for k in labels)]) + " |")
+            ci = lv.ci95
+            lines.append("| " + " | ".join([name, f"{lv.n} ({lv.n_mated})", _pct(lv.rank1, ci.get("rank1")),
+                                            *(_pct(lv.tar[k], ci.get(f"tar@{k}")) for k in labels),
+                                            *(_pct(lv.wrong_id[k], ci.get(f"wrong_id@{k}")) for k in labels)]) + " |")
         parts.append(f"**{title}**\n\n" + "\n".join(lines))
     return "\n\n".join(parts)
 
@@ -71,6 +74,7 @@ def write_footage_report(run_dir: str | os.PathLike[str], out_dir: str | os.Path
         "- Units: track = " + str((conv.get("units") or {}).get("track")) + "; face = "
         + str((conv.get("units") or {}).get("face")) + ". " + str(conv.get("same_units")) + ".",
         "- Labels: " + str(conv.get("labels")) + ". " + str(conv.get("no_sr")) + ".",
+        "- [lo, hi]: 95 % confidence interval, " + str((conv.get("bootstrap") or {}).get("method", "none")) + ".",
         "",
         "## Operating points\n",
         points,

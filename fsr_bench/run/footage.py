@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fsr_bench import atomic, results
 from fsr_bench.protocol import ProtocolError
 from fsr_bench.protocol.footage import NO_SR, FootageProtocol
@@ -92,21 +94,53 @@ def operating_points(protocol: FootageProtocol) -> list[results.OperatingPoint]:
     return points
 
 
-def identification_level(units: list[dict[str, Any]], points: list[results.OperatingPoint]) -> results.FootageLevel:
-    """The numbers of one level from its answered units (``identity``, ``mated``, ``best``, ``score``)."""
+def _rates(units: list[dict[str, Any]], points: list[results.OperatingPoint]) -> dict[str, float | None]:
+    """``rank1``, ``tar@<op>``, ``wrong_id@<op>`` of some units (see the module docstring)."""
     mated = [u for u in units if u["mated"]]
 
     def share(hits: int, n: int) -> float | None:
         return hits / n if n else None
 
+    out = {"rank1": share(sum(u["best"] == u["identity"] for u in mated), len(mated))}
+    for p in points:
+        out[f"tar@{p.label}"] = share(sum(u["best"] == u["identity"] and u["score"] >= p.threshold for u in mated),
+                                      len(mated))
+        out[f"wrong_id@{p.label}"] = share(sum(u["best"] != u["identity"] and u["score"] >= p.threshold
+                                               for u in units), len(units))
+    return out
+
+
+def identification_level(units: list[dict[str, Any]], points: list[results.OperatingPoint], bootstrap_n: int = 0,
+                         bootstrap_seed: int = 0) -> results.FootageLevel:
+    """The numbers of one level from its answered units (``identity``, ``mated``, ``best``, ``score``).
+
+    95 % CIs (``bootstrap_n`` > 0): percentile bootstrap over **identities** (a person's tracks and
+    faces are correlated): rank-1 and TAR resample the mated identities, wrong-identity rates all."""
+    from fsr_bench.metrics.recognition import bootstrap_ci
+
+    rates = _rates(units, points)
+    ci95: dict[str, list[float]] = {}
+    if bootstrap_n > 0 and units:
+        by: dict[str, list[dict[str, Any]]] = {}
+        for u in units:
+            by.setdefault(u["identity"], []).append(u)
+        mated = sorted(i for i, us in by.items() if us[0]["mated"])
+        every = sorted(by)
+        for key in rates:
+            ids = every if key.startswith("wrong_id@") else mated
+            if not ids:
+                continue
+
+            def stat(idx: np.ndarray, ids: list[str] = ids, key: str = key) -> float:
+                value = _rates([u for k in idx for u in by[ids[k]]], points)[key]
+                return float("nan") if value is None else value  # never: every resample holds units
+
+            ci = bootstrap_ci(np.arange(len(ids)), stat, n=bootstrap_n, seed=bootstrap_seed)
+            ci95[key] = [ci.low, ci.high]
     return results.FootageLevel(
-        n=len(units), n_mated=len(mated),
-        rank1=share(sum(u["best"] == u["identity"] for u in mated), len(mated)),
-        tar={p.label: share(sum(u["best"] == u["identity"] and u["score"] >= p.threshold for u in mated), len(mated))
-             for p in points},
-        wrong_id={p.label: share(sum(u["best"] != u["identity"] and u["score"] >= p.threshold for u in units),
-                                 len(units)) for p in points},
-    )
+        n=len(units), n_mated=sum(1 for u in units if u["mated"]), rank1=rates["rank1"],
+        tar={p.label: rates[f"tar@{p.label}"] for p in points},
+        wrong_id={p.label: rates[f"wrong_id@{p.label}"] for p in points}, ci95=ci95)
 
 
 def _no_sr():
@@ -148,6 +182,7 @@ def run_footage(protocol: FootageProtocol, out_dir: str | Path, *, progress: boo
     rows_spec: list[tuple[str, Any]] = ([(NO_SR, None)] if protocol.references.no_sr else []) + \
         [(m.display, m) for m in protocol.models]
     rows: list[results.FootageRow] = []
+    boot = protocol.bootstrap
     per_unit: list[list[Any]] = []
     shutil.rmtree(out / "rows", ignore_errors=True)  # this protocol's folder (claimed): no earlier run's faces mix in
 
@@ -183,7 +218,8 @@ def run_footage(protocol: FootageProtocol, out_dir: str | Path, *, progress: boo
             label=label, name=info["name"], role="reference" if spec is None else "model", scale=net.scale,
             checkpoint=info["checkpoint"], checkpoint_sha256=info["checkpoint_sha256"], n_inputs=len(jobs),
             n_inputs_without_faces=sum(1 for j in jobs if j.faces == 0),
-            track=identification_level(units["track"], points), face=identification_level(units["face"], points),
+            track=identification_level(units["track"], points, boot.n, boot.seed),
+            face=identification_level(units["face"], points, boot.n, boot.seed),
             seconds=round(time.perf_counter() - t0, 3))
         rows.append(row)
         log(f"{label}: {row.track.n} track(s), {row.face.n} face(s); rank-1 per track "
@@ -239,4 +275,6 @@ def _conventions(protocol: FootageProtocol, options: Any, inference: str) -> dic
                     "track_iou": options.min_iou},
         "inference": inference,
         "similarity": "cosine of L2-normalised embeddings; templates: L2-normalised mean of an identity's images",
+        "bootstrap": {"n": protocol.bootstrap.n, "seed": protocol.bootstrap.seed, "unit": "identity",
+                      "method": "percentile, 95 %; rank-1/TAR over the mated identities, wrong-identity over all"},
     }
