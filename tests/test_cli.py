@@ -170,9 +170,10 @@ def test_bad_input_is_one_error_line(args, tmp_path):
 
 
 def test_sr_with_no_model_uses_the_shipped_tanet(tmp_path):
-    """Issue 12: `fsr-bench sr IMAGE` works with no other argument (the packaged TANet-S x4; --scale 8)."""
+    """Issue 12: `fsr-bench sr IMAGE` works with no other argument (the best shipped x4 model; --scale 8)."""
     from fsr_bench.cli.sr_cmd import example_face
     from fsr_bench.data.io import read_image, write_image
+    from fsr_bench.models.pretrained import default_pretrained
 
     face = tmp_path / "face.png"
     write_image(example_face(24), face)
@@ -181,6 +182,8 @@ def test_sr_with_no_model_uses_the_shipped_tanet(tmp_path):
         result = CliRunner().invoke(app, ["sr", str(face), "-o", str(out), *extra])
         assert result.exit_code == 0, result.output
         (written,) = list(out.glob("*.png"))
-        assert f"tanet_s_x{scale}" in written.name and read_image(written).shape == (3, 24 * scale, 24 * scale)
+        default = default_pretrained(scale)  # the rule (best faces256 val PSNR), not a fixed name: issue 21
+        assert f"_{default.model}.png" in written.name and read_image(written).shape == (3, 24 * scale, 24 * scale)
+        assert f"model: {default.id}" in result.output
     refused = CliRunner().invoke(app, ["sr", str(face), "-m", "tanet_s_x4", "-o", str(tmp_path / "r")])
     assert refused.exit_code != 0 and "--pretrained" in refused.output

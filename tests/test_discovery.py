@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from fsr_bench.cli import app
 from fsr_bench.models import catalog
+from fsr_bench.models import pretrained as pre
 
 runner = CliRunner()
 
@@ -42,8 +43,10 @@ def test_list_models_from_the_cache_without_torch(home):
     assert proc.returncode == 0, f"list models imported torch or failed: {proc.stderr[-500:]}"
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:] if line and line[0] != "*"}
     assert rows["tanet_s_x4"][2] == "459,683"  # TANet-S x4's parameter count, as the README's model table has it
-    assert rows["tanet_s_x4"][3] == "tanet_s_x4*" and rows["srfbn_s_x4"][3] == "-"  # pretrained column
-    assert "* tanet_s_x4: default for `fsr-bench sr --scale 4`" in proc.stdout
+    default = pre.default_pretrained(4)  # whichever shipped x4 weights the rule picks
+    assert f"{default.id}*" in rows[default.model][3].split(",")  # pretrained column, * = sr's default
+    assert rows["tanet_x8"][3] == "-"  # 8.3 M parameters: too large to ship
+    assert f"* {default.id}: default for `fsr-bench sr --scale 4`" in proc.stdout
 
 
 def test_cache_is_used_only_while_its_fingerprint_holds(tmp_path, monkeypatch):

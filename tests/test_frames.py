@@ -217,7 +217,8 @@ def test_composed_frame_faces_are_found_where_they_were_pasted(tmp_path, val_fac
     write_image(frame, tmp_path / "frame.png")
 
     result = runner.invoke(app, ["sr", str(tmp_path / "frame.png"), "--faces", "--precision", "fp32",
-                                 "--no-channels-last", "--paste-scale", "1", "-o", str(tmp_path / "o")])
+                                 "--no-channels-last", "--paste-scale", "1", "-o", str(tmp_path / "o"),
+                                 "-m", "tanet_s_x4", "--pretrained"])  # by name: the default may change
     assert result.exit_code == 0, result.output
     out = tmp_path / "o/frame_tanet_s_x4"
     record = json.loads((out / "frames/000000.json").read_text())
@@ -320,7 +321,7 @@ def test_watchlist_names_each_pasted_face(tmp_path, val_faces, shared_dir):
     run = _recognition_run(tmp_path / "run", {"0.01": 0.25, "0.001": 0.3})
 
     args = ["sr", str(tmp_path / "frame.png"), "--faces", "--precision", "fp32", "--no-paste",
-            "--watchlist", str(watch), "-o", str(tmp_path / "o")]
+            "--watchlist", str(watch), "-o", str(tmp_path / "o"), "-m", "tanet_s_x4", "--pretrained"]
     result = runner.invoke(app, args + ["--watchlist-threshold", str(run)])
     assert result.exit_code == 0, result.output
     answers = json.loads((tmp_path / "o/frame_tanet_s_x4/watchlist.json").read_text())
