@@ -69,7 +69,7 @@ RECOGNITION_METRICS: tuple[Metric, ...] = (
     *(metric(k) for k in ("detection_rate", "rank1", "tar_at_far_1e-3", "tar_cal_1e-3", "eer")),
 )
 DISTANCE_METRICS: tuple[Metric, ...] = (
-    dataclasses.replace(MATCHING_ACCURACY, name="MA", decimals=2),
+    dataclasses.replace(MATCHING_ACCURACY, name="MA"),
     dataclasses.replace(AVERAGE_SIMILARITY, name="Sim", decimals=4),
     dataclasses.replace(metric("detection_rate"), name="Det"),
 )
