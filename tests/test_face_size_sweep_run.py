@@ -82,7 +82,8 @@ def test_sweep_on_a_tiny_lfw_subset(shared_dir, tmp_path):
     assert "stretches the face horizontally by at most 1.6%" in doc["conventions"]["face_region"]  # 16/21 vs 120/160
 
     # the curves' numbers, recomputed from each size's per-probe similarities
-    threshold = first["models"][0]["metrics"]["threshold_cal_0.1"]
+    threshold = first["models"][0]["operating_points"]["calibrated"][0]["threshold"]
+    assert first["models"][0]["operating_points"]["calibrated"][0]["target_far"] == 0.1
     for p in doc["points"]:
         per_probe = list(csv.DictReader(open(tmp_path / p["folder"] / "per_probe.csv")))
         for row in doc["rows"]:

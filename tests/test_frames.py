@@ -295,11 +295,11 @@ def test_clip_tracks_two_faces_and_pastes_only_inside_them(tmp_path, val_faces):
 
 def _recognition_run(folder: Path, thresholds: dict[str, float]) -> Path:
     """A recognition results.json with a calibration block (schema-valid, numbers chosen here)."""
-    from fsr_bench.results import ResultRow, RunResult, write_run
+    from fsr_bench.results import RecognitionRow, RunResult, write_run
 
     run = RunResult(kind="recognition", protocol_name="synthetic", conventions={
         "calibration": {"per_recogniser": {"mobilefacenet": {"thresholds": thresholds}}}},
-        models=[ResultRow(label="HR", name="hr", metrics={"matching_accuracy": 1.0, "detection_rate": 1.0})])
+        models=[RecognitionRow(label="HR", name="hr", metrics={"matching_accuracy": 1.0, "detection_rate": 1.0})])
     folder.mkdir(parents=True)
     write_run(folder, run)
     return folder

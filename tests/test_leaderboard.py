@@ -46,18 +46,36 @@ def test_leaderboard_joins_runs_and_copies_their_numbers(tmp_path):
 
 
 def _recognition_run(path, rows):
-    """A minimal results.json of a recognition run scored by two recognisers."""
+    """A recognition run scored by two recognisers, written through the schema (as a runner writes it)."""
+    from fsr_bench.results import (
+        CalibratedPoint,
+        OperatingPoints,
+        RecogniserScores,
+        RecognitionRow,
+        RunResult,
+        ThresholdPoint,
+        write_run,
+    )
+
+    def points(tar):
+        # only the TAR at the calibrated FAR 1e-3 is read; the other fields are what any run carries
+        fixed = ThresholdPoint(threshold=0.4, far=0.001, n_false_accepts=1, wrong_id=0.0, n_wrong_id=0)
+        cal = CalibratedPoint(target_far=1e-3, threshold=0.3, far=0.001, n_false_accepts=1, wrong_id=0.0,
+                              n_wrong_id=0, tar=tar, fnmr=1 - tar)
+        return OperatingPoints(n_genuine=10, n_impostor=1000, fixed=fixed, calibrated=[cal])
+
     path.mkdir(parents=True)
     models = []
     for label, name, sha, trained, values in rows:
-        by = {rec: {"metrics": {"matching_accuracy": v[0], "detection_rate": 1.0, "rank1": v[1],
-                                "tar_cal_1e-3": v[2], "eer": v[3]}, "trained_with": rec in trained}
+        by = {rec: RecogniserScores(metrics={"matching_accuracy": v[0], "detection_rate": 1.0, "rank1": v[1],
+                                             "eer": v[3]}, trained_with=rec in trained, operating_points=points(v[2]))
               for rec, v in values.items()}
-        models.append({"label": label, "name": name, "role": "model", "checkpoint_sha256": sha,
-                       "metrics": dict(by["mobilefacenet"]["metrics"]), "by_recogniser": by})
-    (path / "results.json").write_text(json.dumps({
-        "kind": "recognition", "protocol_name": path.name, "protocol_hash": "ab" * 32, "conventions": {},
-        "models": models}))
+        first = by["mobilefacenet"]
+        models.append(RecognitionRow(label=label, name=name, checkpoint_sha256=sha, metrics=first.metrics,
+                                     operating_points=first.operating_points, recogniser="mobilefacenet",
+                                     by_recogniser=by))
+    write_run(path, RunResult(kind="recognition", protocol_name=path.name, protocol_hash="ab" * 32, conventions={},
+                              models=models))
     return path
 
 

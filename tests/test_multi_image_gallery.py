@@ -163,15 +163,15 @@ def test_survface_multi_image_gallery_open_set(lfw_dir, tmp_path, monkeypatch):
         own = {i: best[i, subjects.index(s)] for i, s in enumerate(p_ids) if mated[i]}
         rank = {i: 1 + sum(best[i, j] >= own[i] for j in range(len(subjects)) if subjects[j] != p_ids[i])
                 for i in own}
-        for fpir, tag in ((0.1, "0.1"), (0.3, "0.3")):
+        for fpir in (0.1, 0.3):
             allowed = int(np.floor(fpir * 10 + 1e-9))  # false alarms allowed among 10 unmated probes
             cands = sorted(c for c in [*top_unmated, *own.values()] if np.isfinite(c))
             t = next((c for c in cands if (top_unmated >= c).sum() <= allowed), np.inf)
             for r in (1, 20):
                 hits = sum(bool(np.isfinite(own[i]) and own[i] >= t and rank[i] <= r) for i in own)
-                assert row.metrics[f"tpir{r}_fpir_{tag}"] == pytest.approx(hits / 3)
+                assert row.operating_points.at_fpir(fpir).tpir[r] == pytest.approx(hits / 3)
                 checked += 1
-            assert row.metrics[f"fpir_{tag}"] == pytest.approx((top_unmated >= t).sum() / 10)
+            assert row.operating_points.at_fpir(fpir).fpir == pytest.approx((top_unmated >= t).sum() / 10)
     assert checked == 4 * len(result.models)
     hr = next(r for r in result.models if r.label == "HR probes")
     assert hr.metrics["detection_rate"] == 1.0

@@ -17,9 +17,9 @@ from fsr_bench.metrics.operating_points import (
     open_set_identification,
     operating_point_metrics,
     rate_tag,
-    relative_columns,
     relative_to,
     split_scores,
+    with_ratios,
     wrong_identity_rate,
 )
 
@@ -322,42 +322,53 @@ def _row_example():
     return s, ["a", "b", "c", "x", "y"], gallery
 
 
-def test_operating_point_metrics_columns():
+def test_operating_point_metrics_fields_and_columns():
     s, probes, gallery = _row_example()
     # calibration: 100 impostors 0.00 … 0.99 and genuine [0.995]: FAR 1e-2 -> threshold 0.99 (one
     # impostor at 0.99 allowed; 0.98 would leave two); FAR 1e-3 not measurable with 100
     cal = calibrate_thresholds([0.995], np.arange(100) / 100, fars=[1e-2, 1e-3], on_insufficient="skip")
     row = operating_point_metrics(s, probes, gallery, cal, fixed_threshold=0.4, fpirs=[0.5], ranks=[1, 2])
-    m = row.metrics
+    ops = row.points
     # comparisons: 5 probes x 3 gallery = 15; genuine a, b, c = 3; impostors 12 (3 NaN of them)
-    assert (m["n_probes"], m["n_genuine"], m["n_impostor"]) == (5, 3, 12)
-    assert m["threshold_cal_1e-2"] == 0.99
-    assert m["far_cal_1e-2"] == 0 and m["tar_cal_1e-2"] == 0 and m["wrong_id_cal_1e-2"] == 0
+    assert (ops.n_genuine, ops.n_impostor) == (3, 12)
+    c = ops.at_far(1e-2)
+    assert c is not None and ops.at_far(1e-3) is None and len(ops.calibrated) == 1
+    assert c.threshold == 0.99 and c.far == 0 and c.tar == 0 and c.wrong_id == 0
     # at 0.4: impostors >= 0.4: a-b 0.45, b-a 0.5, x-a 0.42, x-c 0.6 -> 4 of 12
-    assert m["n_false_accepts_at_0.4"] == 4 and m["far_at_0.4"] == pytest.approx(4 / 12)
+    assert ops.fixed.threshold == 0.4 and ops.fixed.n_false_accepts == 4 and ops.fixed.far == pytest.approx(4 / 12)
     # wrong rank 1 >= 0.4: b (a 0.5), x (c 0.6); not y (0.3), not a (own best) -> 2 of 5
-    assert (m["n_wrong_id_at_0.4"], m["wrong_id_at_0.4"]) == (2, 2 / 5)
-    assert "FAR = 0.001 needs at least 1000 impostor" in row.unavailable["far_cal_1e-3"]
+    assert (ops.fixed.n_wrong_id, ops.fixed.wrong_id) == (2, 2 / 5)
+    assert "FAR = 0.001 needs at least 1000 impostor" in ops.unavailable["far_cal_1e-3"]
     # open set: mated a, b, c; unmated x (top 0.6), y (0.3). FPIR <= 1/2: one alarm; smallest observed
     # score leaving only 0.6 above is 0.35 (b's mate) -> rank 1: a (0.8); rank 2: a and b (0.35, rank 2)
-    assert (m["n_mated"], m["n_unmated"], m["threshold_fpir_0.5"], m["fpir_0.5"]) == (3, 2, 0.35, 0.5)
-    assert m["tpir1_fpir_0.5"] == pytest.approx(1 / 3) and m["tpir2_fpir_0.5"] == pytest.approx(2 / 3)
+    f = ops.at_fpir(0.5)
+    assert f is not None and (ops.n_mated, ops.n_unmated, f.threshold, f.fpir) == (3, 2, 0.35, 0.5)
+    assert f.tpir[1] == pytest.approx(1 / 3) and f.tpir[2] == pytest.approx(2 / 3)
     # at the calibrated 0.99 nobody alarms and nobody is identified
-    assert (m["fpir_cal_1e-2"], m["tpir1_cal_1e-2"]) == (0, 0)
-    assert row.rates["far_at_0.4"] == Rate(4, 12) and row.rates["wrong_id_at_0.4"] == Rate(2, 5)
+    assert (c.fpir, c.tpir[1]) == (0, 0)
+    assert row.rates[("at", 0.4, "far")] == Rate(4, 12) and row.rates[("at", 0.4, "wrong_id")] == Rate(2, 5)
+    # the flat spelling of report headers and of results files before schema version 2
+    m = ops.columns()
+    assert (m["threshold_cal_1e-2"], m["n_false_accepts_at_0.4"], m["tpir2_fpir_0.5"], m["fpir_cal_1e-2"]) == \
+        (0.99, 4, f.tpir[2], 0)
+    assert "threshold_cal_1e-3" not in m
 
 
-def test_operating_point_metrics_closed_set_and_relative_columns():
+def test_operating_point_metrics_closed_set_and_ratios():
     s, probes, gallery = _row_example()
     keep = [0, 1, 2]  # only enrolled probes: closed set
     cal = calibrate_thresholds([0.9], np.linspace(0, 0.5, 100), fars=[1e-2])
     sr = operating_point_metrics(s[keep], [probes[i] for i in keep], gallery, cal, fpirs=[0.1])
-    assert "closed set" in sr.unavailable["fpir_0.1"] and "n_unmated" not in sr.metrics
+    assert "closed set" in sr.points.unavailable["fpir_0.1"] and sr.points.n_unmated is None
+    assert "n_unmated" not in sr.points.columns()
     hr = operating_point_metrics(np.array([[0.9, 0.1, 0.0], [0.1, 0.9, 0.2], [0.0, 0.41, 0.8]]),
                                  ["a", "b", "c"], gallery, cal, fpirs=[0.1])
     # false accepts at 0.4: SR row 2 of 6 (0.45, 0.5); HR row 1 of 6 (0.41)
-    rel = relative_columns({"TANet": sr, "HR probes": hr}, ["HR probes"])
-    assert rel["TANet"]["far_at_0.4_vs_HR probes"] == pytest.approx((2 / 6) / (1 / 6))
-    # wrong identity at 0.4: SR b (a 0.5) = 1 of 3; HR none -> k/0 = inf
-    assert rel["TANet"]["wrong_id_at_0.4_vs_HR probes"] == math.inf
-    assert rel["HR probes"]["wrong_id_at_0.4_vs_HR probes"] is None  # 0/0
+    rel = with_ratios({"TANet": sr, "HR probes": hr}, ["HR probes"])
+    assert rel["TANet"].fixed.far_vs["HR probes"] == pytest.approx((2 / 6) / (1 / 6))
+    # wrong identity at 0.4: SR b (a 0.5) = 1 of 3; HR none -> k/0 = inf: no JSON number, the reason instead
+    assert rel["TANet"].fixed.wrong_id_vs["HR probes"] is None
+    assert "ratio infinite" in rel["TANet"].unavailable["wrong_id_at_0.4_vs_HR probes"]
+    assert rel["HR probes"].fixed.wrong_id_vs["HR probes"] is None  # 0/0
+    assert "no ratio" in rel["HR probes"].unavailable["wrong_id_at_0.4_vs_HR probes"]
+    assert rel["TANet"].columns()["far_cal_1e-2_vs_HR probes"] == rel["TANet"].calibrated[0].far_vs["HR probes"]

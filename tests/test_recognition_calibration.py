@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 
 import numpy as np
 import pytest
@@ -21,9 +20,10 @@ from fsr_bench.data.identity_folders import IdentityFolderSet, split_identities
 from fsr_bench.metrics.operating_points import (
     calibrate_thresholds,
     operating_point_metrics,
-    relative_columns,
+    with_ratios,
 )
 from fsr_bench.protocol import ProtocolError, load_protocol_dict
+from fsr_bench.results import OperatingPoints
 from fsr_bench.run.recognition import calibration_blocks, run_recognition
 
 
@@ -141,31 +141,29 @@ def test_lfw_calibrated_open_set_two_recognisers_through_the_cli(tmp_path, share
         ops = {label: operating_point_metrics(arrays[f"{name}|{label}"].astype(np.float64), pid, gid, cal,
                                               fixed_threshold=0.4, fpirs=[0.25, 0.5], ranks=[1, 2])
                for label in rows}
-        rel = relative_columns(ops, ["Bicubic", "HR probes"])
+        rel = with_ratios(ops, ["Bicubic", "HR probes"])
         for label, row in rows.items():
-            got = row["by_recogniser"][name]["metrics"]
-            assert row["by_recogniser"][name]["trained_with"] is False
-            for key, value in ops[label].metrics.items():
-                if key == "n_probes":  # the closed-set columns count the mated probes
-                    continue
-                assert got[key] == pytest.approx(value, nan_ok=True), (name, label, key)
-            for key, value in rel[label].items():
-                if value is not None and math.isinf(value):
-                    assert got[key] is None and key in row["by_recogniser"][name]["unavailable"]
-                else:
-                    assert got[key] == pytest.approx(value), (name, label, key)
+            block = row["by_recogniser"][name]
+            assert block["trained_with"] is False
+            got = OperatingPoints.model_validate(block["operating_points"])
+            assert got.columns() == pytest.approx(rel[label].columns(), nan_ok=True), (name, label)
+            assert got.unavailable == rel[label].unavailable
+            for ref in ("Bicubic", "HR probes"):  # ratios from the two rows' counts, independently
+                mine, theirs = ops[label].rates[("at", 0.4, "far")], ops[ref].rates[("at", 0.4, "far")]
+                if theirs.count and mine.total and theirs.total:
+                    assert got.fixed.far_vs[ref] == pytest.approx((mine.count / mine.total) / (theirs.count / theirs.total))
             # the calibrated threshold is the same for every row; columns side by side with 0.4
             s = arrays[f"{name}|{label}"].astype(np.float64)
-            for tag, t in (("0.05", cal.points[0].threshold), ("at_0.4", 0.4)):
-                col = f"wrong_id_cal_{tag}" if tag != "at_0.4" else "wrong_id_at_0.4"
-                assert got[col] == pytest.approx(_wrong_id_by_hand(s, pid, gid, t))
-            for key in ("tar_cal_0.05", "far_cal_0.05", "far_at_0.4", "tpir2_fpir_0.25", "n_unmated",
-                        "far_cal_0.05_vs_HR probes"):
-                assert key in got
-            assert got["n_unmated"] == int((~np.isin(pid, gid)).sum())
+            assert got.at_far(0.05).threshold == cal.points[0].threshold
+            assert got.at_far(0.05).wrong_id == pytest.approx(_wrong_id_by_hand(s, pid, gid, cal.points[0].threshold))
+            assert got.fixed.wrong_id == pytest.approx(_wrong_id_by_hand(s, pid, gid, 0.4))
+            assert got.at_fpir(0.25) is not None and 2 in got.at_fpir(0.25).tpir
+            assert got.n_unmated == int((~np.isin(pid, gid)).sum())
     # the top-level metrics are the first recogniser's
     for row in rows.values():
-        assert row["metrics"] == row["by_recogniser"]["mobilefacenet"]["metrics"] and row["recogniser"] == "mobilefacenet"
+        first = row["by_recogniser"]["mobilefacenet"]
+        assert row["metrics"] == first["metrics"] and row["operating_points"] == first["operating_points"]
+        assert row["recogniser"] == "mobilefacenet"
 
     # per_probe.csv: one block per recogniser (mated probes), similarities = the matrices' own-gallery entries
     with open(out / "per_probe.csv") as f:

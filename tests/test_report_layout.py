@@ -7,13 +7,13 @@ Built from run files committed under ``reports/`` (what a clone has; no ../share
 from __future__ import annotations
 
 import csv
-import json
 import re
 
 import pytest
 from conftest import REPO
 
 from fsr_bench.reporting.load import load_run
+from fsr_bench.results import read_run
 
 LFW = REPO / "reports" / "lfw_surveillance_x8" / "runs" / "lfw_surveillance_x8"
 
@@ -47,9 +47,8 @@ def test_recognition_section_leads_with_one_compact_table_and_the_grid_goes_to_t
     # one footnote says how the two TARs differ
     assert "TAR@FAR=1e-3: each row's own threshold" in section and "TAR@cal 1e-3: one threshold per recogniser" in section
     assert "best per scale" not in text  # one scale: no Scale column anywhere
-    results = json.loads((LFW / "results.json").read_text())
-    tanet = next(m for m in results["models"] if m["label"].startswith("TANet"))
-    cal = tanet["by_recogniser"]["mobilefacenet"]["metrics"]["tar_cal_1e-3"]
+    tanet = next(m for m in read_run(LFW / "results.json").models if m.label.startswith("TANet"))
+    cal = tanet.by_recogniser["mobilefacenet"].operating_points.at_far(1e-3).tar
     row = next(r for r in lead[1:] if r[0].startswith("TANet"))
     assert row[lead[0].index("TAR@cal 1e-3 (%) ↑")].strip("*") == f"{100 * cal:.1f}"
     assert re.fullmatch(r"\*\*\d+\.\d\*\* \[\d+\.\d, \d+\.\d\]", row[1]), row[1]  # 59.8 [51.6, 68.3]
@@ -63,13 +62,12 @@ def test_recognition_section_leads_with_one_compact_table_and_the_grid_goes_to_t
 
 def test_the_full_grid_is_written_as_csv_with_raw_values(lfw_report):
     lines = list(csv.DictReader(open(lfw_report.parent / "operating_points.csv", encoding="utf-8")))
-    results = json.loads((LFW / "results.json").read_text())
-    assert len(lines) == sum(len(m["by_recogniser"]) for m in results["models"])
+    models = read_run(LFW / "results.json").models
+    assert len(lines) == sum(len(m.by_recogniser) for m in models)
     for line in lines:
-        model = next(m for m in results["models"] if m["label"] == line["label"])
-        block = model["by_recogniser"][line["recogniser"]]["metrics"]
-        for key in ("tar_cal_1e-3", "far_cal_1e-3", "wrong_id_cal_1e-2", "threshold_cal_1e-4"):
-            assert float(line[key]) == block[key]
+        ops = next(m for m in models if m.label == line["label"]).by_recogniser[line["recogniser"]].operating_points
+        got = (ops.at_far(1e-3).tar, ops.at_far(1e-3).far, ops.at_far(1e-2).wrong_id, ops.at_far(1e-4).threshold)
+        assert tuple(float(line[k]) for k in ("tar_cal_1e-3", "far_cal_1e-3", "wrong_id_cal_1e-2", "threshold_cal_1e-4")) == got
 
 
 def test_bar_charts_draw_the_runners_intervals_at_the_tables_precision():

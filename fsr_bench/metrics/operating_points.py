@@ -21,8 +21,9 @@ NIST FRVT/FRTE 1:1 reports FNMR at a threshold fixed from impostor scores). So:
    FPIR from the unmated probes' top score, TPIR (= DIR) at rank r at the threshold giving each
    FPIR (NIST FRVT 1:N, Grother et al. NISTIR 8271; QMUL-SurvFace reports TPIR20@FPIR, Cheng et
    al., "Surveillance Face Recognition Challenge", arXiv:1804.09691, 2018);
-5. :func:`operating_point_metrics` gathers all of these for one row (model or reference) as flat
-   report columns, and :func:`relative_columns` the false-match ratios between rows.
+5. :func:`operating_point_metrics` gathers all of these for one row (model or reference) as a
+   structured :class:`fsr_bench.results.OperatingPoints`, and :func:`with_ratios` adds the
+   false-match ratios between rows.
 
 Undetected faces are NaN scores (a whole NaN row in a score matrix). They stay in every
 denominator, as everywhere in fsr-bench: a super-resolver that makes faces undetectable must not
@@ -46,10 +47,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from fsr_bench.results import OperatingPoints, op_column, rate_tag
 
 __all__ = [
     "DEFAULT_FARS",
@@ -70,9 +73,9 @@ __all__ = [
     "open_set_identification",
     "operating_point_metrics",
     "rate_tag",
-    "relative_columns",
     "relative_to",
     "split_scores",
+    "with_ratios",
     "wrong_identity_rate",
 ]
 
@@ -532,27 +535,22 @@ def open_set_identification(
     )
 
 
-# -- one recognition row's columns (what the runner stores and the report prints) ------------------
-def rate_tag(x: float) -> str:
-    """Column-name spelling of a rate: ``1e-3`` → ``"1e-3"``, ``0.3`` → ``"0.3"`` (as ``tar_at_far_1e-3``)."""
-    k = round(math.log10(x)) if x > 0 else 0
-    if x > 0 and k <= -2 and math.isclose(x, 10.0 ** k, rel_tol=1e-9):
-        return f"1e{k}"
-    return f"{x:g}"
+# -- one recognition row's operating points (what the runner stores and the report prints) -------
+#: A false-match rate of one row: (where: "cal" = calibrated FAR / "at" = fixed threshold, its target
+#: FAR or threshold, "far" | "wrong_id"); the key of :attr:`RowOperatingPoints.rates`.
+RateKey = tuple[Literal["cal", "at"], float, Literal["far", "wrong_id"]]
+
+_INFINITE_RATIO = "the reference row has no false match (0) while this row has some: ratio infinite"
+_NO_RATIO = "no false match in this row nor in the reference row: no ratio"
 
 
 @dataclass(frozen=True)
 class RowOperatingPoints:
-    """Flat columns of one row (model or reference) at transferred operating points.
+    """One row's :class:`~fsr_bench.results.OperatingPoints` (without ratios to other rows) and its
+    false-match :class:`Rate` s (count and total) for :func:`with_ratios`."""
 
-    ``metrics``: column → number (``None`` where undefined); ``unavailable``: column → why it is
-    missing (a FAR the calibration set cannot measure, no unmated probes …); ``rates``: the
-    false-match columns as :class:`Rate` (count and total), for :func:`relative_columns`.
-    """
-
-    metrics: dict[str, float | int | None]
-    unavailable: dict[str, str]
-    rates: dict[str, Rate]
+    points: OperatingPoints
+    rates: dict[RateKey, Rate]
 
 
 def operating_point_metrics(
@@ -565,85 +563,94 @@ def operating_point_metrics(
     fpirs: Sequence[float] = DEFAULT_FPIRS,
     ranks: Sequence[int] = (1, 20),
 ) -> RowOperatingPoints:
-    """Every operating-point column of one row from its ``(P, G)`` evaluation score matrix.
+    """Every operating point of one row from its ``(P, G)`` evaluation score matrix.
 
     NaN rows are undetected probes; drop undetected gallery faces' columns or give them ``-inf``
-    (they then never match). Columns, with ``T`` = :func:`rate_tag` of each calibrated FAR and
-    ``F`` of each FPIR:
+    (they then never match). The result (:class:`~fsr_bench.results.OperatingPoints`):
 
-    * ``n_probes``, ``n_genuine``, ``n_impostor`` (comparison counts of this row);
-    * calibrated (threshold from ``calibration``, applied unchanged): ``threshold_cal_T``,
-      ``far_cal_T`` + ``n_false_accepts_cal_T`` (the SR-induced false-match rate of impostor
-      comparisons), ``tar_cal_T``, ``fnmr_cal_T``, ``wrong_id_cal_T`` + ``n_wrong_id_cal_T``;
-    * fixed (the paper's threshold, default 0.4): ``far_at_0.4``, ``n_false_accepts_at_0.4``,
-      ``wrong_id_at_0.4``, ``n_wrong_id_at_0.4``;
-    * open set, when some probes are not enrolled: ``n_mated``, ``n_unmated``,
-      ``threshold_fpir_F``, ``fpir_F`` (reached), ``tpir{r}_fpir_F`` per rank r, and at the
-      calibrated thresholds ``fpir_cal_T``, ``tpir{r}_cal_T``.
+    * ``n_genuine``, ``n_impostor``: comparison counts of this row;
+    * ``calibrated``: per calibrated FAR, its threshold applied unchanged: FAR reached and false
+      accepts (the SR-induced false-match rate of impostor comparisons), TAR, FNMR, wrong-identity
+      rate and count; with unmated probes also FPIR and TPIR per rank at that threshold;
+    * ``fixed``: the same at the fixed threshold (the paper's 0.4);
+    * open set, when some probes are not enrolled: ``n_mated``, ``n_unmated`` and per target FPIR
+      its threshold, the FPIR reached and TPIR per rank (``open_set``);
+    * ``unavailable``: targets the data cannot measure, with the reason, under their column names.
     """
     s, p, g, _ = _score_matrix(score_matrix, probe_ids, gallery_ids)
     genuine, impostor = split_scores(s, p, g)
-    m: dict[str, float | int | None] = {"n_probes": int(p.size), "n_genuine": int(genuine.size),
-                                        "n_impostor": int(impostor.size)}
     unavailable: dict[str, str] = {}
-    rates: dict[str, Rate] = {}
+    rates: dict[RateKey, Rate] = {}
 
-    def at(threshold: float, suffix: str) -> None:
+    def at(threshold: float, where: Literal["cal", "at"], target: float) -> dict[str, Any]:
         r = apply_threshold(genuine, impostor, threshold)
         w = wrong_identity_rate(s, p, g, threshold)
-        m[f"far_{suffix}"], m[f"n_false_accepts_{suffix}"] = r.far, r.n_false_accepts
-        m[f"wrong_id_{suffix}"], m[f"n_wrong_id_{suffix}"] = w.value, w.count
-        rates[f"far_{suffix}"] = Rate(r.n_false_accepts, r.n_impostor)
-        rates[f"wrong_id_{suffix}"] = w
-        if suffix.startswith("cal_"):
-            m[f"tar_{suffix}"], m[f"fnmr_{suffix}"] = r.tar, r.fnmr
+        rates[(where, target, "far")] = Rate(r.n_false_accepts, r.n_impostor)
+        rates[(where, target, "wrong_id")] = w
+        point: dict[str, Any] = {"threshold": threshold, "far": r.far, "n_false_accepts": r.n_false_accepts,
+                                 "wrong_id": w.value, "n_wrong_id": w.count}
+        if where == "cal":
+            point.update(target_far=target, tar=r.tar, fnmr=r.fnmr, tpir={})
+        return point
 
-    for point in calibration.points:
-        tag = rate_tag(point.target_far)
-        m[f"threshold_cal_{tag}"] = point.threshold
-        at(point.threshold, f"cal_{tag}")
+    calibrated = [at(pt.threshold, "cal", pt.target_far) for pt in calibration.points]
     for skipped in calibration.skipped:
-        tag = rate_tag(skipped.target)
         for key in ("threshold", "far", "tar", "fnmr", "wrong_id"):
-            unavailable[f"{key}_cal_{tag}"] = skipped.reason
-    at(float(fixed_threshold), f"at_{fixed_threshold:g}")
-
-    mated = np.isin(p, g)
-    if mated.all():
+            unavailable[op_column(key, "cal", skipped.target)] = skipped.reason
+    fixed = at(float(fixed_threshold), "at", float(fixed_threshold))
+    doc: dict[str, Any] = {"n_genuine": int(genuine.size), "n_impostor": int(impostor.size),
+                           "calibrated": calibrated, "fixed": fixed, "unavailable": unavailable}
+    if np.isin(p, g).all():
         for f in fpirs:
-            unavailable[f"fpir_{rate_tag(f)}"] = "no unmated probes (every probe's subject is enrolled): closed set"
-        return RowOperatingPoints(m, unavailable, rates)
+            unavailable[op_column(None, "fpir", f)] = "no unmated probes (every probe's subject is enrolled): closed set"
+        return RowOperatingPoints(OperatingPoints.model_validate(doc), rates)
     cal_thresholds = [pt.threshold for pt in calibration.points]
+    open_set: dict[float, dict[str, Any]] = {}
     for i, r in enumerate(ranks):
         res = open_set_identification(s, p, g, fpirs, rank=r, at_thresholds=cal_thresholds, on_insufficient="skip")
         if i == 0:
-            m["n_mated"], m["n_unmated"] = res.n_mated, res.n_unmated
+            doc["n_mated"], doc["n_unmated"] = res.n_mated, res.n_unmated
             for sk in res.skipped:
-                unavailable[f"fpir_{rate_tag(sk.target)}"] = sk.reason
+                unavailable[op_column(None, "fpir", sk.target)] = sk.reason
         for pt in res.points:
-            if pt.target_fpir is None:  # points at calibrated thresholds are reported below
-                continue
-            tag = rate_tag(pt.target_fpir)
-            m[f"threshold_fpir_{tag}"], m[f"fpir_{tag}"] = pt.threshold, pt.fpir
-            m[f"tpir{r}_fpir_{tag}"] = pt.tpir
-        for cal, pt in zip(calibration.points, res.at_thresholds):
-            tag = rate_tag(cal.target_far)
-            m[f"fpir_cal_{tag}"], m[f"tpir{r}_cal_{tag}"] = pt.fpir, pt.tpir
-    return RowOperatingPoints(m, unavailable, rates)
+            assert pt.target_fpir is not None  # points at calibrated thresholds are in at_thresholds
+            entry = open_set.setdefault(pt.target_fpir, {"target_fpir": pt.target_fpir, "tpir": {}})
+            entry.update(threshold=pt.threshold, fpir=pt.fpir)
+            entry["tpir"][int(r)] = pt.tpir
+        for point, pt in zip(calibrated, res.at_thresholds):
+            point["fpir"] = pt.fpir
+            point["tpir"][int(r)] = pt.tpir
+    doc["open_set"] = list(open_set.values())
+    return RowOperatingPoints(OperatingPoints.model_validate(doc), rates)
 
 
-def relative_columns(rows: Mapping[str, RowOperatingPoints], references: Sequence[str]
-                     ) -> dict[str, dict[str, float | None]]:
-    """``{row: {"<rate column>_vs_<reference>": ratio}}`` for every false-match rate column.
+def with_ratios(rows: Mapping[str, RowOperatingPoints], references: Sequence[str]) -> dict[str, OperatingPoints]:
+    """Each row's operating points with its false-match rates stated as ratios to each reference row
+    (``far_vs`` / ``wrong_id_vs`` of every point: e.g. vs ``"Bicubic"`` and ``"HR probes"``).
 
-    The counts behind each ratio are the row's own ``n_false_accepts_*`` / ``n_wrong_id_*``
-    columns and the reference row's; see :class:`Ratio` for 0/0 (``None``) and k/0 (``inf``).
+    The counts behind each ratio are the points' own ``n_false_accepts`` / ``n_wrong_id`` and the
+    reference row's; see :class:`Ratio`: 0/0 is ``None``, k/0 is infinite, which JSON cannot hold:
+    it is ``None`` too, with the reason in ``unavailable`` (as is the 0/0 one).
     """
-    keys = sorted({k for row in rows.values() for k in row.rates})
-    out: dict[str, dict[str, float | None]] = {label: {} for label in rows}
+    keys = sorted({k for row in rows.values() for k in row.rates}, key=str)
+    ratios: dict[str, dict[RateKey, dict[str, Ratio]]] = {label: {} for label in rows}
     for key in keys:
         have = {label: row.rates[key] for label, row in rows.items() if key in row.rates}
         for label, by_ref in relative_to(have, references).items():
-            for ref, ratio in by_ref.items():
-                out[label][f"{key}_vs_{ref}"] = ratio.value
+            ratios[label][key] = by_ref
+    out: dict[str, OperatingPoints] = {}
+    for label, row in rows.items():
+        doc = row.points.model_dump()
+        why = doc["unavailable"]
+        for where, target, rate in ratios[label]:
+            point = doc["fixed"] if where == "at" else next(
+                c for c in doc["calibrated"] if math.isclose(c["target_far"], target, rel_tol=1e-9))
+            for ref, ratio in ratios[label][(where, target, rate)].items():
+                value = ratio.value
+                if value is None or math.isinf(value):
+                    why.setdefault(op_column(rate, where, target, ref=ref), _NO_RATIO if value is None
+                                   else _INFINITE_RATIO)
+                    value = None
+                point[f"{rate}_vs"][ref] = value
+        out[label] = OperatingPoints.model_validate(doc)
     return out

@@ -36,46 +36,56 @@ from fsr_bench.metrics.specs import Metric, metric
 from fsr_bench.reporting.load import Run
 from fsr_bench.reporting.paper import paper_line
 from fsr_bench.reporting.tables import _bold, _format_params, best_flags, markdown_table
-from fsr_bench.results import RunResult, read_run, shown_label
+from fsr_bench.results import (
+    OperatingPoints,
+    RecognitionRow,
+    ReconstructionRow,
+    RunResult,
+    op_column,
+    read_run,
+    shown_label,
+)
 
 RECONSTRUCTION = ("psnr", "ssim", "lpips", "mps", "identity_cosine")
-RECOGNITION = ("matching_accuracy", "rank1", "tar_at_far_1e-3", "eer", "tar_cal_1e-3", "wrong_id_cal_1e-3")
+#: the calibrated target FAR whose TAR and wrong-identity rate the leaderboard shows
+CAL_FAR = 1e-3
+TAR_CAL, WRONG_ID_CAL = op_column("tar", "cal", CAL_FAR), op_column("wrong_id", "cal", CAL_FAR)
+RECOGNITION = ("matching_accuracy", "rank1", "tar_at_far_1e-3", "eer", TAR_CAL, WRONG_ID_CAL)
 #: per recogniser, where a run has several: metrics that mean the same for every recogniser
-PER_RECOGNISER = ("rank1", "tar_cal_1e-3", "eer")
+PER_RECOGNISER = ("rank1", TAR_CAL, "eer")
 
 
-def _budget(row: Any) -> dict[str, Any]:
-    """What the weights cost: the row's ``training`` record, written by the runner from the checkpoint
-    or the shipped model's card (never typed in; a row without one has no budget columns)."""
-    return dict(getattr(row, "training", None) or {})
+def _recognition_values(metrics: Mapping[str, Any], ops: OperatingPoints | None,
+                        wanted: Sequence[str]) -> dict[str, Any]:
+    """The wanted columns of one recogniser's numbers; the calibrated ones read from its operating points."""
+    cal = ops.at_far(CAL_FAR) if ops is not None else None
+    points = {TAR_CAL: cal.tar if cal else None, WRONG_ID_CAL: cal.wrong_id if cal else None}
+    return {k: points[k] if k in points else metrics.get(k) for k in wanted}
 
 
 def leaderboard_rows(runs: Sequence[tuple[str, RunResult]]) -> list[dict[str, Any]]:
     lines: dict[tuple[str, str | None, str], dict[str, Any]] = {}
     for run_name, run in runs:
-        wanted = RECONSTRUCTION if run.kind == "reconstruction" else RECOGNITION
         for row in run.models:
-            key = (row.name, getattr(row, "checkpoint_sha256", None), row.label if row.role == "reference" else "")
-            line = lines.setdefault(key, {"method": shown_label(row.label, getattr(row, "variant", None)), "name": row.name, "role": row.role,
-                                          "params": row.params, "weights_sha256": key[1],
-                                          **{f"budget_{k}": v for k, v in _budget(row).items()}, "sources": []})
-            line["params"] = line["params"] if line["params"] is not None else row.params
-            by = dict(getattr(row, "by_recogniser", None) or {}) if run.kind == "recognition" else {}
-            if len(by) > 1:
-                for rec, block in by.items():
-                    metrics = (block or {}).get("metrics") or {}
-                    for metric in PER_RECOGNISER:
-                        if metrics.get(metric) is not None:
-                            line[f"{run_name}:{rec}:{metric}"] = metrics[metric]
-                    if (block or {}).get("trained_with"):
+            key = (row.name, row.checkpoint_sha256, row.label if row.role == "reference" else "")
+            params = row.params if isinstance(row, ReconstructionRow) else None
+            line = lines.setdefault(key, {"method": shown_label(row.label, row.variant), "name": row.name,
+                                          "role": row.role, "params": params, "weights_sha256": key[1],
+                                          **{f"budget_{k}": v for k, v in (row.training or {}).items()},
+                                          "sources": []})
+            line["params"] = line["params"] if line["params"] is not None else params
+            if isinstance(row, RecognitionRow) and len(row.by_recogniser) > 1:
+                for rec, block in row.by_recogniser.items():
+                    values = _recognition_values(block.metrics, block.operating_points, PER_RECOGNISER)
+                    line.update({f"{run_name}:{rec}:{k}": v for k, v in values.items() if v is not None})
+                    if block.trained_with:
                         line.setdefault("trained_with", [])
                         if rec not in line["trained_with"]:
                             line["trained_with"].append(rec)
             else:
-                for metric in wanted:
-                    value = row.metrics.get(metric)
-                    if value is not None:
-                        line[f"{run_name}:{metric}"] = value
+                values = (_recognition_values(row.metrics, row.operating_points, RECOGNITION)
+                          if isinstance(row, RecognitionRow) else {k: row.metrics.get(k) for k in RECONSTRUCTION})
+                line.update({f"{run_name}:{k}": v for k, v in values.items() if v is not None})
             line["sources"].append(f"{run_name} (protocol {run.protocol_name} #{run.protocol_hash[:12]})")
     return list(lines.values())
 
@@ -121,7 +131,7 @@ def _view(path: Path, run: RunResult) -> Run | None:
 _RECOGNISERS_PER_TABLE = 2
 _NONE = "—"
 #: the single-recogniser columns in reading order: the paper's figure, then identification, then the two TARs
-_RECOGNITION_SHOWN = ("matching_accuracy", "rank1", "tar_at_far_1e-3", "tar_cal_1e-3", "wrong_id_cal_1e-3", "eer")
+_RECOGNITION_SHOWN = ("matching_accuracy", "rank1", "tar_at_far_1e-3", TAR_CAL, WRONG_ID_CAL, "eer")
 
 
 def _budget_text(line: Mapping[str, Any]) -> str:

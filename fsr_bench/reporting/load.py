@@ -109,8 +109,9 @@ class ModelRow:
     roc_far: tuple[float, ...] = ()
     roc_tar: tuple[float, ...] = ()
     cmc: tuple[float, ...] = ()
-    # recognition with calibration / several recognisers: recogniser -> {metrics, unavailable, trained_with}
-    by_recogniser: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # recognition: each recogniser's numbers and operating points (the first one's are metrics above)
+    by_recogniser: Mapping[str, results.RecogniserScores] = field(default_factory=dict)
+    operating_points: results.OperatingPoints | None = None
     variant: str | None = None  # the model's reading of its paper (TANet: "patch tokens, ...")
 
     @property
@@ -216,20 +217,22 @@ class RunGroup:
 
 
 # -- results.json ----------------------------------------------------------------------------------
-def _row(entry: results.ResultRow, kind: Kind) -> ModelRow:
+def _row(entry: results.ReconstructionRow | results.RecognitionRow) -> ModelRow:
+    kind = entry.kind
     metrics = {k: entry.metrics.get(k) for k in (*results.REQUIRED_METRICS[kind], *_OPTIONAL_METRICS[kind])}
     common: dict[str, Any] = dict(
         label=entry.label, name=entry.name, role=entry.role, scale=entry.scale, metrics=metrics,
         checkpoint=entry.checkpoint, checkpoint_sha256=entry.checkpoint_sha256, variant=entry.variant,
         unavailable={str(k): str(v) for k, v in entry.unavailable.items() if v is not None},
     )
-    if kind == RECONSTRUCTION:
+    if isinstance(entry, results.ReconstructionRow):
         return ModelRow(**common, params=entry.params, gflops=entry.gflops, images_per_s=entry.images_per_s,
                         n_images=entry.n_images, n_infinite_psnr=entry.n_infinite_psnr,
                         n_identity_undetected=entry.n_identity_undetected)
     return ModelRow(**common, ci95={k: (lo, hi) for k, (lo, hi) in entry.ci95.items()},
                     per_distance=entry.per_distance, roc_far=tuple(entry.roc.far), roc_tar=tuple(entry.roc.tar),
-                    cmc=tuple(entry.cmc), by_recogniser=dict(getattr(entry, "by_recogniser", None) or {}))
+                    cmc=tuple(entry.cmc), by_recogniser=dict(entry.by_recogniser),
+                    operating_points=entry.operating_points)
 
 
 def _run_scale(conventions: Mapping[str, Any], rows: Sequence[ModelRow], file: Path) -> int:
@@ -411,7 +414,7 @@ def load_run(run_dir: str | Path, result: results.RunResult | None = None) -> Ru
         except results.ResultsError as exc:
             raise ReportInputError(str(exc)) from None
     kind = result.kind
-    rows = tuple(_row(m, kind) for m in result.models)
+    rows = tuple(_row(m) for m in result.models)
     labels = [r.label for r in rows]
     conventions = result.conventions
     absent = []

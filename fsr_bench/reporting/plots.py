@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from fsr_bench import atomic
+from fsr_bench import atomic, results
 from fsr_bench.reporting.load import RECOGNITION, RECONSTRUCTION, Run
 from fsr_bench.reporting.tables import (
     DISTANCE_METRICS,
@@ -345,7 +345,7 @@ def roc_curves(runs: Sequence[Run], colours: Mapping[str, Colour], title: str) -
                     (line,) = ax.plot(far, tar * 100, lw=1.6, color=colours[row.label], label=name)
                     handles.setdefault(name, line)
                     for mark in _ROC_MARKS:  # the table's own TAR@FAR numbers, not a re-interpolation
-                        y = row.metrics.get(f"tar_at_far_{mark:.0e}".replace("e-0", "e-"))
+                        y = row.metrics.get(results.tar_at_far_key(mark))
                         if y is not None:
                             ax.plot([mark], [y * 100], marker="o", ms=5, color=colours[row.label],
                                     markeredgecolor="white", zorder=3, clip_on=False)

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from fsr_bench.metrics.specs import Metric, metric
 from fsr_bench.reporting.load import RECONSTRUCTION, ModelRow, Run, RunGroup, group_runs, load_run
 from fsr_bench.reporting.paper import nearest_paper_line, paper_note, paper_rows
+from fsr_bench.results import OperatingPoints, rate_tag
 
 __all__ = [
     "DISTANCE_METRICS",
@@ -483,16 +484,16 @@ def _value(row: ModelRow, run: Run, key: str) -> float | None:
     """A headline number: the row's own, else the main recogniser's operating-point block."""
     if key in row.metrics:
         return row.metrics[key]
-    block = row.by_recogniser.get(main_recogniser(run) or "") or {}
-    value = (block.get("metrics") or {}).get(key)
+    block = row.by_recogniser.get(main_recogniser(run) or "")
+    value = block.columns().get(key) if block is not None else None
     return None if value is None else float(value)
 
 
 def _missing_reason(row: ModelRow, run: Run, key: str) -> str:
     if key in row.unavailable:
         return row.unavailable[key]
-    block = row.by_recogniser.get(main_recogniser(run) or "") or {}
-    why = (block.get("unavailable") or {}).get(key)
+    block = row.by_recogniser.get(main_recogniser(run) or "")
+    why = block.reason(key) if block is not None else None
     if why:
         return str(why)
     if key.startswith("tar_cal_") and not row.by_recogniser:
@@ -664,14 +665,15 @@ def _recognisers_of(runs: Sequence[Run]) -> list[str]:
     return names
 
 
-def _cal_tags(runs: Sequence[Run], name: str) -> list[str]:
-    tags: list[str] = []
+def _cal_fars(runs: Sequence[Run], name: str) -> list[float]:
+    """The calibrated target FARs of recogniser ``name`` across the runs, first-seen order."""
+    fars: list[float] = []
     for run in runs:
         for row in run.rows:
-            metrics = (row.by_recogniser.get(name) or {}).get("metrics") or {}
-            tags += [k[len("threshold_cal_"):] for k in metrics
-                     if k.startswith("threshold_cal_") and k[len("threshold_cal_"):] not in tags]
-    return tags
+            block = row.by_recogniser.get(name)
+            ops = block.operating_points if block is not None else None
+            fars += [c.target_far for c in (ops.calibrated if ops else ()) if c.target_far not in fars]
+    return fars
 
 
 def operating_points_table(runs: Sequence[Run]) -> str | None:
@@ -685,12 +687,11 @@ def operating_points_table(runs: Sequence[Run]) -> str | None:
     if not names:
         return None
     fixed = runs[0].conventions.get("threshold", 0.4)
-    fx = f"at_{float(fixed):g}"
     parts = []
     for name in names:
-        tags = _cal_tags(runs, name)
+        fars = _cal_fars(runs, name)
         header = ["Methods", "Det", f"MA@{fixed:g}", "Matched", f"FAR@{fixed:g}", f"WrongID@{fixed:g}"]
-        for t in tags:
+        for t in map(rate_tag, fars):
             header += [f"thr@FAR {t}", f"TAR@cal {t}", f"FAR reached ({t})", f"WrongID@cal {t}",
                        f"FAR×Bicubic ({t})", f"FAR×HR ({t})"]
         body = []
@@ -701,16 +702,19 @@ def operating_points_table(runs: Sequence[Run]) -> str | None:
                 block = row.by_recogniser.get(name)
                 if block is None:
                     continue
-                m = block.get("metrics") or {}
-                mark = " †" if block.get("trained_with") else ""
+                m, ops = block.metrics, block.operating_points
+                mark = " †" if block.trained_with else ""
+                at = ops.fixed if ops is not None else None
                 cells = [row.label + mark, _pct(m.get("detection_rate")), _pct(m.get("matching_accuracy")),
-                         _matched({**row.metrics, **m}), _pct(m.get(f"far_{fx}"), 3), _pct(m.get(f"wrong_id_{fx}"))]
-                for t in tags:
-                    thr = m.get(f"threshold_cal_{t}")
-                    cells += [NA if thr is None else f"{float(thr):.4f}", _pct(m.get(f"tar_cal_{t}")),
-                              _pct(m.get(f"far_cal_{t}"), 3), _pct(m.get(f"wrong_id_cal_{t}")),
-                              _ratio(m.get(f"far_cal_{t}_vs_{bic}")) if bic else NA,
-                              _ratio(m.get(f"far_cal_{t}_vs_{refs[-1]}")) if refs else NA]
+                         _matched({**row.metrics, **m}), _pct(at.far if at else None, 3), _pct(at.wrong_id if at else None)]
+                for far in fars:
+                    c = ops.at_far(far) if ops is not None else None
+                    if c is None:
+                        cells += [NA] * 6
+                        continue
+                    cells += [f"{float(c.threshold):.4f}", _pct(c.tar), _pct(c.far, 3), _pct(c.wrong_id),
+                              _ratio(c.far_vs.get(bic)) if bic else NA,
+                              _ratio(c.far_vs.get(refs[-1])) if refs else NA]
                 body.append(cells)
         parts.append(f"**{name}**\n\n" + markdown_table(header, body, "l" + "r" * (len(header) - 1)))
     notes = (f"- Fixed: the paper's threshold {fixed:g}; Matched: probes whose similarity to their own gallery face"
@@ -735,14 +739,14 @@ def operating_points_csv(runs: Sequence[Run]) -> str | None:
              for name, block in row.by_recogniser.items()]
     if not lines:
         return None
-    keys = list(dict.fromkeys(k for *_, block in lines for k in (block.get("metrics") or {})))
+    keys = list(dict.fromkeys(k for *_, block in lines for k in block.columns()))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["protocol", "scale", "recogniser", "label", "name", "role", "trained_with", *keys])
     for run, name, row, block in lines:
-        metrics = block.get("metrics") or {}
+        values = block.columns()
         writer.writerow([run.protocol_name, run.scale, name, row.label, row.name, row.role,
-                         bool(block.get("trained_with")), *("" if metrics.get(k) is None else metrics[k] for k in keys)])
+                         block.trained_with, *("" if values.get(k) is None else values[k] for k in keys)])
     return buffer.getvalue()
 
 
@@ -752,19 +756,25 @@ def open_set_table(runs: Sequence[Run]) -> str | None:
     _require(runs, "recognition")
     parts = []
     for name in _recognisers_of(runs):
-        lines = [(run, row, (row.by_recogniser.get(name) or {}).get("metrics") or {})
-                 for run in runs for row in run.rows]
-        lines = [x for x in lines if x[2].get("n_unmated")]
+        lines = []
+        for run in runs:
+            for row in run.rows:
+                block = row.by_recogniser.get(name)
+                ops = block.operating_points if block is not None else None
+                if block is not None and ops is not None and ops.n_unmated:
+                    lines.append((row, block, ops))
         if not lines:
             continue
-        fpirs = sorted({k[len("fpir_"):] for _, _, m in lines for k in m
-                        if k.startswith("fpir_") and not k.startswith("fpir_cal_")}, key=float)
-        ranks = sorted({int(k[4:k.index("_")]) for _, _, m in lines for k in m
-                        if k.startswith("tpir") and "_fpir_" in k})
-        header = ["Methods", "n_unmated"] + [f"TPIR{r}@FPIR {f}" for f in fpirs for r in ranks]
-        body = [[row.label + (" †" if (row.by_recogniser.get(name) or {}).get("trained_with") else ""),
-                 str(m.get("n_unmated"))] + [_pct(m.get(f"tpir{r}_fpir_{f}")) for f in fpirs for r in ranks]
-                for _, row, m in lines]
+        fpirs = sorted({f.target_fpir for _, _, ops in lines for f in ops.open_set})
+        ranks = sorted({r for _, _, ops in lines for f in ops.open_set for r in f.tpir})
+
+        def tpir(ops: OperatingPoints, f: float, r: int) -> float | None:
+            point = ops.at_fpir(f)
+            return point.tpir.get(r) if point is not None else None
+
+        header = ["Methods", "n_unmated"] + [f"TPIR{r}@FPIR {rate_tag(f)}" for f in fpirs for r in ranks]
+        body = [[row.label + (" †" if block.trained_with else ""), str(ops.n_unmated)]
+                + [_pct(tpir(ops, f, r)) for f in fpirs for r in ranks] for row, block, ops in lines]
         parts.append(f"**{name}**\n\n" + markdown_table(header, body, "l" + "r" * (len(header) - 1)))
     if not parts:
         return None

@@ -88,7 +88,6 @@ def sweep_points(protocol: FaceSizeSweepProtocol, source_interocular_px: float |
 def run_face_size_sweep(protocol: FaceSizeSweepProtocol, out_dir: str | Path, *, progress: bool = True,
                         log: Log = print, force: bool = False) -> dict[str, Any]:
     """Every size of ``protocol.sweep``; returns the document written to ``OUT/sweep.json``."""
-    from fsr_bench.metrics.operating_points import rate_tag
     from fsr_bench.run.recognition import run_recognition
 
     out = Path(out_dir)
@@ -103,7 +102,7 @@ def run_face_size_sweep(protocol: FaceSizeSweepProtocol, out_dir: str | Path, *,
     else:
         ied_source = sw.source_interocular_px
     points = sweep_points(protocol, ied_source)
-    tag = rate_tag(sw.far)
+    tag = results.op_column("tar", "cal", sw.far)  # the column whose reason a missing value shows
     lines: list[list[Any]] = []
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     point_docs = []
@@ -116,19 +115,21 @@ def run_face_size_sweep(protocol: FaceSizeSweepProtocol, out_dir: str | Path, *,
                               log=log, force=force, cache_dir=cache)
         first_conventions = first_conventions or dict(run.conventions)
         point_docs.append({**p.describe(), "folder": f"sizes/{p.label}"})
-        for row in run.models:
-            blocks = getattr(row, "by_recogniser", None) or {str(getattr(row, "recogniser", "")): {
-                "metrics": row.metrics, "unavailable": row.unavailable}}
+        for row in run.recognition_rows():
+            blocks = row.by_recogniser or {str(row.recogniser): results.RecogniserScores(
+                metrics=row.metrics, unavailable=row.unavailable, operating_points=row.operating_points)}
             for name, block in blocks.items():
-                m, why = block.get("metrics") or {}, block.get("unavailable") or {}
+                m, ops = block.metrics, block.operating_points
+                cal = ops.at_far(sw.far) if ops is not None else None
+                why = ops.unavailable if ops is not None else {}
                 value = {"size": p.label, "matching_accuracy": m.get("matching_accuracy"),
-                         "tar_at_cal_far": m.get(f"tar_cal_{tag}"), "far_cal": m.get(f"far_cal_{tag}"),
-                         "threshold_cal": m.get(f"threshold_cal_{tag}"), "detection_rate": m.get("detection_rate"),
+                         "tar_at_cal_far": cal.tar if cal else None, "far_cal": cal.far if cal else None,
+                         "threshold_cal": cal.threshold if cal else None, "detection_rate": m.get("detection_rate"),
                          "rank1": m.get("rank1"), "n_probes": m.get("n_probes"),
-                         "unavailable": {k: why[k] for k in (f"tar_cal_{tag}",) if k in why}}
+                         "unavailable": {k: why[k] for k in (tag,) if k in why}}
                 entry = rows.setdefault((row.label, name), {
                     "label": row.label, "role": row.role, "recogniser": name,
-                    "trained_with": bool(block.get("trained_with")), "values": []})
+                    "trained_with": block.trained_with, "values": []})
                 entry["values"].append(value)
                 lines.append([p.label, p.lr_size[0], p.lr_size[1], p.interocular_lr_px, p.interocular_sr_px,
                               row.label, row.role, name, value["matching_accuracy"], value["tar_at_cal_far"],

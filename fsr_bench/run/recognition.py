@@ -62,8 +62,8 @@ from fsr_bench.metrics.operating_points import (
     assert_disjoint_subjects,
     calibrate_thresholds,
     operating_point_metrics,
-    relative_columns,
     split_scores,
+    with_ratios,
 )
 from fsr_bench.metrics.recognition import RowScores, cosine_similarity_matrix, score_row
 from fsr_bench.models.precision import infer, resolve_precision
@@ -696,17 +696,6 @@ def _calibrate(protocol: RecognitionProtocol, cal_set: RecognitionSet, eg: np.nd
     return result
 
 
-def _finite(metrics: dict[str, Any], unavailable: dict[str, Any], values: dict[str, float | None], why: str) -> None:
-    for k, v in values.items():
-        if v is not None and not np.isfinite(v):
-            metrics[k] = None
-            unavailable[k] = why
-        else:
-            metrics[k] = v
-            if v is None:
-                unavailable.setdefault(k, "no false match in this row nor in the reference row: no ratio")
-
-
 def _bicubic_label(rows: list[_Row]) -> str | None:
     for row in rows:
         if row.spec is not None and row.spec.name.startswith("bicubic_x") and not row.spec.overrides:
@@ -717,19 +706,17 @@ def _bicubic_label(rows: list[_Row]) -> str | None:
 def _entries(rows: list[_Row], per_row: list[list[tuple[RowScores, RowOperatingPoints]]], names: list[str],
              n_gallery: int) -> list[dict[str, Any]]:
     """results.json rows: the first recogniser's numbers at the top (as before), every recogniser's
-    under ``by_recogniser``; false-match ratios vs Bicubic and HR probes (``*_vs_<label>``)."""
+    under ``by_recogniser``; false-match ratios vs Bicubic and HR probes in the operating points."""
     refs = [r for r in (_bicubic_label(rows), HR_PROBES if any(r.label == HR_PROBES for r in rows) else None) if r]
     blocks: list[dict[str, dict[str, Any]]] = [{} for _ in rows]
     for k, name in enumerate(names):
-        rel = relative_columns({row.label: per_row[i][k][1] for i, row in enumerate(rows)}, refs) if refs else {}
+        ops = {row.label: per_row[i][k][1] for i, row in enumerate(rows)}
+        points = with_ratios(ops, refs) if refs else {label: op.points for label, op in ops.items()}
         for i, row in enumerate(rows):
-            scores, ops = per_row[i][k]
-            metrics: dict[str, Any] = {**ops.metrics, **scores.metrics}
-            unavailable = {**ops.unavailable, **scores.unavailable}
-            _finite(metrics, unavailable, rel.get(row.label, {}),
-                    "the reference row has no false match (0) while this row has some: ratio infinite")
-            blocks[i][name] = {"metrics": metrics, "unavailable": unavailable, "ci95": scores.ci95,
-                               "trained_with": name in row.trained_with}
+            scores = per_row[i][k][0]
+            blocks[i][name] = {"metrics": scores.metrics, "unavailable": scores.unavailable, "ci95": scores.ci95,
+                               "trained_with": name in row.trained_with,
+                               "operating_points": points[row.label].model_dump(mode="json")}
     out = []
     for i, row in enumerate(rows):
         s = per_row[i][0][0]
@@ -746,6 +733,7 @@ def _entries(rows: list[_Row], per_row: list[list[tuple[RowScores, RowOperatingP
             "overrides": row.spec.overrides if row.spec else {},
             "metrics": first["metrics"],
             "unavailable": first["unavailable"],
+            "operating_points": first["operating_points"],
             "ci95": s.ci95,
             "per_distance": s.per_distance,
             "per_camera": s.per_camera,

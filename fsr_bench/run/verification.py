@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from fsr_bench import results
-from fsr_bench.metrics.operating_points import rate_tag
 from fsr_bench.metrics.recognition import _roc_points, eer, tar_at_far
 from fsr_bench.protocol import ProtocolError
 from fsr_bench.protocol.recognition import HR_PROBES, LR_IMAGE, RecognitionProtocol
@@ -63,12 +62,12 @@ def _pair_metrics(sims: np.ndarray, same: np.ndarray, detected_images: np.ndarra
     roc_pts: dict[str, list[float]] = {"far": [], "tar": []}
     if genuine.size and impostor.size:
         for far in fars:
-            metrics[f"tar_at_far_{rate_tag(far)}"] = tar_at_far(genuine, impostor, far)
+            metrics[results.tar_at_far_key(far)] = tar_at_far(genuine, impostor, far)
         metrics["eer"] = eer(genuine, impostor)
         roc_pts = _roc_points(genuine, impostor)
     else:
         for far in fars:
-            unavailable[f"tar_at_far_{rate_tag(far)}"] = "needs positive and negative pairs"
+            unavailable[results.tar_at_far_key(far)] = "needs positive and negative pairs"
     return metrics, unavailable, roc_pts
 
 
@@ -166,8 +165,8 @@ def run_verification(protocol: RecognitionProtocol, out_dir: str | Path, *, prog
         row.work["seconds"] = round(time.perf_counter() - t0, 3)
         m = main["metrics"]
         log(f"{row.label}: TAR@FAR " + "  ".join(
-            f"{f:g}: {100 * m[f'tar_at_far_{rate_tag(f)}']:.2f}%" for f in data.fars
-            if m.get(f"tar_at_far_{rate_tag(f)}") is not None) + f"  detected {100 * m['detection_rate']:.2f}%")
+            f"{f:g}: {100 * m[results.tar_at_far_key(f)]:.2f}%" for f in data.fars
+            if m.get(results.tar_at_far_key(f)) is not None) + f"  detected {100 * m['detection_rate']:.2f}%")
         entries.append({
             "label": row.label, "variant": row.variant, "name": row.name, "role": row.role, "scale": row.scale,
             "checkpoint": row.checkpoint, "checkpoint_sha256": row.checkpoint_sha256, "training": row.training,
