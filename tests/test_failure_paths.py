@@ -168,11 +168,11 @@ def test_sr_faces_options_checked_before_loading(tmp_path, monkeypatch, args, me
 def _calibrated_run(folder, threshold, extra=None):
     """A schema-valid recognition results.json whose calibrated threshold at FAR 0.001 is ``threshold``
     (written as raw JSON: a tampered or hand-edited file)."""
-    from fsr_bench.results import ResultRow, RunResult, write_run
+    from fsr_bench.results import RecognitionRow, RunResult, write_run
 
     run = RunResult(kind="recognition", protocol_name="synthetic", conventions={
         "calibration": {"per_recogniser": {"mobilefacenet": {"thresholds": {"0.001": 0.3}, **(extra or {})}}}},
-        models=[ResultRow(label="HR", name="hr", metrics={"matching_accuracy": 1.0, "detection_rate": 1.0})])
+        models=[RecognitionRow(label="HR", name="hr", metrics={"matching_accuracy": 1.0, "detection_rate": 1.0})])
     folder.mkdir(parents=True, exist_ok=True)
     write_run(folder, run)
     doc = json.loads((folder / "results.json").read_text())

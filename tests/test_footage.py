@@ -137,11 +137,11 @@ def _compose(lfw, dev_list, tmp_path):
 
 def _calibration_run(folder: Path) -> Path:
     """A recognition results.json with a calibration block (schema-valid; thresholds chosen here)."""
-    from fsr_bench.results import ResultRow, RunResult, write_run
+    from fsr_bench.results import RecognitionRow, RunResult, write_run
 
     run = RunResult(kind="recognition", protocol_name="cal", conventions={
         "calibration": {"per_recogniser": {"mobilefacenet": {"thresholds": {"0.01": 0.25, "0.001": 0.35}}}}},
-        models=[ResultRow(label="HR", name="hr", metrics={"matching_accuracy": 1.0, "detection_rate": 1.0})])
+        models=[RecognitionRow(label="HR", name="hr", metrics={"matching_accuracy": 1.0, "detection_rate": 1.0})])
     folder.mkdir(parents=True)
     write_run(folder, run)
     return folder
