@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import REPO
 
 from fsr_bench import results
 from fsr_bench.results import (
@@ -16,8 +17,6 @@ from fsr_bench.results import (
     read_run,
     write_run,
 )
-
-from conftest import REPO
 
 COMMITTED = sorted((REPO / "reports").rglob("results.json"))
 
