@@ -235,7 +235,7 @@ def package(checkpoint: Path, name: str | None = None, label: str | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, required=True, help="best.pt written by fsr-bench train")
     ap.add_argument("--name", help="pretrained id MODEL or MODEL.TAG (default: the checkpoint's model name)")
     ap.add_argument("--label", help="display name on the card (default: the id)")
