@@ -133,6 +133,47 @@ def test_resume_is_exact(tmp_path, data, uninterrupted, stop_at):
     assert model.name == "tanet_x4" and model.config_dict()["channels"] == TINY["channels"]
 
 
+def test_cpu_adam_is_fused_and_is_adam(tmp_path, data):
+    """The CPU trainer uses the fused Adam kernel; its steps are the written-out Adam update
+    (Kingma & Ba 2015, Algorithm 1, bias-corrected) for the recipe's lr/betas/eps."""
+    trainer = Trainer(_cfg(tmp_path, data, "device=cpu"), write_outputs=False, echo=lambda s: None)
+    opt = trainer.optimizer
+    assert opt.param_groups[0]["fused"] is True
+    lr, (b1, b2), eps = opt.param_groups[0]["lr"], opt.param_groups[0]["betas"], opt.param_groups[0]["eps"]
+    g = torch.Generator().manual_seed(0)
+    p0 = torch.randn(5, generator=g)
+    p = nn.Parameter(p0.clone())
+    fused = torch.optim.Adam([p], lr=lr, betas=(b1, b2), eps=eps, fused=True)
+    m = torch.zeros(5, dtype=torch.float64)
+    v = torch.zeros(5, dtype=torch.float64)
+    want = p0.double()
+    for t in range(1, 4):
+        grad = torch.randn(5, generator=g)
+        p.grad = grad.clone()
+        fused.step()
+        m = b1 * m + (1 - b1) * grad.double()
+        v = b2 * v + (1 - b2) * grad.double() ** 2
+        want = want - lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
+    # float32 parameters (~1): 1e-6 is a few ulps, 0.5% of one lr=2e-4 step
+    torch.testing.assert_close(p.detach().double(), want, rtol=0, atol=1e-6)
+
+
+def test_resume_keeps_the_adam_implementation_the_run_started_with(tmp_path, data):
+    """A run started before CPU Adam was fused resumes with the for-loop Adam it was trained with
+    (the optimizer state's `fused` entry), so its continuation stays exact."""
+    cfg = _cfg(tmp_path, data, "schedule.max_steps=2", "val_every=0", "device=cpu")
+    train(cfg, **quiet)
+    path = tmp_path / "run" / "last.pt"
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    for group in ck["optimizer"]["param_groups"]:
+        group["fused"] = None  # what a checkpoint of the unfused trainer holds
+    torch.save(ck, path)
+    trainer = Trainer(load_config(_yaml(tmp_path, data), ["schedule.max_steps=3", "val_every=0", "device=cpu"]),
+                      resume=True, echo=lambda s: None)
+    trainer._load_resume()
+    assert trainer.optimizer.param_groups[0]["fused"] is None
+
+
 def test_resume_refuses_other_model_and_changed_recipe(tmp_path, data):
     train(_cfg(tmp_path, data, "schedule.max_steps=1"), **quiet)
     cfg = str(_yaml(tmp_path, data))
