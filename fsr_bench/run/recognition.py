@@ -45,7 +45,6 @@ all cached is never even built.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -66,22 +65,19 @@ from fsr_bench.metrics.operating_points import (
     with_ratios,
 )
 from fsr_bench.metrics.recognition import RowScores, cosine_similarity_matrix, score_row
-from fsr_bench.models.precision import infer, resolve_precision
-from fsr_bench.protocol import ModelSpec, ProtocolError
+from fsr_bench.protocol import ProtocolError
 from fsr_bench.protocol.recognition import HR_PROBES, LR_IMAGE, RecognitionProtocol
 from fsr_bench.provenance import collect, stable_hash
-from fsr_bench.run.caches import FaceStore, SRStore, content_key
+from fsr_bench.run.caches import FaceStore
 from fsr_bench.run.common import (
     Log,
-    checkpoint_sha,
     inference_convention,
-    load_model,
     ranks_provenance,
     resolve_device,
     safe_filename,
-    training_of,
 )
 from fsr_bench.run.outdir import keyed_sample_folder
+from fsr_bench.run.recognition_rows import Row, model_row, super_resolve, trained_with
 
 __all__ = ["build_recognition_set", "calibration_blocks", "run_recognition", "trained_with"]
 
@@ -164,40 +160,6 @@ def _build_calibration_set(protocol: RecognitionProtocol, cache_dir: Path, devic
         raise ProtocolError(f"calibration ({block['type']}): {exc}") from None
 
 
-def trained_with(spec: ModelSpec) -> list[str]:
-    """Recognisers whose features trained this checkpoint (its train_config's ``loss.identity.recogniser``
-    and ``loss.identity_net``); empty without a checkpoint or identity loss."""
-    from fsr_bench.models.checkpoint import read_checkpoint
-
-    if not spec.checkpoint:
-        return []
-    loss = (read_checkpoint(spec.checkpoint).get("train_config") or {}).get("loss") or {}
-    names = []
-    identity = loss.get("identity")
-    if isinstance(identity, dict):
-        names.append(str(identity.get("recogniser") or "mobilefacenet"))
-    if loss.get("identity_net"):
-        names.append(str(loss["identity_net"]))
-    return sorted(set(names))
-
-
-# -- rows ------------------------------------------------------------------------------------------
-@dataclass
-class _Row:
-    label: str
-    name: str
-    role: str = "model"  # fsr_bench.results.Role
-    spec: ModelSpec | None = None
-    scale: int | None = None
-    checkpoint: str | None = None
-    checkpoint_sha256: str | None = None
-    training: dict[str, Any] | None = None  # what the weights cost (run.common.training_of)
-    sr_store: SRStore | None = None
-    trained_with: list[str] = field(default_factory=list)
-    variant: str | None = None
-    work: dict[str, Any] = field(default_factory=dict)
-
-
 class _ProbeReader:
     """Reads probe batches; small LR probes are kept in memory (uint8) after the first read, so
     each further row costs no decoding or degradation."""
@@ -231,50 +193,6 @@ class _ProbeReader:
                 if im.lr is None or im.lr.shape[-2] * im.lr.shape[-1] <= self.MAX_KEPT_PIXELS:
                     self._lr[i] = None if im.lr is None else to_uint8(im.lr)
             yield start, items, [getattr(im, want) for im in read]
-
-
-def _super_resolve(row: _Row, lrs: list[torch.Tensor | None], state: dict[str, Any], device: str
-                   ) -> list[torch.Tensor | None]:
-    """SR of a batch through the row's cache; the model is built on the first cache miss only."""
-    from fsr_bench.data.io import to_uint8
-
-    store = row.sr_store
-    assert store is not None and row.spec is not None
-    keys = [None if lr is None else content_key(lr) for lr in lrs]
-    missing: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
-    for k, lr in zip(keys, lrs):
-        if k is not None and lr is not None and k not in store.outputs:
-            missing.setdefault((int(lr.shape[-2]), int(lr.shape[-1])), {})[k] = lr
-    for group in missing.values():
-        if state.get("model") is None:
-            state["model"] = _build_model(row.spec, device, state["scale"], state["run"].channels_last)
-            store.scale = state["model"].scale
-        ks = list(group)
-        run = state["run"]
-        sr = infer(state["model"], torch.stack([group[k] for k in ks]).to(device),
-                   resolve_precision(run.precision, device), run.channels_last).clamp(0, 1)
-        for k, out in zip(ks, to_uint8(sr).cpu()):
-            store.put(k, out.clone())
-        row.work["sr_computed"] += len(ks)
-    row.work["sr_reused"] += sum(1 for k in keys if k is not None) - sum(len(g) for g in missing.values())
-    return [None if k is None else store.outputs[k].float() / 255.0 for k in keys]
-
-
-def _build_model(spec: ModelSpec, device: str, scale: int, channels_last: bool = False):
-    return load_model(spec, device, scale, f"this protocol's probes are made for x{scale}; use the _x{scale} "
-                      "variant of the model (or change the data block's scale)", channels_last=channels_last)
-
-
-def _model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bool, inference: str) -> _Row:
-    sha = checkpoint_sha(spec)
-    store = SRStore(sr_dir, spec, sha, fresh=force, inference=inference)
-    if store.scale is None:  # never run: build it now so a bad model fails before the long work
-        model = _build_model(spec, device, scale)
-        store.scale, store.variant = model.scale, getattr(model, "variant", None)
-        del model
-    return _Row(label=spec.display, name=spec.name, role="model", spec=spec, scale=store.scale, checkpoint=spec.checkpoint,
-                checkpoint_sha256=sha, training=training_of(spec), sr_store=store, trained_with=trained_with(spec),
-                variant=store.variant)
 
 
 def _sample_folders(samples: Path, probes: list[ProbeItem], chosen: set[int]) -> dict[int, Path]:
@@ -374,16 +292,16 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         + (f" ({len(probes) - mated_idx.size} unmated)" if mated_idx.size < len(probes) else "")
         + (f" (run.limit of {len(dataset.probes)})" if len(probes) < len(dataset.probes) else ""))
 
-    def build_rows() -> tuple[list[_Row], list[Any], list[Any], list[FaceStore]]:
+    def build_rows() -> tuple[list[Row], list[Any], list[Any], list[FaceStore]]:
         """Rows (fail fast on a bad model before any detection work), recognisers, aligners, caches."""
-        rows: list[_Row] = []
+        rows: list[Row] = []
         if protocol.references.lr_image:
-            rows.append(_Row(LR_IMAGE, "reference", role="reference"))
+            rows.append(Row(LR_IMAGE, "reference", role="reference", input="lr"))
         for spec in protocol.models:
-            rows.append(_model_row(spec, cache / "sr", dataset.scale, device, force,
+            rows.append(model_row(spec, cache / "sr", dataset.scale, device, force,
                                    inference_convention(protocol.run, device)))
         if protocol.hr_probes_row:
-            rows.append(_Row(HR_PROBES, "reference", role="reference"))
+            rows.append(Row(HR_PROBES, "reference", role="reference", input="hr"))
         det = rec.detector
         key = "recognition.recogniser" if rec.recognisers is None else "recognition.recognisers"
         stores: list[FaceStore] = []
@@ -483,17 +401,17 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
         row.work = {"sr_computed": 0, "sr_reused": 0, "faces_computed": 0, "faces_reused": 0}
         c0, r0 = sum(st.computed for st in stores), sum(st.reused for st in stores)
 
-        def embed_row(row: _Row = row) -> dict[str, Any]:
+        def embed_row(row: Row = row) -> dict[str, Any]:
             """This process's share of the row: embeddings of probes lo:hi, new cache entries, samples."""
             emb_p = [torch.zeros(hi - lo, st.dim) for st in stores]
             det_p = [torch.zeros(hi - lo, dtype=torch.bool) for _ in stores]
             kept: dict[int, tuple[torch.Tensor | None, torch.Tensor | None]] = {}
             state: dict[str, Any] = {"model": None, "scale": dataset.scale, "run": protocol.run}
             bar = progress_bar(total=hi - lo, desc=row.label, unit="probe", disable=not progress, leave=False)
-            want = "hr" if row.label == HR_PROBES else "lr"  # the one reference that reads HR probes
+            want = "hr" if row.input == "hr" else "lr"
             for batch_no, (pos, items, read) in enumerate(reader.batches(want, mine)):
                 lrs = read if want == "lr" else None
-                images = read if row.sr_store is None else _super_resolve(row, read, state, device)
+                images = read if row.sr_store is None else super_resolve(row, read, state, device)
                 if ranks.is_main and row.sr_store is not None and (batch_no + 1) % SAVE_EVERY_BATCHES == 0:
                     row.sr_store.save()
                 for k, st in enumerate(stores):
@@ -515,7 +433,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
 
         parts = ranks.gather(ranks.step(embed_row))
 
-        def score(row: _Row = row) -> None:
+        def score(row: Row = row) -> None:
             assert parts is not None
             emb_p = [torch.cat([part["emb"][k] for part in parts]) for k in range(len(stores))]
             det_p = [torch.cat([part["det"][k] for part in parts]) for k in range(len(stores))]
@@ -696,18 +614,18 @@ def _calibrate(protocol: RecognitionProtocol, cal_set: RecognitionSet, eg: np.nd
     return result
 
 
-def _bicubic_label(rows: list[_Row]) -> str | None:
+def _bicubic_label(rows: list[Row]) -> str | None:
     for row in rows:
         if row.spec is not None and row.spec.name.startswith("bicubic_x") and not row.spec.overrides:
             return row.label
     return None
 
 
-def _entries(rows: list[_Row], per_row: list[list[tuple[RowScores, RowOperatingPoints]]], names: list[str],
+def _entries(rows: list[Row], per_row: list[list[tuple[RowScores, RowOperatingPoints]]], names: list[str],
              n_gallery: int) -> list[dict[str, Any]]:
     """results.json rows: the first recogniser's numbers at the top (as before), every recogniser's
     under ``by_recogniser``; false-match ratios vs Bicubic and HR probes in the operating points."""
-    refs = [r for r in (_bicubic_label(rows), HR_PROBES if any(r.label == HR_PROBES for r in rows) else None) if r]
+    refs = [r for r in (_bicubic_label(rows), next((r.label for r in rows if r.input == "hr"), None)) if r]
     blocks: list[dict[str, dict[str, Any]]] = [{} for _ in rows]
     for k, name in enumerate(names):
         ops = {row.label: per_row[i][k][1] for i, row in enumerate(rows)}
@@ -755,7 +673,7 @@ def _fmt(v: float | None, pct: bool = True) -> str:
     return f"{100 * v:.2f}%" if pct else f"{v:.4f}"
 
 
-def _summary_line(row: _Row, s: RowScores) -> str:
+def _summary_line(row: Row, s: RowScores) -> str:
     m, w = s.metrics, row.work
     reuse = (f"SR {w['sr_computed']} computed/{w['sr_reused']} cached, " if row.sr_store else "") + \
         f"faces {w['faces_computed']} computed/{w['faces_reused']} cached, {w['seconds']:.1f}s"

@@ -38,6 +38,7 @@ from fsr_bench.protocol.recognition import HR_PROBES, LR_IMAGE, RecognitionProto
 from fsr_bench.provenance import collect
 from fsr_bench.run.caches import FaceStore
 from fsr_bench.run.common import Log, inference_convention, resolve_device
+from fsr_bench.run.recognition_rows import Row, model_row, super_resolve
 
 __all__ = ["PER_PAIR_COLUMNS", "run_verification"]
 
@@ -80,7 +81,6 @@ def run_verification(protocol: RecognitionProtocol, out_dir: str | Path, *, prog
     from fsr_bench.face import create_recogniser
     from fsr_bench.face.detect import FaceAligner
     from fsr_bench.progress import progress_bar
-    from fsr_bench.run.recognition import _model_row, _Row, _super_resolve
 
     t_start = time.perf_counter()
     data = protocol.data
@@ -105,13 +105,13 @@ def run_verification(protocol: RecognitionProtocol, out_dir: str | Path, *, prog
     second = np.array([index[p.second] for p in pairs])
     log(f"{dataset.name}: {int(same.sum())} positive / {int((~same).sum())} negative pairs, {len(images)} images")
 
-    rows: list[_Row] = []
+    rows: list[Row] = []
     if protocol.references.lr_image:
-        rows.append(_Row(LR_IMAGE, "reference", role="reference"))
+        rows.append(Row(LR_IMAGE, "reference", role="reference", input="lr"))
     for spec in protocol.models:
-        rows.append(_model_row(spec, cache / "sr", data.scale, device, force, inference_convention(run, device)))
+        rows.append(model_row(spec, cache / "sr", data.scale, device, force, inference_convention(run, device)))
     if protocol.references.hr_probes:
-        rows.append(_Row(HR_PROBES, "reference", role="reference"))
+        rows.append(Row(HR_PROBES, "reference", role="reference", input="hr"))
     det, names = rec.detector, rec.names
     stores: list[FaceStore] = []
     for k, name in enumerate(names):
@@ -137,9 +137,9 @@ def run_verification(protocol: RecognitionProtocol, out_dir: str | Path, *, prog
         bar = progress_bar(total=len(images), desc=row.label, unit="img", disable=not progress, leave=False)
         for start in range(0, len(images), run.batch_size):
             read = [read_native_probe(p, lr_size) for p in images[start : start + run.batch_size]]
-            batch = [im.hr for im in read] if row.label == HR_PROBES else [im.lr for im in read]
+            batch = [im.hr for im in read] if row.input == "hr" else [im.lr for im in read]
             if row.sr_store is not None:
-                batch = _super_resolve(row, batch, state, device)
+                batch = super_resolve(row, batch, state, device)
             for k, st in enumerate(stores):
                 _, e, d = st.embed(batch)
                 emb[k][start : start + len(batch)], found[k][start : start + len(batch)] = e, d
