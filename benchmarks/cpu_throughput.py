@@ -39,13 +39,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fsr_bench.atomic import write_text  # noqa: E402
-from fsr_bench.models import create_model  # noqa: E402
+from fsr_bench.models import count_gflops, create_model  # noqa: E402
 from fsr_bench.models.precision import autocast, cpu_bf16_flags  # noqa: E402
 from fsr_bench.provenance import collect  # noqa: E402
 from fsr_bench.train.losses import TrainStep  # noqa: E402
@@ -138,10 +137,7 @@ def build(name: str, fmt: str):
 
 
 def forward_gflops(model, lr_side: int) -> float:
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, 3, lr_side, lr_side))
-    return counter.get_total_flops() / 1e9
+    return count_gflops(model, (lr_side, lr_side))  # the project's one FLOP counter
 
 
 def model_block(label: str, mode: str, threads: list[int], reps: int, batch: int, compile_: bool) -> dict:

@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from fsr_bench.models import create_model, list_models
+from fsr_bench.models import count_gflops, create_model, list_models
 from fsr_bench.models.precision import describe, infer, prepare, resolve_precision
 from fsr_bench.provenance import collect
 
@@ -40,9 +39,7 @@ def measure(name: str, device: str, reps: int, precision: str = "fp32", channels
     model = create_model(name).to(device).eval()
     side = LR_SIDE.get(model.scale, 256 // model.scale)
     lr = torch.rand(1, 3, side, side, device=device)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(lr)
+    gflops = count_gflops(model, (side, side))  # the project's one FLOP counter (as `list models --flops`)
     model = prepare(model, device, channels_last)
     times = []
     for i in range(reps + 1):
@@ -59,7 +56,7 @@ def measure(name: str, device: str, reps: int, precision: str = "fp32", channels
         "scale": model.scale,
         "lr_size": [side, side],
         "params": model.num_parameters(),
-        "gflops": counter.get_total_flops() / 1e9,
+        "gflops": gflops,
         "images_per_s": 1.0 / statistics.median(times),
         "paper": model.info.paper,
     }
