@@ -26,7 +26,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -50,6 +50,25 @@ class ConfigInputError(FsrBenchError, ValueError):
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV_OR_BARE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def expand_vars(text: str, missing: Callable[[str], Exception], *, values: Mapping[str, str] | None = None,
+                bare: bool = False) -> str:
+    """The one expander: ``${VAR}`` and ``${VAR:-default}`` (and ``$VAR`` with ``bare``) from
+    ``values`` first (a config setting standing in for a variable), then the environment, then the
+    default; an unset VAR without one raises ``missing(VAR)``."""
+    def sub(m: re.Match[str]) -> str:
+        var, default = m.group(1) or m.group(3), m.group(2)
+        if values and var in values:
+            return values[var]
+        if var in os.environ:
+            return os.environ[var]
+        if default is not None:
+            return default
+        raise missing(var)
+
+    return (_ENV_OR_BARE if bare else _ENV).sub(sub, text)
 
 
 #: Keys whose values are paths: only they expand ``${VAR}`` (roots, list files, checkpoints,
@@ -75,18 +94,9 @@ def expand_env(value: Any, where: str = "", error: type[Exception] = ConfigInput
     if isinstance(value, list):
         return [expand_env(v, f"{where}.{i}", error, in_path=in_path) for i, v in enumerate(value)]
     if isinstance(value, str) and in_path:
-        def sub(m: re.Match[str]) -> str:
-            var, default = m.group(1), m.group(2)
-            if var in os.environ:
-                return os.environ[var]
-            if default is not None:
-                return default
-            raise error(
-                f"{where}: environment variable {var} is not set; export {var}=/path/to/data "
-                f"(or override the key with --set {where}=...)"
-            )
-
-        return _ENV.sub(sub, value)
+        return expand_vars(value, lambda var: error(
+            f"{where}: environment variable {var} is not set; export {var}=/path/to/data "
+            f"(or override the key with --set {where}=...)"))
     return value
 
 

@@ -156,6 +156,12 @@ def test_build_dataset_errors_and_env(flat, monkeypatch, tmp_path):
     assert expand_path("${FSR_BENCH_DATA}/flat", data_root=tmp_path) == flat
     monkeypatch.setenv("FSR_BENCH_DATA", str(tmp_path))
     assert len(build_dataset({"type": "folder", "root": "${FSR_BENCH_DATA}/flat"})) == 5
+    # ${VAR:-default}, as the bundled protocols write it, expands in training data paths too
+    monkeypatch.delenv("FSR_BENCH_DATA", raising=False)
+    assert len(build_dataset({"type": "folder", "root": f"${{FSR_BENCH_DATA:-{tmp_path}}}/flat"})) == 5
+    assert expand_path("${FSR_BENCH_DATA:-/nowhere}/flat", data_root=tmp_path) == flat  # the setting still wins
+    monkeypatch.setenv("FSR_BENCH_DATA", str(tmp_path))
+    assert expand_path("$FSR_BENCH_DATA/flat") == flat
 
 
 def test_package_faces_type():

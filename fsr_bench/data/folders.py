@@ -31,7 +31,6 @@ copy of the dataset all see the same pixels.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
@@ -39,6 +38,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from fsr_bench.config_io import expand_vars
 from fsr_bench.data.io import FsrBenchDataError, ImageReadError, list_images, read_image, to_uint8
 from fsr_bench.registry import Registry
 
@@ -84,7 +84,6 @@ class DatasetConfigError(FsrBenchDataError):
 
 
 # -- paths ----------------------------------------------------------------------------------------
-_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
 def expand_path(
@@ -92,28 +91,25 @@ def expand_path(
     where: str = "path",
     data_root: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Expand ``~`` and ``${VAR}``/``$VAR`` in a path; an unset variable is an error.
+    """Expand ``~`` and ``${VAR}``, ``${VAR:-default}``, ``$VAR`` in a path (the one expander,
+    :func:`fsr_bench.config_io.expand_vars`); an unset variable without a default is an error.
 
     ``${FSR_BENCH_DATA}`` takes ``data_root`` when given (a config setting), else the environment.
     Relative results are relative to the current directory.
     """
     text = str(value)
 
-    def sub(match: re.Match[str]) -> str:
-        var = match.group(1) or match.group(2)
-        if var == DATA_ROOT_ENV and data_root is not None:
-            return str(data_root)
-        if var in os.environ:
-            return os.environ[var]
+    def missing(var: str) -> Exception:
         hint = (
             f" Set it to the folder that holds your datasets, e.g. `export {DATA_ROOT_ENV}=/data/faces`"
             f" (with ffhq/ and celeba/ inside), or set data.data_root in the training config."
             if var == DATA_ROOT_ENV
             else f" Set it (export {var}=...) or write the path out."
         )
-        raise DatasetConfigError(f"{where} is {text!r}, but the environment variable {var} is not set.{hint}")
+        return DatasetConfigError(f"{where} is {text!r}, but the environment variable {var} is not set.{hint}")
 
-    return Path(os.path.expanduser(_VAR.sub(sub, text)))
+    values = {DATA_ROOT_ENV: str(data_root)} if data_root is not None else None
+    return Path(os.path.expanduser(expand_vars(text, missing, values=values, bare=True)))
 
 
 def _as_size(value: Any, where: str) -> tuple[int, int] | None:
