@@ -195,6 +195,10 @@ def test_training_configs_declare_their_kind_and_are_pointed_at_train():
             load_protocol(path)
     with pytest.raises(ConfigError, match="reconstruction protocol, not a training config; run it with `fsr-bench run"):
         load_config(root / "quickstart.yaml")
+    # every registered kind, not a list of its own (a face-size sweep was taken for a training config)
+    sweep = next(p for p in sorted(root.glob("*.yaml")) if "kind: face_size_sweep" in p.read_text())
+    with pytest.raises(ConfigError, match="face_size_sweep protocol, not a training config"):
+        load_config(sweep)
 
 
 def test_unknown_kind_lists_the_registered_ones():

@@ -196,9 +196,6 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return raw
 
 
-PROTOCOL_KINDS = ("reconstruction", "recognition")
-
-
 def load_config(
     path: str | os.PathLike[str] | None = None,
     overrides: Sequence[str] = (),
@@ -218,7 +215,9 @@ def load_config(
             p = bundled_protocols().get(p.name.removesuffix(".yaml"), p)
         raw.update(read_yaml_mapping(p, ConfigError, "training config"))
         source = str(p)
-        if raw.get("kind") in PROTOCOL_KINDS:
+        from fsr_bench.protocol import PROTOCOL_KINDS  # every registered kind, plug-ins included
+
+        if isinstance(raw.get("kind"), str) and raw["kind"] in PROTOCOL_KINDS:
             raise ConfigError(f"{p} is a {raw['kind']} protocol, not a training config; run it with "
                               f"`fsr-bench run {p}`")
         if raw.get("out_dir") is None:
