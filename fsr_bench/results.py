@@ -313,11 +313,18 @@ class _Row(_Strict):
     checkpoint_sha256: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     # what the weights cost (steps, epochs, train_minutes, device, precision, selected_step), from the
-    # checkpoint or the shipped model's card; None for floors and weights nothing recorded
+    # checkpoint or the shipped model's card; None for floors and weights nothing recorded. Also
+    # `validation` (the split the weights were selected on: type, root_name, list_file, list_sha256) and
+    # `selected_on_evaluated_data` (true: that split is the data this run scores; absent: unknown)
     training: dict[str, Any] | None = None
     metrics: dict[str, Number | None]
     unavailable: dict[str, str | None] = Field(default_factory=dict)
     variant: str | None = None  # the model's reading of its paper (TANet: "patch tokens, …"), from the model
+
+    @property
+    def selected_on_evaluated_data(self) -> bool:
+        """The weights were selected on the very images this run scores (reports mark the row)."""
+        return bool((self.training or {}).get("selected_on_evaluated_data"))
 
 
 class ReconstructionRow(_Row):
@@ -497,6 +504,11 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
         data = _MIGRATIONS[version](data)
         version += 1
     return data
+
+
+#: The one footnote of rows whose weights were selected on the data they are scored on.
+SELECTION_NOTE = ("weights selected (best validation checkpoint) on the very split this table scores: optimistic by "
+                  "that selection, not an independent measurement")
 
 
 def shown_label(label: str, variant: str | None) -> str:

@@ -207,3 +207,79 @@ def test_committed_leaderboards_are_compact(folder):
     for table in _tables((folder / "leaderboard.md").read_text().split("## Runs")[0]):
         assert len(table[0]) <= 8 and not any(":" in h for h in table[0]), f"{folder}: {table[0]}"
         assert not any(re.search(r"^\d{4,}\.0$|\d\.\d{2,}%", c) for row in table for c in row), folder
+
+
+# -- runs of one protocol merge; different data under one name is refused; --add re-scores ----------------------
+def _quick(tmp_path, name, out, models, *sets):
+    proto = load_protocol(str(REPO / "protocols/quickstart.yaml"), SMALL + ["metrics.lpips=false", "run.num_samples=0",
+                                                                             models, f"name={name}", *sets])
+    run_protocol(proto, tmp_path / out, progress=False, log=lambda s: None)
+    return tmp_path / out
+
+
+def test_runs_of_one_protocol_share_columns_whatever_their_names(tmp_path):
+    ckpt = save_checkpoint(create_model("tanet_x4", **MODELS.get("tanet_x4").tiny), tmp_path / "t.pt")
+    a = _quick(tmp_path, "q", "a", "models=[{name: bicubic_x4, label: Bicubic}]")
+    b = _quick(tmp_path, "q", "b", f"models=[{{name: tanet_x4, label: Mine, checkpoint: {ckpt}}}]")
+    c = _quick(tmp_path, "renamed", "c", "models=[{name: bicubic_x4, label: Nearest, overrides: {kernel: nearest}}]",
+               "run.batch_size=1", "run.device=cpu")  # rows and settings that change no number may differ
+    result = CliRunner().invoke(app, ["leaderboard", str(a), str(b), str(c), "-o", str(tmp_path / "lb")])
+    assert result.exit_code == 0, result.output
+    rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "lb" / "leaderboard.csv"))}
+    assert [k for k in next(iter(rows.values())) if ":" in k] == ["q:psnr", "q:ssim"]  # one table, not three
+    for folder in (a, b, c):
+        for m in json.loads((folder / "results.json").read_text())["models"]:
+            line = next(r for r in rows.values() if r["method"].startswith(m["label"]))
+            assert float(line["q:psnr"]) == pytest.approx(m["metrics"]["psnr"], abs=1e-9)
+    assert "the same protocol as `q`" in (tmp_path / "lb" / "leaderboard.md").read_text()
+
+
+def test_different_data_under_one_name_is_refused(tmp_path):
+    a = _quick(tmp_path, "q", "a", "models=[{name: bicubic_x4}]")
+    b = _quick(tmp_path, "q", "b", "models=[{name: bicubic_x4}]", "data.dataset.hr_size=96")
+    result = CliRunner().invoke(app, ["leaderboard", str(a), str(b), "-o", str(tmp_path / "lb")])
+    assert result.exit_code == 2
+    assert "two runs are named 'q' but are not the same protocol" in result.output
+    assert "data.dataset.hr_size: 64 vs 96" in result.output
+
+
+def test_add_rescores_a_leaderboard_with_one_more_row(tmp_path):
+    """A leaderboard with the shipped TANet-S (`pretrained: true`) and floors, re-scored with one more row:
+    only that row is computed; --all scores every row again and gives the committed numbers."""
+    committed = _quick(tmp_path, "q", "board/runs/q", "models=[{name: bicubic_x4, label: Bicubic}, "
+                       "{name: tanet_s_x4, pretrained: true, label: TANet-S}]")
+    assert CliRunner().invoke(app, ["leaderboard", str(committed), "-o", str(tmp_path / "board")]).exit_code == 0
+    ckpt = save_checkpoint(create_model("tanet_x4", **MODELS.get("tanet_x4").tiny), tmp_path / "t.pt")
+    before = {r["method"]: r for r in csv.DictReader(open(tmp_path / "board" / "leaderboard.csv"))}
+    for extra, out in (([], "mine"), (["--all"], "all")):
+        result = CliRunner().invoke(app, ["leaderboard", str(tmp_path / "board"), "--add", f"checkpoint={ckpt}",
+                                          "--add", "label=Mine", *extra, "-q", "-o", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+        new = json.loads((tmp_path / out / "runs" / "q" / "results.json").read_text())
+        assert [m["label"] for m in new["models"]] == (["Bicubic", "TANet-S", "Mine"] if extra else ["Mine"])
+        rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / out / "leaderboard.csv"))}
+        assert set(rows) == set(before) | {"Mine (patch tokens)"}
+        for method, line in before.items():
+            assert float(rows[method]["q:psnr"]) == pytest.approx(float(line["q:psnr"]), abs=1e-9)
+        mine = next(m for m in new["models"] if m["label"] == "Mine")
+        assert float(rows["Mine (patch tokens)"]["q:psnr"]) == pytest.approx(mine["metrics"]["psnr"], abs=1e-9)
+    bad = CliRunner().invoke(app, ["leaderboard", str(committed), "--add", "checkpoint=x", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "give its folder (the one holding leaderboard.json" in bad.output
+
+
+def test_leaderboard_marks_a_row_selected_on_the_data_it_is_scored_on(tmp_path):
+    from fsr_bench.results import SELECTION_NOTE
+
+    run = tmp_path / "r"
+    run.mkdir()
+    row = {"label": "Mine", "name": "tanet_x4", "checkpoint_sha256": "ab" * 32, "metrics": {"ssim": 0.5, "psnr": 25.0},
+           "training": {"steps": 10, "selected_on_evaluated_data": True}}
+    other = {"label": "Bicubic", "name": "bicubic_x4", "role": "floor", "metrics": {"ssim": 0.4, "psnr": 24.0}}
+    (run / "results.json").write_text(json.dumps({"kind": "reconstruction", "protocol_name": "val",
+                                                  "conventions": {}, "models": [other, row]}))
+    result = CliRunner().invoke(app, ["leaderboard", str(run), "-o", str(tmp_path / "lb")])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert next(x for x in md.splitlines() if x.startswith("| Mine")).count("‡") == 1  # its method cell
+    assert "‡" not in next(x for x in md.splitlines() if x.startswith("| Bicubic"))
+    assert md.count(SELECTION_NOTE) == 1

@@ -43,6 +43,8 @@ from fsr_bench.data.io import FsrBenchDataError, ImageReadError, list_images, re
 from fsr_bench.registry import Registry
 
 __all__ = [
+    "same_split",
+    "split_identity",
     "DATASETS",
     "DATASET_PRESETS",
     "DatasetType",
@@ -410,3 +412,38 @@ def build_dataset(
     check_dataset_spec(spec, where)
     dtype: DatasetType = DATASETS.get(spec["type"]).builder
     return dtype.build({k: v for k, v in spec.items() if k != "type"}, where, data_root)
+
+
+# -- which images a split is (the selection flag) ------------------------------------------------
+def split_identity(spec: Mapping[str, Any], data_root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What names a dataset block's images wherever they live: its type, its root's folder name and its
+    list file with the file's sha256 (None where it has none, or it cannot be read).
+
+    A training run records this for its validation split (the split its ``best.pt`` was selected on);
+    :func:`same_split` compares it with the data a protocol evaluates.
+    """
+    import hashlib
+
+    root, listed = spec.get("root"), spec.get("list_file")
+    list_path = expand_path(listed, "list_file", data_root) if listed else None
+    sha = None
+    if list_path is not None:
+        try:
+            sha = hashlib.sha256(list_path.read_bytes()).hexdigest()
+        except OSError:
+            sha = None
+    return {"type": spec.get("type"),
+            "root_name": expand_path(root, "root", data_root).resolve().name if root else None,
+            "list_file": str(list_path) if list_path is not None else None, "list_sha256": sha}
+
+
+def same_split(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool | None:
+    """Whether two :func:`split_identity` records name the same images: the same list file contents under
+    a root of the same folder name, or (neither listed) the same type and root folder name. None: unknown."""
+    if not a or not b or not a.get("root_name") or not b.get("root_name"):
+        return None
+    if a.get("list_file") or b.get("list_file"):
+        if not a.get("list_sha256") or not b.get("list_sha256"):
+            return None
+        return a["list_sha256"] == b["list_sha256"] and a["root_name"] == b["root_name"]
+    return a["root_name"] == b["root_name"] and a.get("type") == b.get("type")

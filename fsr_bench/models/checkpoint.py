@@ -98,8 +98,10 @@ def training_record(path: str | os.PathLike) -> dict[str, Any] | None:
     ``steps``/``epochs``/``train_minutes`` are the whole run's: a ``best.pt`` picked at step k of an
     n-step run cost n steps, which the run's ``summary.json`` beside it says (only when its
     ``best.step`` is this checkpoint's step: a copied checkpoint keeps what it records itself);
-    ``selected_step`` is where the weights were picked. Results rows carry this, so a leaderboard
-    built from committed results files needs no checkpoint.
+    ``selected_step`` is where the weights were picked, ``validation`` the split they were picked on
+    (:func:`fsr_bench.data.folders.split_identity`: list file + sha256; for checkpoints written before the
+    trainer recorded it, read from the training config's ``data.val``, None without one). Results rows carry
+    this, so a leaderboard built from committed results files needs no checkpoint.
     """
     obj = read_checkpoint(path)
     if "step" not in obj:  # a bare state_dict, an upstream release, a safetensors file
@@ -112,6 +114,9 @@ def training_record(path: str | os.PathLike) -> dict[str, Any] | None:
         "channels_last": cfg.get("channels_last"), "cpu_threads": cfg.get("cpu_threads"),
         "selected_step": obj.get("step"),
     }
+    validation = obj.get("validation") or _validation_of(cfg)
+    if validation is not None:
+        record["validation"] = validation
     try:
         summary = json.loads((Path(path).parent / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -120,6 +125,18 @@ def training_record(path: str | os.PathLike) -> dict[str, Any] | None:
         record.update(steps=summary.get("steps"), epochs=summary.get("epochs"),
                       train_minutes=round(float(summary.get("elapsed_s") or 0.0) / 60, 1))
     return record
+
+
+def _validation_of(train_config: dict[str, Any]) -> dict[str, Any] | None:
+    from fsr_bench.data.folders import DatasetConfigError, split_identity
+
+    data = train_config.get("data") or {}
+    if not isinstance(data.get("val"), dict):
+        return None
+    try:
+        return split_identity(data["val"], data.get("data_root"))
+    except DatasetConfigError:  # ${FSR_BENCH_DATA} unset here: the split is unknown, not an error
+        return None
 
 
 def load_state_dict_strict(model, state_dict: dict[str, torch.Tensor], source: str) -> None:

@@ -2,8 +2,8 @@
 
 ``fsr-bench leaderboard RUN_DIR... -o DIR`` reads every run's ``results.json`` through the results
 schema (:func:`fsr_bench.results.read_run`), and joins rows that are the *same model* — same
-registered name and same weights (checkpoint sha256; none for parameter-free floors and reference
-rows) — into one line per method.
+registered name, same weights (checkpoint sha256; none for parameter-free floors and reference
+rows) and same config overrides — into one line per method.
 
 ``leaderboard.csv`` / ``leaderboard.json`` are the raw joined table. Columns:
 
@@ -23,6 +23,13 @@ rows) — into one line per method.
 table per run of at most eight columns — method, budget (one column), the metrics under their own
 names with unit and ↑/↓ and at their printed precision (all from :mod:`fsr_bench.metrics.specs`),
 the best of each column in bold, † on a figure of the recogniser in the row's loss (not ranked).
+**Runs of one protocol merge.** Two runs whose numbers are comparable — the same protocol up to its rows
+(:func:`comparable_hash`: data, degradation, metrics and recognition conventions, seed, limit and
+precision; not the name, description, rows, reference rows or device) — are one table whatever their
+names, so a run of only your model joins the committed runs of that protocol; runs that share a name but
+not those parts are refused, naming the keys that differ. A row scored on the very split its weights were
+selected on (``training.selected_on_evaluated_data``) is marked ‡ in that protocol's table, with one note.
+
 Nothing is re-computed here: a number that is not in a results file is not in the leaderboard.
 """
 from __future__ import annotations
@@ -32,11 +39,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from fsr_bench import atomic
+from fsr_bench.config_io import is_path_key
+from fsr_bench.errors import FsrBenchError
 from fsr_bench.metrics.specs import Metric, metric
+from fsr_bench.provenance import stable_hash
 from fsr_bench.reporting.load import Run
 from fsr_bench.reporting.paper import paper_line
 from fsr_bench.reporting.tables import _bold, _format_params, best_flags, markdown_table
 from fsr_bench.results import (
+    SELECTION_NOTE,
     OperatingPoints,
     RecognitionRow,
     ReconstructionRow,
@@ -63,11 +74,79 @@ def _recognition_values(metrics: Mapping[str, Any], ops: OperatingPoints | None,
     return {k: points[k] if k in points else metrics.get(k) for k in wanted}
 
 
+SELECTED = "‡"
+#: run settings that change a number (the rest — device, batch size, samples, report — do not)
+COMPARABLE_RUN_KEYS = ("seed", "limit", "precision", "channels_last")
+
+
+class LeaderboardError(FsrBenchError, ValueError):
+    """Runs that cannot share a leaderboard; the message names them and what differs."""
+
+
+def comparable_parts(run: RunResult) -> dict[str, Any]:
+    """What must be equal for two runs' numbers to share a table: the protocol (normalised by the current
+    schema, so defaults added since a run was written compare equal) without its name, description, rows
+    and reference rows, the run settings of :data:`COMPARABLE_RUN_KEYS`, and paths by their last part
+    (a checkout's ``../shared/data/lfw`` and a user's ``/data/lfw`` are the same data)."""
+    from fsr_bench.protocol import load_protocol_dict
+
+    doc = dict(run.protocol)
+    try:
+        doc = load_protocol_dict(doc, source="results.json").model_dump(mode="json")
+    except FsrBenchError:  # a protocol this version no longer reads: compare it as written
+        pass
+    doc = {k: v for k, v in doc.items() if k not in ("name", "description", "models", "references")}
+    doc["run"] = {k: v for k, v in (doc.get("run") or {}).items() if k in COMPARABLE_RUN_KEYS}
+    return _paths_by_name(doc)
+
+
+def _paths_by_name(node: Any, path_key: bool = False) -> Any:
+    if isinstance(node, dict):
+        return {k: _paths_by_name(v, is_path_key(str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_paths_by_name(v, path_key) for v in node]
+    return Path(node).name if path_key and isinstance(node, str) else node
+
+
+def comparable_hash(run: RunResult) -> str:
+    return stable_hash(comparable_parts(run))
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict) and d:
+        return {k: v for key, val in d.items() for k, v in _flat(val, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: d}
+
+
+def group_runs(runs: Sequence[tuple[str, RunResult]]) -> list[tuple[str, list[tuple[str, RunResult]]]]:
+    """Runs grouped by :func:`comparable_hash`, each group named by its first run; a name used by two
+    groups is a :class:`LeaderboardError` naming the keys that differ."""
+    groups: dict[str, tuple[str, list[tuple[str, RunResult]]]] = {}
+    first_of_name: dict[str, tuple[str, RunResult]] = {}
+    for name, run in runs:
+        key = comparable_hash(run)
+        if name in first_of_name and comparable_hash(first_of_name[name][1]) != key:
+            a, b = _flat(comparable_parts(first_of_name[name][1])), _flat(comparable_parts(run))
+            diff = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            raise LeaderboardError(
+                f"two runs are named {name!r} but are not the same protocol (its data, degradation or conventions "
+                f"differ: {'; '.join(diff[:6]) or 'see their results.json'}), so their numbers cannot share a table; "
+                "score both on the same protocol, or rename one (name:) to show them as separate columns")
+        first_of_name.setdefault(name, (name, run))
+        groups.setdefault(key, (name, []))[1].append((name, run))
+    return list(groups.values())
+
+
 def leaderboard_rows(runs: Sequence[tuple[str, RunResult]]) -> list[dict[str, Any]]:
-    lines: dict[tuple[str, str | None, str], dict[str, Any]] = {}
-    for run_name, run in runs:
+    """One line per model (name + weights + overrides); columns ``<protocol>:<metric>``, runs of one
+    protocol merged (:func:`group_runs`); a row scored in two runs of one protocol keeps the first's numbers."""
+    lines: dict[tuple[str, str | None, str, str], dict[str, Any]] = {}
+    for run_name, run in ((group, run) for group, members in group_runs(runs) for _, run in members):
         for row in run.models:
-            key = (row.name, row.checkpoint_sha256, row.label if row.role == "reference" else "")
+            key = (row.name, row.checkpoint_sha256, row.label if row.role == "reference" else "",
+                   stable_hash(row.overrides))  # the same weights built another way are another model
+            if key in lines and any(c.startswith(f"{run_name}:") for c in lines[key]):
+                continue  # already scored in another run of this protocol (the references of a one-row run)
             params = row.params if isinstance(row, ReconstructionRow) else None
             line = lines.setdefault(key, {"method": shown_label(row.label, row.variant), "name": row.name,
                                           "role": row.role, "params": params, "weights_sha256": key[1],
@@ -86,6 +165,9 @@ def leaderboard_rows(runs: Sequence[tuple[str, RunResult]]) -> list[dict[str, An
                 values = (_recognition_values(row.metrics, row.operating_points, RECOGNITION)
                           if isinstance(row, RecognitionRow) else {k: row.metrics.get(k) for k in RECONSTRUCTION})
                 line.update({f"{run_name}:{k}": v for k, v in values.items() if v is not None})
+            if row.selected_on_evaluated_data:
+                line.setdefault("selected_on", [])
+                line["selected_on"].append(run_name)
             line["sources"].append(f"{run_name} (protocol {run.protocol_name} #{run.protocol_hash[:12]})")
     return list(lines.values())
 
@@ -97,19 +179,18 @@ def write_leaderboard(run_dirs: Sequence[Path], out: Path) -> Path:
     for d in run_dirs:
         run = read_run(Path(d) / "results.json")
         runs.append((run.protocol_name or Path(d).name, run))
-    names = [n for n, _ in runs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two runs share a protocol name ({names}); rename one protocol (name:) to tell them apart")
     rows = leaderboard_rows(runs)
     frame = pd.DataFrame(rows)
     frame["sources"] = frame["sources"].map("; ".join)
-    if "trained_with" in frame:
-        frame["trained_with"] = frame["trained_with"].map(lambda v: "; ".join(v) if isinstance(v, list) else "")
+    for col in ("trained_with", "selected_on"):
+        if col in frame:
+            frame[col] = frame[col].map(lambda v: "; ".join(v) if isinstance(v, list) else "")
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "leaderboard.csv", frame.to_csv(index=False))
     atomic.write_text(out / "leaderboard.json", json.dumps(
-        {"runs": [{"name": n, "protocol_hash": r.protocol_hash, "kind": r.kind,
-                   "conventions": r.conventions} for n, r in runs], "rows": rows}, indent=1, default=str) + "\n")
+        {"runs": [{"name": n, "folder": str(d), "protocol_hash": r.protocol_hash, "comparable_hash": comparable_hash(r),
+                   "kind": r.kind, "conventions": r.conventions} for (n, r), d in zip(runs, run_dirs)],
+         "rows": rows}, indent=1, default=str) + "\n")
     views = {n: _view(Path(d), r) for d, (n, r) in zip(run_dirs, runs)}
     paper = {n: paper_line(v) for n, v in views.items() if v is not None}
     return atomic.write_text(out / "leaderboard.md", leaderboard_markdown(runs, rows, paper))
@@ -161,6 +242,11 @@ def _cells(lines: Sequence[Mapping[str, Any]], keys: Sequence[tuple[str, Metric,
     return [list(row) for row in zip(*columns)] if columns else [[] for _ in lines]
 
 
+def _method(line: Mapping[str, Any], run: str) -> str:
+    """The method cell of one run's table: ‡ when the row's weights were selected on that run's data."""
+    return f"{line['method']} {SELECTED}" if run in (line.get("selected_on") or ()) else str(line["method"])
+
+
 def _present(lines: Sequence[Mapping[str, Any]], key: str) -> bool:
     return any(line.get(key) is not None for line in lines)
 
@@ -168,7 +254,7 @@ def _present(lines: Sequence[Mapping[str, Any]], key: str) -> bool:
 def _reconstruction_table(name: str, lines: Sequence[Mapping[str, Any]]) -> str:
     keys = [(f"{name}:{k}", metric(k), None) for k in RECONSTRUCTION if _present(lines, f"{name}:{k}")]
     rows = [line for line in lines if any(line.get(k) is not None for k, _, _ in keys)]
-    body = [[line["method"], _format_params(line.get("params")), _budget_text(line), *cells]
+    body = [[_method(line, name), _format_params(line.get("params")), _budget_text(line), *cells]
             for line, cells in zip(rows, _cells(rows, keys))]
     return markdown_table(["Method", "Params", "Budget", *(m.column for _, m, _ in keys)], body,
                           "lrl" + "r" * len(keys))
@@ -190,7 +276,7 @@ def _recognition_tables(name: str, lines: Sequence[Mapping[str, Any]]) -> list[s
         keep = [i for i, (k, _, _) in enumerate(keys) if _present(lines, k)]
         keys, head = [keys[i] for i in keep], [head[i] for i in keep]
         rows = [line for line in lines if any(line.get(k) is not None for k, _, _ in keys)]
-        body = [[line["method"], _budget_text(line), *cells] for line, cells in zip(rows, _cells(rows, keys))]
+        body = [[_method(line, name), _budget_text(line), *cells] for line, cells in zip(rows, _cells(rows, keys))]
         tables.append(markdown_table(["Method", "Budget", *head], body, "ll" + "r" * len(keys)))
     return tables
 
@@ -207,9 +293,10 @@ def leaderboard_markdown(runs: Sequence[tuple[str, RunResult]], lines: Sequence[
     """``leaderboard.md``: per task (reconstruction, then recognition) one table per run, each at most
     eight columns with the metrics' own names, units, directions and precision
     (:mod:`fsr_bench.metrics.specs`); the raw joined table is ``leaderboard.csv``."""
+    groups = group_runs(runs)
     sections = []
     for kind, title in (("reconstruction", "Reconstruction"), ("recognition", "Recognition")):
-        named = [n for n, r in runs if r.kind == kind]
+        named = [n for n, members in groups if members[0][1].kind == kind]  # runs of one protocol: one table
         if not named:
             continue
         parts = [f"## {title}"]
@@ -235,7 +322,12 @@ def leaderboard_markdown(runs: Sequence[tuple[str, RunResult]], lines: Sequence[
                      " and does not carry over), rank-1 and EER. †: the row was trained with that recogniser's"
                      " features (an identity loss), so its figure is not an independent measurement and is not"
                      " ranked for bold.")
-    runs_text = "\n".join(f"- `{n}`: {r.kind}, protocol `{r.protocol_name}` #{r.protocol_hash[:12]}" for n, r in runs)
+    if any(line.get("selected_on") for line in lines):
+        notes.append(f"{SELECTED}: {SELECTION_NOTE} (that run's table).")
+    group_of = {id(r): group for group, members in groups for _, r in members}
+    runs_text = "\n".join(f"- `{n}`: {r.kind}, protocol `{r.protocol_name}` #{r.protocol_hash[:12]}"
+                          + (f" (the same protocol as `{group_of[id(r)]}`: its table)" if group_of[id(r)] != n else "")
+                          for n, r in runs)
     return (
         "# Leaderboard\n\nGenerated by `fsr-bench leaderboard` from the run folders below; every number comes from "
         "their `results.json` (nothing recomputed); `leaderboard.csv` holds the whole joined table with raw values, "

@@ -113,6 +113,7 @@ class ModelRow:
     by_recogniser: Mapping[str, results.RecogniserScores] = field(default_factory=dict)
     operating_points: results.OperatingPoints | None = None
     variant: str | None = None  # the model's reading of its paper (TANet: "patch tokens, ...")
+    selected_on_evaluated_data: bool = False  # the weights were selected on this run's data (results.SELECTION_NOTE)
 
     @property
     def shown_label(self) -> str:
@@ -223,6 +224,7 @@ def _row(entry: results.ReconstructionRow | results.RecognitionRow) -> ModelRow:
     common: dict[str, Any] = dict(
         label=entry.label, name=entry.name, role=entry.role, scale=entry.scale, metrics=metrics,
         checkpoint=entry.checkpoint, checkpoint_sha256=entry.checkpoint_sha256, variant=entry.variant,
+        selected_on_evaluated_data=entry.selected_on_evaluated_data,
         unavailable={str(k): str(v) for k, v in entry.unavailable.items() if v is not None},
     )
     if isinstance(entry, results.ReconstructionRow):

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from fsr_bench.metrics.specs import Metric, metric
 from fsr_bench.reporting.load import RECONSTRUCTION, ModelRow, Run, RunGroup, group_runs, load_run
 from fsr_bench.reporting.paper import nearest_paper_line, paper_note, paper_rows
-from fsr_bench.results import OperatingPoints, rate_tag
+from fsr_bench.results import SELECTION_NOTE, OperatingPoints, rate_tag
 
 __all__ = [
     "DISTANCE_METRICS",
@@ -193,6 +193,11 @@ def _per_run(runs: Sequence[Run], text_of) -> str:
 
 
 # -- conventions & provenance notes ----------------------------------------------------------------
+def _method(row: ModelRow, notes: _Notes, who: str) -> str:
+    """The row's label, with the footnote of weights selected on the data this table scores."""
+    return row.shown_label + (notes.mark(SELECTION_NOTE, who) if row.selected_on_evaluated_data else "")
+
+
 def _crop_text(runs: Sequence[Run]) -> str:
     """Border crop; null (or a crop equal to the scale) is the "crop = scale" rule."""
     crops = [(run.scale, (run.conventions.get("metrics") or {}).get("crop_border")) for run in runs]
@@ -385,7 +390,7 @@ def reconstruction_table(runs: Sequence[Run]) -> str:
         flags = {m.key: best_flags([row.metrics.get(m.key) if _ranked(row, run) else None
                                     for row, run in pairs], m) for m in shown}
         for i, (row, _) in enumerate(pairs):
-            cells = [row.shown_label, scale_label(scale) if i == 0 else ""]
+            cells = [_method(row, notes, _who(row, scale, several)), scale_label(scale) if i == 0 else ""]
             for m in shown:
                 value = row.metrics.get(m.key)
                 if value is None:
@@ -534,7 +539,8 @@ def recognition_table(runs: Sequence[Run]) -> str:
                                     for row, run, dead in masked], m) for m in shown}
         for i, (row, run, dead) in enumerate(masked):
             any_undetected |= dead
-            cells = [row.shown_label, *([scale_label(scale) if i == 0 else ""] if several else [])]
+            cells = [_method(row, notes, _who(row, scale, several)),
+                     *([scale_label(scale) if i == 0 else ""] if several else [])]
             for m in shown:
                 value = _value(row, run, m.key)
                 if dead and m.key != "detection_rate":

@@ -95,21 +95,57 @@ def checkpoint_sha(spec: ModelSpec) -> str | None:
         raise ProtocolError(f"model {spec.display!r}: cannot read checkpoint {spec.checkpoint!r} ({exc})") from None
 
 
-def training_of(spec: ModelSpec) -> dict[str, Any] | None:
+def training_of(spec: ModelSpec, evaluated: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The training budget of a row's weights, for its results row: a shipped model's from its model
-    card, a checkpoint's from what ``fsr-bench train`` recorded in it (None when nothing recorded it)."""
+    card, a checkpoint's from what ``fsr-bench train`` recorded in it (None when nothing recorded it).
+
+    With ``evaluated`` (:func:`evaluated_split` of the protocol), ``selected_on_evaluated_data`` says
+    whether the weights were selected on the very images this run scores (reports mark such rows);
+    absent when either split is unknown.
+    """
+    record = _training_record(spec)
+    if record is not None and evaluated is not None:
+        from fsr_bench.data.folders import same_split
+
+        same = same_split(record.get("validation"), evaluated)
+        if same is not None:
+            record["selected_on_evaluated_data"] = same
+    return record
+
+
+def _training_record(spec: ModelSpec) -> dict[str, Any] | None:
     if spec.pretrained:
         from fsr_bench.models.pretrained import get_pretrained
 
-        budget = dict(get_pretrained(spec.name).summary.get("budget") or {})
+        summary = get_pretrained(spec.name).summary
+        budget = dict(summary.get("budget") or {})
         if "best_step" in budget:  # the cards' name for it (shipped weights are a best.pt): one name in results
             budget["selected_step"] = budget.pop("best_step")
+        split = (summary.get("selection") or {}).get("split")
+        if "validation" not in budget and isinstance(split, dict):  # the card's selection split, as the trainer records it
+            from fsr_bench.data.folders import split_identity
+
+            budget["validation"] = {**split_identity({**split, "list_file": None}),
+                                    "list_file": split.get("list_file"),
+                                    "list_sha256": summary["selection"].get("list_sha256")}
         return budget or None
     if spec.checkpoint is None:
         return None
     from fsr_bench.models.checkpoint import training_record
 
     return training_record(spec.checkpoint)
+
+
+def evaluated_split(protocol: Any) -> dict[str, Any] | None:
+    """The images a protocol scores, as :func:`fsr_bench.data.folders.split_identity` names them (the
+    reconstruction ``data.dataset`` block, a recognition set's ``data`` block); None for data without a root."""
+    from fsr_bench.data.folders import split_identity
+
+    data: Any = getattr(protocol, "data", None)
+    block = getattr(data, "dataset", None)
+    if not isinstance(block, dict):
+        block = data.model_dump(mode="json") if hasattr(data, "model_dump") else None
+    return split_identity(block) if isinstance(block, dict) and block.get("root") else None
 
 
 def count_gflops(model: "SuperResolver", lr: torch.Tensor) -> float | None:

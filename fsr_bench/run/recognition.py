@@ -71,6 +71,7 @@ from fsr_bench.provenance import collect, stable_hash
 from fsr_bench.run.caches import FaceStore
 from fsr_bench.run.common import (
     Log,
+    evaluated_split,
     inference_convention,
     ranks_provenance,
     resolve_device,
@@ -299,7 +300,7 @@ def run_recognition(protocol: RecognitionProtocol, out_dir: str | Path, *, progr
             rows.append(Row(LR_IMAGE, "reference", role="reference", input="lr"))
         for spec in protocol.models:
             rows.append(model_row(spec, cache / "sr", dataset.scale, device, force,
-                                   inference_convention(protocol.run, device)))
+                                  inference_convention(protocol.run, device), evaluated_split(protocol)))
         if protocol.hr_probes_row:
             rows.append(Row(HR_PROBES, "reference", role="reference", input="hr"))
         det = rec.detector

@@ -87,7 +87,8 @@ def build_model(spec: ModelSpec, device: str, scale: int, channels_last: bool = 
                       "variant of the model (or change the data block's scale)", channels_last=channels_last)
 
 
-def model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bool, inference: str) -> Row:
+def model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bool, inference: str,
+              evaluated: dict[str, Any] | None = None) -> Row:
     sha = checkpoint_sha(spec)
     store = SRStore(sr_dir, spec, sha, fresh=force, inference=inference)
     if store.scale is None:  # never run: build it now so a bad model fails before the long work
@@ -95,5 +96,5 @@ def model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: boo
         store.scale, store.variant = model.scale, getattr(model, "variant", None)
         del model
     return Row(label=spec.display, name=spec.name, role="model", spec=spec, scale=store.scale, checkpoint=spec.checkpoint,
-                checkpoint_sha256=sha, training=training_of(spec), sr_store=store, trained_with=trained_with(spec),
+                checkpoint_sha256=sha, training=training_of(spec, evaluated), sr_store=store, trained_with=trained_with(spec),
                 variant=store.variant)

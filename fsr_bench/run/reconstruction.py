@@ -40,6 +40,7 @@ from fsr_bench.run.common import (
     Log,
     checkpoint_sha,
     count_gflops,
+    evaluated_split,
     inference_convention,
     load_model,
     ranks_provenance,
@@ -273,7 +274,8 @@ def run_model(spec: ModelSpec, protocol: ReconstructionProtocol, dataset, degrad
     }
 
 
-def model_result(spec: ModelSpec, parts: list[dict[str, Any]], scoring: ReconstructionMetrics) -> dict[str, Any]:
+def model_result(spec: ModelSpec, parts: list[dict[str, Any]], scoring: ReconstructionMetrics,
+                 evaluated: dict[str, Any] | None = None) -> dict[str, Any]:
     """A model's result from the :func:`run_model` parts of every process, in rank order: rows
     concatenated in the single-process order and scored as one (the means are those of one
     process); FLOPs from rank 0's first batch (the run's first batch); ``images_per_s`` is the
@@ -311,7 +313,7 @@ def model_result(spec: ModelSpec, parts: list[dict[str, Any]], scoring: Reconstr
         "overrides": spec.overrides,
         "checkpoint": spec.checkpoint,
         "checkpoint_sha256": checkpoint_sha(spec),
-        "training": training_of(spec),
+        "training": training_of(spec, evaluated),
         "params": first["params"],
         "gflops": first["gflops"],
         "images_per_s": (sum(p["timed_images"] for p in parts) / forward_seconds) if forward_seconds > 0 else None,
@@ -395,7 +397,7 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
                 log(f"{spec.display}: reusing finished result ({folder / 'result.json'})")
                 write_missing_samples(spec, protocol, dataset, degradation, device, sample_dirs, log)
                 # the weights' record is read, not computed: results saved before rows carried it get it
-                return key, {**cached, "training": training_of(spec)}
+                return key, {**cached, "training": training_of(spec, evaluated_split(protocol))}
             return key, None
 
         decided = ranks.step(reuse, main_only=True, share=True)
@@ -418,7 +420,7 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
             for p in parts:
                 for i, sr in p["samples"].items():
                     write_image(sr, sample_dirs[i] / f"{safe_filename(spec.display)}.png")
-            result = model_result(spec, parts, scoring)
+            result = model_result(spec, parts, scoring, evaluated_split(protocol))
             result["work_key"] = key
             results.write_csv(folder / "per_image.csv", results.frame(
                 ([r["image"], r["psnr"], r["ssim"], r.get("lpips"), r.get("identity_cosine"), r.get("identity_angle")]

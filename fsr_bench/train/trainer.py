@@ -203,7 +203,7 @@ class Trainer:
 
     def _build_data(self) -> None:
         from fsr_bench.data.degradations import build_degradation
-        from fsr_bench.data.folders import build_dataset, expand_path
+        from fsr_bench.data.folders import build_dataset, expand_path, split_identity
 
         cfg, d = self.cfg, self.cfg.data
         root = d.data_root
@@ -275,6 +275,8 @@ class Trainer:
                 self.val_batch = 1  # mixed sizes: score one image at a time
             val_lr = expand_path(d.val_lr_folder, "data.val_lr_folder", root) if d.val_lr_folder else None
             self.val_pairs = ValPairs(val_hr, self.scale, self.degradation, val_lr, seed=0)
+        # the split best.pt is selected on (list file + sha256), so a report can flag a row evaluated on it
+        self.validation = split_identity(d.val, root) if d.val is not None else None
 
     # -- resume ---------------------------------------------------------------------------------
     def _load_resume(self) -> None:
@@ -351,6 +353,7 @@ class Trainer:
             "elapsed_s": self._elapsed(),
             "best": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.best.items()},
             "train_config": self.cfg.to_dict(),
+            "validation": self.validation,
             "init_weights": self.init_weights,
             "world_size": self.world,
             "meta": {"torch": str(torch.__version__), "device": str(self.device), "time": time.strftime("%Y-%m-%dT%H:%M:%S")},
