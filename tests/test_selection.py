@@ -118,7 +118,7 @@ def test_a_card_selection_split_flags_shipped_weights(faces, monkeypatch):
     from fsr_bench.weights import WeightSpec
 
     val = faces / "val.txt"
-    entry = pre.Pretrained("bicubic_x4", WeightSpec(name="test", url="", sha256="0" * 64), summary={
+    entry = pre.Pretrained("bicubic_x4", WeightSpec(name="test", url="", sha256="0" * 64, filename="test.safetensors"), summary={
         "budget": {"steps": 3},
         "selection": {"split": {"type": "folder", "root": str(faces / "faces"), "list_file": str(val)},
                       "list_file": str(val), "list_sha256": hashlib.sha256(val.read_bytes()).hexdigest()}})
