@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from fsr_bench import atomic
 from fsr_bench.errors import FsrBenchError
@@ -69,8 +69,17 @@ Kind = Literal["reconstruction", "recognition"]
 #: model: a method under test; floor: a parameter-free interpolation (competes, but is a baseline);
 #: reference: not a method (the HR upper bound, the raw LR input) — shown, never ranked for bold.
 Role = Literal["model", "reference", "floor"]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-Number = int | Finite  # counts stay ints (n_probes: 8, not 8.0); scores are finite floats
+def _a_number(value: Any) -> Any:
+    """Numbers are numbers: ``true`` or ``"0.3"`` in a results file is an error, never read as 1.0 or 0.3
+    (pydantic's lax mode would convert them; its strict mode would also refuse the lists of ci95)."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"must be a number, got {type(value).__name__} {value!r}")
+    return value
+
+
+Finite = Annotated[float, BeforeValidator(_a_number), Field(allow_inf_nan=False)]
+# counts stay ints (n_probes: 8, not 8.0); scores are finite floats
+Number = Annotated[int | Annotated[float, Field(allow_inf_nan=False)], BeforeValidator(_a_number)]
 
 #: The CSV columns of each kind, declared once (runners write them, the report checks them).
 COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {

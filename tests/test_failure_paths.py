@@ -241,3 +241,99 @@ def test_report_and_leaderboard_onto_a_file_or_read_only_disk(tmp_path, monkeypa
     result = runner.invoke(app, [command, str(tmp_path / "run"), "-o", str(tmp_path / "ro")])
     assert result.exit_code == 2 and "Read-only file system" in result.output and "writable" in result.output, \
         result.output
+
+
+# -- items 7 and 8: a tampered cache costs a recomputation, never a wrong number or a traceback ------
+
+class _Aligner:
+    def describe(self):
+        return {"detector": "stub"}
+
+
+class _Recogniser:
+    embedding_dim = 4
+
+    def describe(self):
+        return {"name": "stub", "dim": 4}
+
+
+def test_a_face_cache_with_another_embedding_size_is_recomputed(tmp_path):
+    from fsr_bench.run.caches import CACHE_VERSION, FaceStore
+
+    store = FaceStore(tmp_path, _Aligner(), _Recogniser(), None)
+    torch.save({"version": CACHE_VERSION, "keys": ["a", "b"], "detected": torch.tensor([True, False]),
+                "embeddings": torch.zeros(2, 512)}, store.path)  # a 512-d recogniser's cache
+    assert FaceStore(tmp_path, _Aligner(), _Recogniser(), None).entries == {}
+    torch.save({"version": CACHE_VERSION, "keys": ["a", "b"], "detected": torch.tensor([True]),
+                "embeddings": torch.zeros(2, 4)}, store.path)  # lengths disagree
+    assert FaceStore(tmp_path, _Aligner(), _Recogniser(), None).entries == {}
+    torch.save({"version": CACHE_VERSION, "keys": ["a"], "detected": torch.tensor([True]),
+                "embeddings": torch.ones(1, 4)}, store.path)
+    assert set(FaceStore(tmp_path, _Aligner(), _Recogniser(), None).entries) == {"a"}  # a sound one is used
+
+
+def _sr_cache(tmp_path, scale, outputs):
+    from fsr_bench.protocol import ModelSpec
+    from fsr_bench.run.caches import CACHE_VERSION, SRStore
+
+    spec = ModelSpec(name="bicubic_x8")
+    store = SRStore(tmp_path, spec, None, fresh=False, scale=8)
+    torch.save({"version": CACHE_VERSION, "scale": scale, "variant": None, "keys": list(outputs),
+                "outputs": list(outputs.values())}, store.path)
+    return SRStore(tmp_path, spec, None, fresh=False, scale=8)
+
+
+def test_an_sr_cache_of_another_scale_is_not_used(tmp_path):
+    store = _sr_cache(tmp_path, 4, {"k": torch.zeros(3, 32, 32, dtype=torch.uint8)})
+    assert store.scale is None and store.outputs == {}  # the row's scale is not read from a wrong cache
+
+
+def test_sr_cache_outputs_of_the_wrong_size_or_dtype_are_recomputed(tmp_path):
+    lr = torch.zeros(3, 4, 5)
+    store = _sr_cache(tmp_path, 8, {"good": torch.zeros(3, 32, 40, dtype=torch.uint8),
+                                    "size": torch.zeros(3, 16, 20, dtype=torch.uint8),
+                                    "dtype": torch.zeros(3, 32, 40)})
+    assert store.scale == 8
+    assert store.holds("good", lr) and not store.holds("size", lr) and not store.holds("dtype", lr)
+    assert not store.holds("absent", lr)
+
+
+@pytest.mark.parametrize("value", [True, "29.5"])
+def test_a_metric_that_is_not_a_number_is_refused(tmp_path, value):  # item 8: `psnr: true` was 1.0
+    from fsr_bench.results import ResultsError, read_run
+
+    _run(tmp_path)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    doc["models"][0]["metrics"]["psnr"] = value
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    with pytest.raises(ResultsError, match=r"models\[0\] \('Bic'\)\.(reconstruction\.)?metrics\.psnr.*must be a number"):
+        read_run(tmp_path / "results.json")
+    result = runner.invoke(app, ["leaderboard", str(tmp_path), "-o", str(tmp_path / "lb")])
+    assert result.exit_code == 2 and "metrics.psnr" in result.output, result.output
+
+
+@pytest.mark.parametrize("block", [5, [1], {"metrics": [0.5]}, {"metrics": {"rank1": "high"}}])
+def test_a_malformed_by_recogniser_entry_is_named(tmp_path, block):  # item 7
+    from fsr_bench.results import RecognitionRow, ResultsError, RunResult, read_run, write_run
+
+    run = RunResult(kind="recognition", protocol_name="synthetic", conventions={}, models=[RecognitionRow(
+        label="HR", name="hr", metrics={"matching_accuracy": 1.0, "detection_rate": 1.0},
+        by_recogniser={"mobilefacenet": {"metrics": {"rank1": 1.0}}})])
+    write_run(tmp_path, run)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    doc["models"][0]["by_recogniser"]["mobilefacenet"] = block
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    with pytest.raises(ResultsError, match=r"models\[0\] \('HR'\)\.(recognition\.)?by_recogniser\.mobilefacenet"):
+        read_run(tmp_path / "results.json")
+
+
+def test_a_malformed_manifest_sha256_is_an_error_line(tmp_path):  # item 7
+    import fsr_bench.models.pretrained as pretrained
+    from fsr_bench.models.pretrained import PretrainedError
+
+    doc = json.loads(pretrained.MANIFEST.read_text())
+    doc["weights"][0]["sha256"] = "not-a-digest"
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(PretrainedError, match=r"manifest\.json: weights\[0\] is malformed.*sha256.*reinstall"):
+        pretrained.read_manifest(manifest)

@@ -53,6 +53,23 @@ def _torch_load(path: Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) and obj.get("version") == CACHE_VERSION else None
 
 
+def _face_cache_ok(cached: dict[str, Any], dim: int) -> bool:
+    """A face cache file of the shape :meth:`FaceStore.save` writes, for ``dim``-d embeddings (a
+    tampered or foreign one is recomputed)."""
+    keys, det, emb = cached.get("keys"), cached.get("detected"), cached.get("embeddings")
+    return (isinstance(keys, list) and all(isinstance(k, str) for k in keys)
+            and isinstance(det, torch.Tensor) and det.dtype == torch.bool and tuple(det.shape) == (len(keys),)
+            and isinstance(emb, torch.Tensor) and emb.is_floating_point() and tuple(emb.shape) == (len(keys), dim))
+
+
+def _sr_cache_ok(cached: dict[str, Any], scale: int | None) -> bool:
+    """An SR cache file of the shape :meth:`SRStore.save` writes, made at ``scale`` (None: any)."""
+    keys, outputs, recorded = cached.get("keys"), cached.get("outputs"), cached.get("scale")
+    return (isinstance(keys, list) and all(isinstance(k, str) for k in keys) and isinstance(outputs, list)
+            and len(outputs) == len(keys) and isinstance(recorded, int) and not isinstance(recorded, bool)
+            and (scale is None or recorded == scale))
+
+
 # -- the face cache --------------------------------------------------------------------------------
 class FaceStore:
     """Detection + alignment + embedding of images, cached by 8-bit content for one face pipeline.
@@ -73,7 +90,7 @@ class FaceStore:
         self.dim = int(recogniser.embedding_dim)
         self.entries: dict[str, tuple[bool, torch.Tensor]] = {}
         cached = None if fresh else _torch_load(self.path)
-        if cached is not None:
+        if cached is not None and _face_cache_ok(cached, self.dim):
             for k, d, e in zip(cached["keys"], cached["detected"].tolist(), cached["embeddings"]):
                 self.entries[k] = (bool(d), e)
         self.computed = 0
@@ -150,18 +167,31 @@ class FaceStore:
 class SRStore:
     """SR outputs (uint8) of one model, keyed by the LR probe's content."""
 
-    def __init__(self, folder: Path, spec: ModelSpec, sha: str | None, fresh: bool, inference: str = "fp32, NCHW"):
+    def __init__(self, folder: Path, spec: ModelSpec, sha: str | None, fresh: bool, inference: str = "fp32, NCHW",
+                 scale: int | None = None):
+        """``scale``: the protocol's; a cache file that records another is not used (the row's scale
+        is read from it)."""
         self.meta: dict[str, object] = {"version": CACHE_VERSION, "fsr_bench": __version__, "name": spec.name,
                                         "checkpoint_sha256": sha, "overrides": spec.overrides}
         if inference != "fp32, NCHW":  # fp32 caches written before precision existed stay valid
             self.meta["inference"] = inference
         self.path = folder / f"{safe_filename(spec.display)}_{stable_hash(self.meta)[:16]}.pt"
         cached = None if fresh else _torch_load(self.path)
+        if cached is not None and not _sr_cache_ok(cached, scale):
+            cached = None
         self.scale: int | None = cached.get("scale") if cached else None
         self.variant: str | None = cached.get("variant") if cached else None
         self.outputs: dict[str, torch.Tensor] = dict(zip(cached["keys"], cached["outputs"])) if cached else {}
         self._dirty = False
         self._fresh: list[str] = []
+
+    def holds(self, key: str, lr: torch.Tensor) -> bool:
+        """True when the cached output of ``lr`` is there and is what the model makes of it: uint8,
+        3 x (H·scale) x (W·scale). Anything else (a tampered file) is recomputed."""
+        out = self.outputs.get(key)
+        if not isinstance(out, torch.Tensor) or out.dtype != torch.uint8 or self.scale is None:
+            return False
+        return tuple(out.shape) == (3, int(lr.shape[-2]) * self.scale, int(lr.shape[-1]) * self.scale)
 
     def put(self, key: str, sr: torch.Tensor) -> None:
         self.outputs[key] = sr

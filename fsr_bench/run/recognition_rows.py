@@ -65,7 +65,7 @@ def super_resolve(row: Row, lrs: list[torch.Tensor | None], state: dict[str, Any
     keys = [None if lr is None else content_key(lr) for lr in lrs]
     missing: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
     for k, lr in zip(keys, lrs):
-        if k is not None and lr is not None and k not in store.outputs:
+        if k is not None and lr is not None and not store.holds(k, lr):
             missing.setdefault((int(lr.shape[-2]), int(lr.shape[-1])), {})[k] = lr
     for group in missing.values():
         if state.get("model") is None:
@@ -90,7 +90,7 @@ def build_model(spec: ModelSpec, device: str, scale: int, channels_last: bool = 
 def model_row(spec: ModelSpec, sr_dir: Path, scale: int, device: str, force: bool, inference: str,
               evaluated: dict[str, Any] | None = None) -> Row:
     sha = checkpoint_sha(spec)
-    store = SRStore(sr_dir, spec, sha, fresh=force, inference=inference)
+    store = SRStore(sr_dir, spec, sha, fresh=force, inference=inference, scale=scale)
     if store.scale is None:  # never run: build it now so a bad model fails before the long work
         model = build_model(spec, device, scale)
         store.scale, store.variant = model.scale, getattr(model, "variant", None)

@@ -110,10 +110,15 @@ def read_manifest(path: Path = MANIFEST) -> list[Pretrained]:
         raise PretrainedError(f"{path}: not a pretrained-weights manifest ({type(exc).__name__}: {exc}); "
                               "rewrite it with benchmarks/package_pretrained.py") from None
     entries = []
-    for row in rows:
-        model, tag = parse_id(row.get("id") or row["model"])  # rows from before pretrained ids: id = model
-        spec = WeightSpec(name=f"fsr-bench {row.get('id') or model} ({row['file']})", url="", sha256=row["sha256"],
-                          filename=row["file"], licence=row.get("licence", ""), source="fsr-bench package data")
+    for i, row in enumerate(rows):
+        try:  # a malformed row (a bad sha256, a missing key) is named, never a traceback at import
+            model, tag = parse_id(row.get("id") or row["model"])  # rows from before pretrained ids: id = model
+            spec = WeightSpec(name=f"fsr-bench {row.get('id') or model} ({row['file']})", url="",
+                              sha256=row["sha256"], filename=row["file"], licence=row.get("licence", ""),
+                              source="fsr-bench package data")
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise PretrainedError(f"{path}: weights[{i}] is malformed ({type(exc).__name__}: {exc}); reinstall "
+                                  "fsr-bench (or rewrite the manifest with benchmarks/package_pretrained.py)") from None
         entries.append(Pretrained(model, spec, row.get("config", {}), row.get("card", ""), packaged=True,
                                   summary=row.get("summary", {}), tag=tag))
     return entries
