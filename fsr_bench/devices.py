@@ -27,3 +27,13 @@ def resolve_device(name: str, *, option: str = "--device") -> str:
     if not torch.cuda.is_available():
         raise DeviceError(f"{option}={name!r} but torch sees no CUDA device; use {option}=cpu")
     return name
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for an allocator failure (CPU or accelerator): the caller turns it into an error naming
+    the way out (tiles, a smaller input) instead of a traceback."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text
+                                              or "DefaultCPUAllocator" in text or "can't allocate memory" in text)

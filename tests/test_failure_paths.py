@@ -337,3 +337,94 @@ def test_a_malformed_manifest_sha256_is_an_error_line(tmp_path):  # item 7
     manifest.write_text(json.dumps(doc))
     with pytest.raises(PretrainedError, match=r"manifest\.json: weights\[0\] is malformed.*sha256.*reinstall"):
         pretrained.read_manifest(manifest)
+
+
+# -- item 5: export --opset is checked and read back ---------------------------------------------
+
+@pytest.mark.parametrize("opset", [11, 17, 99])
+def test_export_refuses_an_opset_it_cannot_write(opset, monkeypatch):
+    pytest.importorskip("onnxscript")
+    from fsr_bench.models import MODELS, create_model
+    from fsr_bench.models.export import ExportError, export_onnx
+
+    def no_export(*a, **k):
+        raise AssertionError("exported before the opset was checked")
+
+    monkeypatch.setattr(torch.export, "export", no_export)
+    model = create_model("tanet_x4", **MODELS.get("tanet_x4").tiny)
+    with pytest.raises(ExportError, match=rf"--opset {opset}: .*18 to \d+"):
+        export_onnx(model, "unused.onnx", dynamic=False, size=(16, 16), opset=opset)
+
+
+def test_export_reads_the_opset_back_from_the_graph():
+    onnx = pytest.importorskip("onnx")
+    from fsr_bench.models.export import ExportError, written_opset
+
+    graph = onnx.helper.make_graph([], "g", [], [])
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    assert written_opset(proto, 18) == 18
+    with pytest.raises(ExportError, match="asked for opset 20.*wrote opset 18"):
+        written_opset(proto, 20)
+
+
+def test_export_cli_refuses_opset_17(tmp_path):
+    pytest.importorskip("onnxscript")
+    result = runner.invoke(app, ["export", "bicubic_x4", "--onnx", str(tmp_path / "m.onnx"), "--static", "16x16",
+                                 "--opset", "17"])
+    assert result.exit_code == 2 and "--opset 17" in result.output and not (tmp_path / "m.onnx").exists(), \
+        result.output
+
+
+# -- item 6: every large allocation under a budget, with the way out -------------------------------
+
+def test_export_refuses_a_static_size_beyond_the_graph_range(monkeypatch):
+    pytest.importorskip("onnxscript")
+    from fsr_bench.models import create_model
+    from fsr_bench.models.export import MAX_SIDE, ExportError, export_onnx
+
+    def no_alloc(*a, **k):
+        raise AssertionError("the example input was allocated before the size was checked")
+
+    monkeypatch.setattr(torch, "rand", no_alloc)
+    with pytest.raises(ExportError, match=rf"30000x30000.*at most {MAX_SIDE}.*smaller --static"):
+        export_onnx(create_model("bicubic_x4"), "unused.onnx", dynamic=False, size=(30000, 30000))
+
+
+def test_sr_tile_keeps_the_assembled_output_under_a_budget(tmp_path, monkeypatch):
+    from fsr_bench.models import tiling
+
+    monkeypatch.setattr(tiling, "MAX_ASSEMBLED_PIXELS", 10_000)  # 32x32 at x4 assembles 16,384 px
+    write_image(torch.rand(3, 32, 32), tmp_path / "in.png")
+    result = runner.invoke(app, ["sr", str(tmp_path / "in.png"), "-m", "bicubic_x4", "--tile", "16",
+                                 "--max-pixels", "1000", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "assembled output" in result.output and "error:" in result.output, result.output
+    assert not (tmp_path / "o" / "in_bicubic_x4.png").exists()
+    monkeypatch.undo()
+    ok = runner.invoke(app, ["sr", str(tmp_path / "in.png"), "-m", "bicubic_x4", "--tile", "16", "-o",
+                             str(tmp_path / "o")])
+    assert ok.exit_code == 0 and "tiles bicubic_x4" in ok.output, ok.output  # progress over the tiles
+
+
+def test_sr_allocator_failure_is_an_error_line(tmp_path, monkeypatch):
+    from fsr_bench.models import precision
+
+    def oom(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                           "you tried to allocate 7900000000 bytes.")
+
+    monkeypatch.setattr(precision, "infer", oom)
+    write_image(torch.rand(3, 16, 16), tmp_path / "in.png")
+    result = runner.invoke(app, ["sr", str(tmp_path / "in.png"), "-m", "bicubic_x4", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "out of memory" in result.output and "--tile" in result.output, result.output
+    assert not isinstance(result.exception, RuntimeError)
+
+
+def test_sr_faces_paste_canvas_is_under_a_budget(tmp_path, monkeypatch):
+    from fsr_bench.run import frames
+
+    monkeypatch.setattr(frames, "PASTE_PIXELS", 10_000)  # a 64x96 frame at x4 is 98,304 px
+    write_image(torch.full((3, 64, 96), 0.5), tmp_path / "frame.png")
+    result = _faces(tmp_path)
+    assert result.exit_code == 1 and "--paste-scale 1" in result.output and "--no-paste" in result.output, \
+        result.output
+    assert _faces(tmp_path, "--paste-scale", "1", "--force").exit_code == 0

@@ -18,7 +18,7 @@ def export(
     onnx: Path = typer.Option(..., "--onnx", "-o", help="output .onnx file (written atomically, weights inside)"),
     pretrained: bool = typer.Option(False, "--pretrained", help="use the model's registered pretrained weights"),
     static: Optional[str] = typer.Option(None, "--static", help="HxW: fix the input size (for models that do not export with dynamic H x W)"),
-    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default: fsr_bench.models.export.DEFAULT_OPSET)"),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset: 18 up to the installed onnx's newest (default: 18); read back from the written file"),
     random_init: bool = typer.Option(False, "--random-init", help="allow a learned model without weights (debugging only)"),
 ) -> None:
     """Export MODEL to ONNX (dynamic batch and H x W unless --static) and print onnxruntime-vs-PyTorch
@@ -67,8 +67,12 @@ def export(
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write {onnx}: {exc}") from None
+    import onnx as onnx_lib  # `onnx` is the --onnx path here
+
+    graph = onnx_lib.load(str(path), load_external_data=False)
+    written = [e.version for e in graph.opset_import if e.domain in ("", "ai.onnx")]  # what the file says
     shape = "static 1x3x{}x{}".format(*size) if size else "dynamic batch and H x W"
-    typer.echo(f"wrote {path} ({net.name}, {shape}, opset {opset or DEFAULT_OPSET}, "
+    typer.echo(f"wrote {path} ({net.name}, {shape}, opset {', '.join(map(str, written))}, "
                f"{path.stat().st_size / 1e6:.1f} MB, weights: {source})")
     typer.echo(
         f"parity onnxruntime vs PyTorch on {parity['n_images']} package faces (LR {lr_size[0]}x{lr_size[1]}, "

@@ -63,7 +63,7 @@ def sr(
     super-resolved and pasted back, and each frame gets a JSON (README: "Frames and video").
     """
     from fsr_bench.data.io import list_images, read_image, write_image
-    from fsr_bench.models import create_model
+    from fsr_bench.models import create_model, tiling
     from fsr_bench.models.precision import PrecisionError, describe, infer, prepare, resolve_precision
     from fsr_bench.models.pretrained import list_pretrained
     from fsr_bench.models.tiling import tiled_forward
@@ -92,7 +92,7 @@ def sr(
             f"{net.name} has learned parameters but no --checkpoint was given; its output would come "
             f"from random weights.{hint} (--random-init to debug.)"
         )
-    from fsr_bench.devices import resolve_device
+    from fsr_bench.devices import is_out_of_memory, resolve_device
 
     dev = resolve_device(device, option="--device")
     try:
@@ -165,19 +165,31 @@ def sr(
         try:
             lr = example_face() if path is None else read_image(path)
             pixels = lr.shape[-2] * lr.shape[-1] * net.scale ** 2
-            if tile:  # memory is bounded by the tile, not the image
-                try:
-                    sr_img = tiled_forward(net, lr.unsqueeze(0), tile=tile, overlap=overlap,
-                                           forward=lambda x: infer(net, x.to(dev), precision, channels_last))
-                except ValueError as exc:
-                    raise fail(f"--tile: {exc}") from None
-                sr_img = sr_img[0].clamp(0, 1).cpu()
-            elif pixels > max_pixels:
+            # --tile lifts --max-pixels (the model's memory then depends on the tile), up to the budget of
+            # the assembled output, which tiles do not bound
+            limit = max(max_pixels, tiling.MAX_ASSEMBLED_PIXELS) if tile else max_pixels
+            if pixels > limit:
+                way_out = (f"with --tile the assembled output is limited to max(--max-pixels, "
+                           f"{tiling.MAX_ASSEMBLED_PIXELS / 1e6:.0f} MP): crop the image or use --faces for frames"
+                           if tile else "use --tile 256, crop the face first")
                 raise _TooLarge(f"{path}: {lr.shape[-1]}x{lr.shape[-2]} at x{net.scale} makes "
-                                f"{pixels / 1e6:.1f} MP, more than --max-pixels {max_pixels / 1e6:.1f} MP; "
-                                "use --tile 256, crop the face first, or raise --max-pixels if the memory allows")
-            else:
-                sr_img = infer(net, lr.unsqueeze(0).to(dev), precision, channels_last)[0].clamp(0, 1).cpu()
+                                f"{pixels / 1e6:.1f} MP, more than {limit / 1e6:.1f} MP; {way_out}, or raise "
+                                "--max-pixels if the memory allows (12 bytes per output pixel)")
+            try:
+                if tile:  # memory is bounded by the tile, not the image
+                    try:
+                        sr_img = tiled_forward(net, lr.unsqueeze(0), tile=tile, overlap=overlap, progress=True,
+                                               forward=lambda x: infer(net, x.to(dev), precision, channels_last))
+                    except ValueError as exc:
+                        raise fail(f"--tile: {exc}") from None
+                    sr_img = sr_img[0].clamp(0, 1).cpu()
+                else:
+                    sr_img = infer(net, lr.unsqueeze(0).to(dev), precision, channels_last)[0].clamp(0, 1).cpu()
+            except (MemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                raise _TooLarge(f"{path}: out of memory at {lr.shape[-1]}x{lr.shape[-2]} x{net.scale}; use --tile "
+                                "256 (or a smaller one), a smaller input, or --device cpu") from None
             write_image(sr_img, out / name)
         except OSError as exc:  # the output cannot be written: every other image would fail too
             raise fail(f"cannot write {exc.filename or out / name}: {exc.strerror or exc}; "

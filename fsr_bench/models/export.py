@@ -43,6 +43,9 @@ from fsr_bench.atomic import write_bytes
 from fsr_bench.models.base import SuperResolver
 
 DEFAULT_OPSET = 18  # col2im (IPT's fold) needs 18; onnxruntime >= 1.17 runs it
+# the dynamo exporter translates to opset 18 and converts from there: a lower request comes back
+# as 18 (onnx's converter has no down-adapters for Pad & co.), a higher one up to onnx's newest
+MIN_OPSET = 18
 MAX_SIDE = 4096  # upper bound of the dynamic H and W (torch.export needs a range)
 # tolerance of export's own self-check on random inputs: fp32 reorderings stay ~1e-6; a frozen
 # size-dependent constant (wrong pad, wrong interpolation table) is off by >1e-2
@@ -88,7 +91,11 @@ def _check_size(model: SuperResolver, size: Sequence[int], what: str) -> tuple[i
             f"{what} {tuple(size)} is too small for {model.name or type(model).__name__}: "
             f"H and W must be >= {min_input_side(model)}"
         )
-    return int(size[0]), int(size[1])
+    h, w = int(size[0]), int(size[1])
+    if max(h, w) > MAX_SIDE:  # the example input alone would be h*w*12 bytes, before any tracing
+        raise ExportError(f"{what} {h}x{w}: H and W must be at most {MAX_SIDE} (the range a dynamic graph "
+                          "takes too); choose a smaller --static size")
+    return h, w
 
 
 def export_onnx(
@@ -109,9 +116,14 @@ def export_onnx(
     Raises :class:`ExportError` naming the model and the alternative when it does not export.
     """
     try:
+        import onnx
         import onnxscript  # noqa: F401  (the dynamo exporter's translator)
     except ImportError as exc:
         raise ExportError("ONNX export needs onnxscript: pip install 'fsr-bench[export]'") from exc
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise ExportError(f"--opset {opset}: this exporter writes opsets {MIN_OPSET} to {newest} (onnx "
+                          f"{onnx.__version__}); the default is {DEFAULT_OPSET}")
     name = model.name or type(model).__name__
     model = model.cpu().float().eval()
     net = (_PadCropForward(model) if model.size_multiple > 1 else model).eval()
@@ -155,6 +167,7 @@ def export_onnx(
     if program is None:  # torch.onnx.export returns None only without dynamo=True
         raise ExportError(f"{name}: torch.onnx.export returned no ONNX program")
     proto = program.model_proto
+    written_opset(proto, opset)
     meta = {
         "fsr_bench.model": name,
         "fsr_bench.scale": str(model.scale),
@@ -190,6 +203,16 @@ def export_onnx(
                "the model cannot be exported faithfully.")
         )
     return write_bytes(path, data)
+
+
+def written_opset(proto: Any, opset: int) -> int:
+    """The default-domain opset ``proto`` declares; an :class:`ExportError` when it is not ``opset``
+    (an exporter that quietly wrote another must not be reported as the one asked for)."""
+    got = [int(entry.version) for entry in proto.opset_import if entry.domain in ("", "ai.onnx")]
+    if got != [opset]:
+        raise ExportError(f"asked for opset {opset}, but the exporter wrote opset "
+                          f"{', '.join(map(str, got)) or 'none'}; choose --opset {got[0] if got else DEFAULT_OPSET}")
+    return opset
 
 
 def _first_line(exc: BaseException) -> str:

@@ -40,6 +40,9 @@ from fsr_bench.models.base import SuperResolver
 # 4 megapixels of LR input: the 4000x3000 frame of issue 11 is refused (bicubic_x4 would need 9+ GB
 # for it), while every face crop and a 1080p frame (2.1 Mpx) pass
 DEFAULT_MAX_PIXELS = 4_000_000
+# what tiled_forward assembles, in output pixels (float32 RGB, 12 bytes a pixel: 768 MB): tiles bound
+# the model's memory, not this; 1080p at x4 (33 MP) fits, a 12 MP photo at x4 (192 MP, 2.3 GB) does not
+MAX_ASSEMBLED_PIXELS = 64e6
 DEFAULT_TILE = 256  # LR pixels; 4x the paper's 64x64 LR face at x4
 # LR pixels of context on each inner side: covers the bicubic kernel and shallow convolution stacks;
 # a paper-size TANet's local path reaches further (see the module docstring)

@@ -42,11 +42,13 @@ import torch.nn.functional as F
 from fsr_bench import atomic
 from fsr_bench.data.io import is_image_file, read_image, write_image
 from fsr_bench.data.video import VideoError, is_video_file, probe_video, read_frames, write_video
+from fsr_bench.devices import is_out_of_memory
 from fsr_bench.errors import FsrBenchError
 from fsr_bench.face import DETECTORS, create_detector
 from fsr_bench.face.detect import Detector, Faces
 from fsr_bench.face.paste import paste_face
 from fsr_bench.face.tracking import IoUTracker
+from fsr_bench.models.tiling import MAX_ASSEMBLED_PIXELS
 from fsr_bench.results import FaceRecord, FrameRecord
 
 if TYPE_CHECKING:
@@ -71,6 +73,8 @@ CONVENTIONS = {
 
 # detector input per call, in (upsampled) pixels: a few 1080p frames; memory grows with it
 DETECT_PIXELS = 16e6
+# the pasted frame (float32 RGB, and as much again while it is upscaled): the budget of any assembled output
+PASTE_PIXELS = MAX_ASSEMBLED_PIXELS
 
 
 class FramesError(FsrBenchError, ValueError):
@@ -413,11 +417,22 @@ def _process_chunk(frames: list[_Frame], job: FaceJob, ctx: _Ctx, tracker: IoUTr
         placed.append(squares)
         crops += [f.image[:, y0 : y0 + s, x0 : x0 + s] for x0, y0, s in squares]
         ids.append(list(tracker.update(faces.boxes)) if tracker is not None else [None] * len(faces))
-    srs = super_resolve_crops(net, crops, ctx.forward, options) if crops else []
+    try:
+        srs = super_resolve_crops(net, crops, ctx.forward, options) if crops else []
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise FramesError(f"{job.source}: out of memory super-resolving {len(crops)} face crop(s); use --batch-size 1, "
+                          "--tile 256, or --device cpu") from None
 
     k = 0
     for f, faces, squares, track_ids in zip(frames, found, placed, ids):
         canvas = None
+        canvas_px = f.image.shape[-2] * f.image.shape[-1] * paste_scale ** 2
+        if options.paste and canvas_px > PASTE_PIXELS:
+            raise FramesError(f"{job.source}: a {f.image.shape[-1]}x{f.image.shape[-2]} frame pasted at x{paste_scale} "
+                              f"makes {canvas_px / 1e6:.1f} MP, more than the paste budget of {PASTE_PIXELS / 1e6:.0f} MP; "
+                              "use --paste-scale 1 (or 2), or --no-paste (the SR faces are in faces/ either way)")
         if options.paste:
             canvas = f.image.clone() if paste_scale == 1 else F.interpolate(
                 f.image[None], scale_factor=paste_scale, mode="bicubic", align_corners=False)[0].clamp(0, 1)
