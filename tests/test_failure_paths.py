@@ -428,3 +428,20 @@ def test_sr_faces_paste_canvas_is_under_a_budget(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "--paste-scale 1" in result.output and "--no-paste" in result.output, \
         result.output
     assert _faces(tmp_path, "--paste-scale", "1", "--force").exit_code == 0
+
+
+# -- item 9: the smaller ones ---------------------------------------------------------------------
+
+def test_a_checkpoint_folder_is_named_as_a_folder(tmp_path):
+    from fsr_bench.models.checkpoint import CheckpointError, read_checkpoint
+
+    (tmp_path / "best.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"is a folder, not a file \(it holds: best\.pt\)"):
+        read_checkpoint(tmp_path)
+    result = runner.invoke(app, ["export", "tanet_x4", "-c", str(tmp_path), "--onnx", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "is a folder" in result.output, result.output
+
+
+def test_a_fractional_scale_names_the_protocol_key(tmp_path):
+    with pytest.raises(ProtocolError, match=r"data\.degradation\.scale must be a positive integer"):
+        _run(tmp_path, "data.degradation.scale=3.5")

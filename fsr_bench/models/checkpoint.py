@@ -61,6 +61,10 @@ def checkpoint_bytes(model, **extra: Any) -> bytes:
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint dict safely; a bare state_dict comes back as ``{"state_dict": ...}``."""
     path = Path(path)
+    if path.is_dir():  # a training run folder, most likely: name the files it holds
+        inside = sorted(p.name for p in path.glob("*.pt")) or ["no .pt file"]
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file (it holds: {', '.join(inside)}); "
+                              f"pass a checkpoint file, e.g. {path / 'best.pt'}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

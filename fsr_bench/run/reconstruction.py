@@ -337,7 +337,7 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
     plan (:func:`batch_plan`); rank 0 decides reuse, gathers the parts, scores them as one and
     alone writes OUT. The numbers are those of one process (the same images in the same batches).
     """
-    from fsr_bench.data.degradations import build_degradation
+    from fsr_bench.data.degradations import DegradationConfigError, build_degradation
 
     out = Path(out_dir)
 
@@ -348,7 +348,11 @@ def run_reconstruction(protocol: ReconstructionProtocol, out_dir: str | Path, *,
         dataset = build_dataset(protocol.data.dataset)
         if len(dataset) == 0:
             raise ProtocolError(f"data.dataset {protocol.data.dataset} holds no images")
-        degradation = build_degradation(protocol.data.degradation)
+        try:
+            degradation = build_degradation(protocol.data.degradation)
+        except DegradationConfigError as exc:  # name the protocol key, not only the constructor's argument
+            raise ProtocolError(f"data.degradation.{exc}" if str(exc).startswith("scale ") else
+                                f"data.degradation: {exc}") from None
         scoring = _metrics(protocol, metric_conventions(protocol, degradation.scale), device, log)
         return device, dataset, degradation, scoring
 
