@@ -40,7 +40,8 @@ ROWS = {
     "didnet_s": ("didnet_s_x8", {}), "srfbn_s": ("srfbn_s_x8", {}), "sparnet_s": ("sparnet_s_x8", {}),
     "sisn_s": ("sisn_s_x8", {}), "nlsn_s": ("nlsn_s_x8", {}), "ipt_s": ("ipt_s_x8", {}),
 }
-VARIANTS = {"fp32": ("fp32", False), "fp32+cl": ("fp32", True), "bf16+cl": ("bf16", True)}
+VARIANTS = {"fp32": ("fp32", False), "fp32+cl": ("fp32", True)}
+BF16 = {"bf16+cl": ("bf16", True)}  # --bf16: slow where bf16 is emulated (minutes per row)
 
 
 def step_fn(model_name: str, overrides: dict, precision: str, channels_last: bool, batch: int, scale: int):
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--bf16", action="store_true", help="also time bf16 autocast + channels-last")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/train_layout_cpu.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -77,7 +79,8 @@ def main() -> None:
                                           "round-robin after one warm-up"}, "rows": {}}
     for row in args.rows:
         name, overrides = ROWS[row]
-        calls = {v: (1, step_fn(name, overrides, p, cl, args.batch, 8)) for v, (p, cl) in VARIANTS.items()}
+        variants = {**VARIANTS, **(BF16 if args.bf16 else {})}
+        calls = {v: (1, step_fn(name, overrides, p, cl, args.batch, 8)) for v, (p, cl) in variants.items()}
         secs = round_robin(calls, args.reps)
         fastest = min(secs, key=secs.__getitem__)
         results["rows"][row] = {"model": name, "overrides": overrides,
